@@ -1,0 +1,88 @@
+"""The ``envgen`` command line.  Thin: parse, call one function, render."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+
+from . import __version__
+from .errors import EnvgenError
+from .ui import UI
+
+# Command name -> module under envgen.commands.  Each module has
+# ``register(subparsers, parents)`` and a ``run(args, ui)`` returning an exit code.
+COMMANDS = {
+    "lock": "lock",
+    "graph": "graph",
+    "why": "graph",
+    "diff": "diff",
+    "export-requirements": "export",
+}
+
+DESCRIPTION = textwrap.dedent(
+    """\
+    envgen: source-pinned, reproducible research environments.
+
+    A spec (specs/NAME.toml) names what an environment needs. envgen freezes it
+    at the spec's snapshot date into a lock (specs/pylock.NAME.toml, PEP 751)
+    where every wheel and every Debian .deb is pinned by sha256.
+
+    typical session:
+      envgen lock specs/abide.toml             resolve and write the lock
+      envgen graph specs/abide.toml            show the dependency tree
+      envgen why specs/abide.toml threadpoolctl
+                                               why is a package in the env?
+      envgen diff old/pylock.abide.toml specs/pylock.abide.toml
+                                               what changed between two locks
+      envgen export-requirements specs/abide.toml -o requirements.txt
+                                               a hashed requirements.txt for pip
+
+    Every command takes --json for a machine-readable result on stdout.
+    Errors are one line on stderr with exit status 2.
+    """
+)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of text")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress or notes on stderr")
+    parser = argparse.ArgumentParser(prog="envgen", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"envgen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    seen = set()
+    for mod_name in COMMANDS.values():
+        if mod_name in seen:
+            continue
+        seen.add(mod_name)
+        mod = importlib.import_module(f"envgen.commands.{mod_name}")
+        mod.register(sub, [common], HelpFormatter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    ui = UI(json_mode=args.json, quiet=args.quiet)
+    try:
+        return int(args.func(args, ui) or 0)
+    except EnvgenError as exc:
+        print(f"envgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("envgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

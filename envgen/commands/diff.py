@@ -1,0 +1,44 @@
+"""envgen diff LOCK_A LOCK_B"""
+
+from __future__ import annotations
+
+from ..lock import load_lock_for
+from ..lock.diff import diff_locks
+
+
+def register(sub, parents, fmt):
+    p = sub.add_parser(
+        "diff",
+        parents=parents,
+        formatter_class=fmt,
+        help="what was added, removed, upgraded or downgraded between two locks",
+        description="Compare two locks (or the locks of two specs), PyPI and Debian both.\n"
+        "A package whose version is unchanged but whose artifact hash differs is\n"
+        "reported as 'rebuilt': the bytes changed under the same version.\n"
+        "Exit status: 0 if the locks pin the same artifacts, 1 if they differ.",
+        epilog="example:\n  envgen diff old/pylock.abide.toml specs/pylock.abide.toml",
+    )
+    p.add_argument("lock_a", metavar="LOCK_A")
+    p.add_argument("lock_b", metavar="LOCK_B")
+    p.set_defaults(func=run)
+
+
+def run(args, ui) -> int:
+    _, a = load_lock_for(args.lock_a, ui)
+    _, b = load_lock_for(args.lock_b, ui)
+    changes = diff_locks(a, b)
+    data = {"a": args.lock_a, "b": args.lock_b, "changes": changes}
+
+    def human(out):
+        if not changes:
+            out.print("no differences")
+        for c in changes:
+            if c["change"] == "added":
+                out.print(f"+ {c['source']:6} {c['name']} {c['new']}")
+            elif c["change"] == "removed":
+                out.print(f"- {c['source']:6} {c['name']} {c['old']}")
+            else:
+                out.print(f"~ {c['source']:6} {c['name']} {c['old']} -> {c['new']} ({c['change']})")
+
+    ui.emit(data, human)
+    return 1 if changes else 0

