@@ -19,6 +19,11 @@ COMMANDS = {
     "why": "graph",
     "diff": "diff",
     "export-requirements": "export",
+    "snapshot": "snapshot",
+    "store": "store",
+    "archive": "archive",
+    "restore": "archive",
+    "gc": "gc",
 }
 
 DESCRIPTION = textwrap.dedent(
@@ -50,16 +55,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``only``) one with just that command's module loaded.
+
+    Command modules import heavy libraries (networkx, rich progress, …); loading
+    only the one that runs keeps start-up fast.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of text")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress or notes on stderr")
+    common.add_argument(
+        "--store", metavar="DIR", default=None,
+        help="the content-addressed store (default: $ENVGEN_STORE, else $XDG_DATA_HOME/envgen/store)",
+    )
     parser = argparse.ArgumentParser(prog="envgen", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"envgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     seen = set()
-    for mod_name in COMMANDS.values():
-        if mod_name in seen:
+    for cmd, mod_name in COMMANDS.items():
+        if (only and cmd != only) or mod_name in seen:
             continue
         seen.add(mod_name)
         mod = importlib.import_module(f"envgen.commands.{mod_name}")
@@ -68,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = argv[0] if argv else None
+    parser = build_parser(first if first in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

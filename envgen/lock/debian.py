@@ -17,8 +17,10 @@ The private state lives in envgen's cache; deleting it only costs time.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
+import json
 import fcntl
 import hashlib
 import os
@@ -26,6 +28,8 @@ import re
 import shutil
 import subprocess
 import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,7 @@ from debian.deb822 import Packages, Release
 
 from ..distros import DEFAULT_MIRROR, Distro
 from ..errors import EnvgenError
+from ..fsutil import atomic_write
 from ..paths import cache_dir
 
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
@@ -255,20 +260,87 @@ def stamp(date: dt.datetime) -> str:
     return date.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _fetch(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            return resp.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _inrelease_unchanged(apt: "Apt") -> bool:
+    """True when every suite's InRelease on the mirror equals the one apt verified last time.
+
+    Identical bytes carry the same (already verified) signature, so apt's
+    indices in the private state directory are current and need no update.
+    """
+    lists = apt.state / "lists"
+    urls, paths = [], []
+    for suite, uri in apt.sources:
+        urls.append(f"{uri}/dists/{suite.suite}/InRelease")
+        paths.append(lists / (_uri_to_listname(uri) + f"_dists_{suite.suite}_InRelease"))
+    if not all(p.is_file() for p in paths):
+        return False
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        remote = list(pool.map(_fetch, urls))
+    return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths))
+
+
+def _cache_key(apt: "Apt", roots: list[str], build_roots: list[str]) -> str:
+    h = hashlib.sha256()
+    for suite, uri in apt.sources:
+        p = apt.state / "lists" / (_uri_to_listname(uri) + f"_dists_{suite.suite}_InRelease")
+        h.update(f"{uri} {suite.suite} {hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    h.update(repr((RESOLUTION_CACHE_VERSION, apt.arch, roots, build_roots)).encode())
+    return h.hexdigest()
+
+
+RESOLUTION_CACHE_VERSION = 1
+
+
+def _load_cached(path: Path) -> DebianResolution | None:
+    try:
+        data = json.loads(path.read_text())
+        return DebianResolution(
+            distro=data["distro"], arch=data["arch"], roots=data["roots"], build_roots=data["build_roots"],
+            releases=[ReleaseInfo(r["archive"], r["suite"], r["uri"], dt.datetime.fromisoformat(r["date"]),
+                                  r["inrelease_sha256"]) for r in data["releases"]],
+            packages=[DebPackage(**p) for p in data["packages"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_cached(path: Path, res: DebianResolution) -> None:
+    data = dataclasses.asdict(res)
+    for r in data["releases"]:
+        r["date"] = r["date"].isoformat()
+    atomic_write(path, json.dumps(data, sort_keys=True))
+
+
 def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mirror: str | None) -> DebianResolution:
     roots = sorted({f"python{python}", *extra})
     build_roots = sorted(set(BUILD_ROOTS) - set(roots))
     apt = Apt(distro, arch, mirror)
     with apt.locked():
-        apt.update()
-        releases = apt.releases()
-        pins = apt.closure(roots + build_roots)
-        if not pins:
-            raise EnvgenError(f"apt resolved an empty closure for {', '.join(roots)}")
-        uris = apt.uris(pins)
-        records = {}
-        for rec in apt.show(pins):
-            records[rec["Package"]] = rec
+        if not _inrelease_unchanged(apt):
+            apt.update()
+        cache = apt.state / "resolutions" / f"{_cache_key(apt, roots, build_roots)}.json"
+        cached = _load_cached(cache)
+        if cached is not None:
+            return cached
+        res = _resolve_with_apt(apt, distro, arch, roots, build_roots)
+        _save_cached(cache, res)
+        return res
+
+
+def _resolve_with_apt(apt: "Apt", distro: Distro, arch: str, roots: list[str], build_roots: list[str]) -> DebianResolution:
+    releases = apt.releases()
+    pins = apt.closure(roots + build_roots)
+    if not pins:
+        raise EnvgenError(f"apt resolved an empty closure for {', '.join(roots)}")
+    uris = apt.uris(pins)
+    records = {rec["Package"]: rec for rec in apt.show(pins)}
     names = {n for n, _ in pins}
     missing = names - set(records)
     if missing:

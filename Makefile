@@ -1,0 +1,48 @@
+# envgen developer entry points.  `make demo` and `make test` are the two
+# Quick-start commands of README.md; both set up what they need.
+
+PYTHON ?= python3
+VENV   := .venv
+ABIDE_VENV := .venv-abide
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+UV_PIP := $(UV) pip
+SNAPSHOT_DATE_ABIDE := 2025-05-08T00:00:00Z
+
+.PHONY: setup demo test test-envgen test-abide requirements clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(ABIDE_VENV)/.installed: requirements/abide-test.txt pipelines/abide/pyproject.toml $(VENV)/.installed
+	$(UV) venv --quiet --allow-existing -p $(PYTHON) $(ABIDE_VENV)
+	$(UV_PIP) sync --quiet -p $(ABIDE_VENV)/bin/python --require-hashes requirements/abide-test.txt
+	$(UV_PIP) install --quiet -p $(ABIDE_VENV)/bin/python --no-deps -e pipelines/abide
+	touch $@
+
+# The main job: lock the ABIDE environment and show its graph.
+demo: setup
+	$(BIN)/envgen lock specs/abide.toml
+	$(BIN)/envgen graph specs/abide.toml
+
+test: test-envgen test-abide
+
+test-envgen: setup
+	$(BIN)/pytest tests
+
+test-abide: $(ABIDE_VENV)/.installed
+	$(ABIDE_VENV)/bin/python -m pytest -p no:cacheprovider pipelines/abide/tests
+
+# Re-pin the developer and pipeline-test requirements (needs the network).
+requirements: setup
+	$(UV_PIP) compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q --no-header -o requirements/dev.txt
+	$(UV_PIP) compile pipelines/abide/pyproject.toml requirements/abide-test.in --generate-hashes \
+	  --exclude-newer $(SNAPSHOT_DATE_ABIDE) --python-version 3.11 -q --no-header -o requirements/abide-test.txt
+
+clean:
+	rm -rf $(VENV) $(ABIDE_VENV) .pytest_cache

@@ -1,0 +1,135 @@
+"""Spec validation: every error names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from envgen.errors import EnvgenError
+from envgen.spec import load_spec
+
+from helpers import REPO, run_envgen
+
+GOOD = """\
+name = "demo"
+snapshot-date = 2025-05-08T00:00:00Z
+python = "3.11"
+platforms = ["linux-x86_64"]
+requirements = ["six", "packaging>=24"]
+"""
+
+
+def test_abide_spec_loads():
+    spec = load_spec(REPO / "specs" / "abide.toml")
+    assert spec.name == "abide"
+    assert spec.snapshot_date == dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    assert spec.python == "3.11"
+    assert spec.platforms == ["linux-x86_64"]
+    assert "scikit-learn==1.6.1" in spec.requirements
+    assert [lp.path for lp in spec.local] == ["../pipelines/abide"]
+    assert spec.os_base == "debian/bookworm"
+    assert spec.command == ["abide-pipeline"]
+    assert spec.lock_path.name == "pylock.abide.toml"
+    assert len(spec.sha256) == 64
+
+
+def test_minimal_spec_defaults(write_spec):
+    spec = load_spec(write_spec(GOOD))
+    assert spec.os_base == "debian/bookworm" and spec.os_packages == []
+    assert spec.local == []
+
+
+@pytest.mark.parametrize(
+    "edit, key, expected",
+    [
+        (("2025-05-08T00:00:00Z", "\"2025-13-40\""), "snapshot-date", "RFC 3339"),
+        (("2025-05-08T00:00:00Z", "2025-05-08T00:00:00+02:00"), "snapshot-date", "UTC"),
+        (("2025-05-08T00:00:00Z", "2025-05-08"), "snapshot-date", "RFC 3339"),
+        (('python = "3.11"', 'python = "3.12"'), "python", "3.11"),
+        (('python = "3.11"', "python = 3.11"), "python", "minor version"),
+        (('"six"', '"six >>> 1"'), "requirements[0]", "PEP 508"),
+        (('"six"', '"six @ https://example.org/six.whl"'), "requirements[0]", "local"),
+        (('name = "demo"', 'name = "My.Env"'), "name", "lower-case"),
+        (('["linux-x86_64"]', '["windows-arm"]'), "platforms", "linux-x86_64"),
+    ],
+)
+def test_bad_values_name_file_and_key(write_spec, edit, key, expected):
+    path = write_spec(GOOD.replace(*edit))
+    with pytest.raises(EnvgenError) as exc:
+        load_spec(path)
+    msg = str(exc.value)
+    assert str(path) in msg
+    assert f"'{key}'" in msg
+    assert expected in msg
+
+
+def test_unknown_key(write_spec):
+    path = write_spec(GOOD + 'colour = "blue"\n')
+    with pytest.raises(EnvgenError, match=r"unknown key 'colour'"):
+        load_spec(path)
+
+
+def test_unknown_nested_key(write_spec):
+    path = write_spec(GOOD + '[os]\nbase = "debian/bookworm"\nflavour = "x"\n')
+    with pytest.raises(EnvgenError, match=r"unknown key 'os.flavour'"):
+        load_spec(path)
+
+
+def test_missing_python(write_spec):
+    path = write_spec(GOOD.replace('python = "3.11"\n', ""))
+    with pytest.raises(EnvgenError, match=r"missing required key 'python'"):
+        load_spec(path)
+
+
+def test_missing_local_project(write_spec):
+    path = write_spec(GOOD + 'local = ["../nowhere"]\n')
+    with pytest.raises(EnvgenError, match=r"'local\[0\]'.*pyproject.toml"):
+        load_spec(path)
+
+
+def test_invalid_toml(write_spec):
+    path = write_spec(GOOD + "requirements = [\n")
+    with pytest.raises(EnvgenError, match="invalid TOML"):
+        load_spec(path)
+
+
+def test_newer_format_version_refused(write_spec):
+    path = write_spec("format-version = 99\n" + GOOD)
+    with pytest.raises(EnvgenError, match="format-version 99 is newer"):
+        load_spec(path)
+
+
+def test_cli_bad_spec_is_one_line_exit_2_and_writes_nothing(write_spec):
+    path = write_spec(GOOD.replace("2025-05-08T00:00:00Z", "\"yesterday-ish\""))
+    proc = run_envgen("lock", str(path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "snapshot-date" in lines[0] and "Traceback" not in proc.stderr
+    assert not (path.parent / "pylock.demo.toml").exists()
+    assert [p.name for p in path.parent.iterdir()] == ["demo.toml"]
+
+
+def test_cli_future_snapshot_date_refused_before_any_resolution(write_spec):
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = write_spec(GOOD.replace("2025-05-08T00:00:00Z", future))
+    proc = run_envgen("lock", str(path))
+    assert proc.returncode == 2
+    assert "in the future" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (path.parent / "pylock.demo.toml").exists()
+
+
+def test_cli_missing_spec():
+    proc = run_envgen("lock", "no/such/spec.toml")
+    assert proc.returncode == 2
+    assert "spec file not found" in proc.stderr
+
+
+def test_help_teaches():
+    proc = run_envgen("--help")
+    assert proc.returncode == 0
+    for word in ("lock", "graph", "why", "diff", "export-requirements", "--json"):
+        assert word in proc.stdout
+    proc = run_envgen("lock", "--help")
+    assert "snapshot date" in proc.stdout and "example" in proc.stdout
