@@ -24,6 +24,10 @@ COMMANDS = {
     "archive": "archive",
     "restore": "archive",
     "gc": "gc",
+    "build": "build",
+    "run": "run",
+    "runs": "runs",
+    "rerun": "rerun",
 }
 
 DESCRIPTION = textwrap.dedent(
@@ -70,7 +74,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="envgen", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"envgen {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", title="commands")
     seen = set()
     for cmd, mod_name in COMMANDS.items():
         if (only and cmd != only) or mod_name in seen:
@@ -85,7 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     first = argv[0] if argv else None
     parser = build_parser(first if first in COMMANDS else None)
+    # Everything after the first `--` is the command to run inside the env, verbatim
+    # (argparse cannot hold a trailing command with its own options reliably).
+    trailing: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, trailing = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    if hasattr(args, "cmd"):
+        args.cmd = trailing or list(args.cmd or [])
+    elif trailing:
+        parser.error(f"unexpected arguments after --: {' '.join(trailing)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

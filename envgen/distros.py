@@ -25,6 +25,10 @@ class Distro:
     glibc: tuple[int, int]
     suites: tuple[Suite, ...]
     keyring: str = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    # Beyond the interpreter, the libraries every manylinux wheel may assume the
+    # system provides and that python3.X does not pull in (PEP 599/600 policy):
+    # C++ extension wheels (scipy, pandas, …) link libstdc++.so.6.
+    runtime_roots: tuple[str, ...] = ("libstdc++6",)
     components: tuple[str, ...] = ("main",)
 
 

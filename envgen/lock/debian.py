@@ -319,7 +319,7 @@ def _save_cached(path: Path, res: DebianResolution) -> None:
 
 
 def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mirror: str | None) -> DebianResolution:
-    roots = sorted({f"python{python}", *extra})
+    roots = sorted({f"python{python}", *distro.runtime_roots, *extra})
     build_roots = sorted(set(BUILD_ROOTS) - set(roots))
     apt = Apt(distro, arch, mirror)
     with apt.locked():

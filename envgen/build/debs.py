@@ -1,0 +1,131 @@
+"""Unpack Debian .debs into a root filesystem, without maintainer scripts.
+
+A .deb is an ``ar`` archive holding ``debian-binary``, ``control.tar.*`` and
+``data.tar.*``; only the data member is unpacked.  Paths that would leave the
+root are refused; device nodes and fifos are skipped (a rootless tree cannot
+hold them, and the runtimes provide /dev).  Owners are not kept (the tree is
+owned by whoever builds it, and exports normalise to 0:0); modes keep their
+permission bits, without setuid/setgid.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import posixpath
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import EnvgenError
+
+AR_MAGIC = b"!<arch>\n"
+
+
+def ar_members(fh: BinaryIO, label: str):
+    """Yield (name, bytes) for each member of an ar archive."""
+    if fh.read(8) != AR_MAGIC:
+        raise EnvgenError(f"{label}: not a Debian package (no ar header)")
+    while True:
+        header = fh.read(60)
+        if not header:
+            return
+        if len(header) < 60 or header[58:60] != b"`\n":
+            raise EnvgenError(f"{label}: corrupt ar member header")
+        name = header[0:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        data = fh.read(size)
+        if len(data) != size:
+            raise EnvgenError(f"{label}: truncated ar member {name}")
+        if size % 2:
+            fh.read(1)
+        yield name, data
+
+
+def _open_data_tar(name: str, data: bytes, label: str) -> tarfile.TarFile:
+    if name.endswith(".xz"):
+        raw = lzma.decompress(data)
+    elif name.endswith(".zst"):
+        import zstandard
+
+        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    elif name.endswith(".gz"):
+        import gzip
+
+        raw = gzip.decompress(data)
+    elif name == "data.tar":
+        raw = data
+    else:
+        raise EnvgenError(f"{label}: unsupported data member {name}")
+    return tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+
+
+def _safe_rel(name: str, label: str) -> str | None:
+    norm = posixpath.normpath("/" + name.lstrip("./") if name not in (".", "./") else "/")
+    if norm == "/":
+        return None
+    rel = norm.lstrip("/")
+    if rel.startswith("..") or "/../" in f"/{rel}/":
+        raise EnvgenError(f"{label}: member {name!r} leaves the root")
+    return rel
+
+
+def _ensure_parent(root: Path, rel: str) -> Path:
+    target = root / rel
+    parent = target.parent
+    # never follow a symlink out of the root while creating parents
+    cur = root
+    for part in Path(rel).parent.parts:
+        cur = cur / part
+        if cur.is_symlink():
+            link = os.readlink(cur)
+            resolved = Path(posixpath.normpath(posixpath.join(str(cur.parent.relative_to(root)), link)
+                                               if not link.startswith("/") else link.lstrip("/")))
+            cur = root / resolved
+        cur.mkdir(exist_ok=True)
+    return parent
+
+
+def extract_deb(fh: BinaryIO, root: Path, label: str) -> list[str]:
+    """Unpack the data member of one .deb into *root*; return the paths written."""
+    data_tar = None
+    for name, data in ar_members(fh, label):
+        if name.startswith("data.tar"):
+            data_tar = _open_data_tar(name, data, label)
+            break
+    if data_tar is None:
+        raise EnvgenError(f"{label}: no data.tar member")
+    written: list[str] = []
+    with data_tar:
+        for m in data_tar.getmembers():
+            rel = _safe_rel(m.name, label)
+            if rel is None:
+                continue
+            target = root / rel
+            if m.isdir():
+                if target.is_symlink():
+                    continue  # e.g. a merged-/usr link already in place
+                target.mkdir(parents=True, exist_ok=True)
+                os.chmod(target, (m.mode & 0o777) | 0o700)
+                continue
+            _ensure_parent(root, rel)
+            if target.is_symlink() or target.exists():
+                if target.is_dir() and not target.is_symlink():
+                    raise EnvgenError(f"{label}: {rel} would replace a directory")
+                target.unlink()
+            if m.issym():
+                os.symlink(m.linkname, target)
+            elif m.islnk():
+                src_rel = _safe_rel(m.linkname, label)
+                os.link(root / src_rel, target)
+            elif m.isfile():
+                src = data_tar.extractfile(m)
+                with open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+                os.chmod(target, m.mode & 0o777)
+            else:
+                continue  # devices, fifos
+            written.append(rel)
+    return written

@@ -1,0 +1,1 @@
+"""Running commands inside an environment, and recording what happened."""

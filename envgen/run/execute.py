@@ -1,0 +1,188 @@
+"""Run a command inside a built environment and record it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EnvgenError
+from ..store import Store
+from .records import Record, Records, host_facts, new_run_id, now_iso
+from .sandbox import DEFAULT_PATH, Bind, Sandbox
+
+RUN_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_tree(src: Path, dst: str) -> dict[str, dict]:
+    """{container path: {sha256, size}} for every regular file under a bind."""
+    out: dict[str, dict] = {}
+    if src.is_file():
+        return {dst: {"sha256": file_sha(src), "size": src.stat().st_size}}
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_symlink() or not full.is_file():
+                continue
+            rel = full.relative_to(src).as_posix()
+            out[posixpath.join(dst, rel)] = {"sha256": file_sha(full), "size": full.stat().st_size}
+    return out
+
+
+def _fingerprints(src: Path) -> dict[str, tuple[int, int, int]]:
+    """{relative path: (size, mtime_ns, inode)} of the files under a writable bind, to tell what a run wrote."""
+    if src.is_file():
+        st = src.stat()
+        return {".": (st.st_size, st.st_mtime_ns, st.st_ino)}
+    out = {}
+    for dirpath, _, filenames in os.walk(src):
+        for name in filenames:
+            full = Path(dirpath) / name
+            if full.is_file() and not full.is_symlink():
+                st = full.stat()
+                out[full.relative_to(src).as_posix()] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def code_revision(cwd: Path) -> dict:
+    """git commit of the working directory, plus a hash of uncommitted changes (tracked and untracked)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True)
+
+    try:
+        head = git("rev-parse", "HEAD")
+    except OSError:
+        return {"vcs": None}
+    if head.returncode != 0:
+        return {"vcs": None}
+    top = git("rev-parse", "--show-toplevel").stdout.decode().strip()
+    diff = git("diff", "HEAD", "--binary").stdout
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
+    h = hashlib.sha256(diff)
+    for name in sorted(u for u in untracked if u):
+        p = Path(top) / name.decode("utf-8", "surrogateescape")
+        h.update(b"\0" + name + b"\0")
+        if p.is_file():
+            h.update(file_sha(p).encode())
+    dirty = bool(diff) or any(untracked)
+    return {"vcs": "git", "commit": head.stdout.decode().strip(), "dirty": dirty,
+            "changes_sha256": h.hexdigest() if dirty else None}
+
+
+def find_command(rootfs: Path, argv0: str, path: str = DEFAULT_PATH) -> str:
+    """The command's path inside the env, or a one-line error if it is not there."""
+    def exists(p: str) -> bool:
+        full = rootfs / p.lstrip("/")
+        # resolve symlinks inside the tree, not on the host
+        for _ in range(40):
+            if full.is_symlink():
+                target = os.readlink(full)
+                full = rootfs / target.lstrip("/") if target.startswith("/") else full.parent / target
+                continue
+            break
+        return full.is_file() and os.access(full, os.X_OK)
+
+    if "/" in argv0:
+        if exists(argv0 if argv0.startswith("/") else "/" + argv0):
+            return argv0
+        raise EnvgenError(f"command {argv0!r} not found inside the env")
+    dirs = path.split(":")
+    for d in dirs:
+        if exists(posixpath.join(d, argv0)):
+            return posixpath.join(d, argv0)
+    raise EnvgenError(f"command {argv0!r} not found inside the env (searched {path})",
+                      hint="is it provided by a package in the spec's requirements?")
+
+
+@dataclass
+class EnvRef:
+    """What a runtime runs in: a tree on disk and its identity."""
+
+    rootfs: Path
+    runtime: str
+    builder: str
+    snapshot_id: str
+    tree_digest: str
+    build_key: str
+    env_name: str
+
+
+def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind], *, network: bool = False,
+                 label: str | None = None, reason: str | None = None, tags: list[str] | None = None,
+                 spec: str | None = None, extra_env: dict[str, str] | None = None, workdir: str | None = None,
+                 nondeterministic: dict | None = None, rerun_of: str | None = None, cwd: Path | None = None,
+                 launcher=None) -> Record:
+    """Run *command* in *env* with *binds*; stream its output; record it; return the record.
+
+    *launcher(command, env_vars, binds, network, workdir)* returns the argv to exec
+    (bwrap by default; other runtimes pass theirs).
+    """
+    find_command(env.rootfs, command[0])
+    inputs: dict[str, dict] = {}
+    for b in binds:
+        if not b.writable:
+            inputs.update(hash_tree(b.src, b.dst))
+    env_vars = {**RUN_ENV, **(extra_env or {})}
+    rec = Record(
+        id=new_run_id(), started=now_iso(), runtime=env.runtime, command=list(command),
+        binds=[{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"} for b in binds],
+        network=network, env=env_vars, code=code_revision(cwd or Path.cwd()), inputs=inputs, outputs={},
+        host=host_facts(), nondeterministic=nondeterministic or {}, label=label, reason=reason, spec=spec,
+        env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
+        build_key=env.build_key, workdir=workdir or "/", rerun_of=rerun_of, tags=list(tags or []),
+    )
+    if launcher is None:
+        sandbox = Sandbox(root=env.rootfs, network=network, binds=binds, env=env_vars, cwd=workdir or "/")
+        argv = sandbox.argv(command)
+    else:
+        argv = launcher(command, env_vars, binds, network, workdir or "/")
+    before = {b.dst: _fingerprints(b.src) for b in binds if b.writable}
+    records = Records(store.root / "records.sqlite")
+    records.add(rec)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv)
+    try:
+        while True:
+            try:
+                status = proc.wait()
+                break
+            except KeyboardInterrupt:
+                proc.send_signal(signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    duration = time.perf_counter() - t0
+    exit_status = status if status >= 0 else 128 - status
+    outputs: dict[str, dict] = {}
+    for b in binds:
+        if b.writable:
+            after = _fingerprints(b.src)
+            changed = {rel for rel, fp in after.items() if before[b.dst].get(rel) != fp}
+            for path, info in hash_tree(b.src, b.dst).items():
+                rel = posixpath.relpath(path, b.dst) if path != b.dst else "."
+                if rel not in changed:
+                    continue  # there before the run, untouched: not an output of it
+                host = b.src if b.src.is_file() else b.src / rel
+                store.add_file(host, info["sha256"], label=path)
+                outputs[path] = info
+    rec.outputs = outputs
+    rec.exit_status = exit_status
+    rec.duration = round(duration, 3)
+    records.update_result(rec.id, outputs=outputs, exit_status=exit_status, duration=rec.duration)
+    records.close()
+    return rec

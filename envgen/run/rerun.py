@@ -1,0 +1,73 @@
+"""``envgen rerun``: same command, same env, same inputs; compare the outputs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..build.embedded import read_meta, tree_dir
+from ..errors import EnvgenError
+from ..store import Store
+from .compare import compare_outputs
+from .execute import EnvRef, hash_tree, run_recorded
+from .records import Records
+from .sandbox import Bind
+
+
+def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
+    records = Records(store.root / "records.sqlite")
+    rec = records.get(run_id)
+    records.close()
+    meta = read_meta(store, rec.build_key) if rec.build_key else None
+    rootfs = tree_dir(store, rec.build_key) / "rootfs" if rec.build_key else None
+    if meta is None or rootfs is None or not rootfs.is_dir():
+        if rec.spec and Path(rec.spec).is_file():
+            from .env import acquire
+
+            env, _ = acquire(store, rec.spec, rec.runtime if rec.runtime else "bwrap", ui)
+            if env.tree_digest != rec.tree_digest:
+                raise EnvgenError(f"the env of {rec.spec} now has tree digest {env.tree_digest[:16]}…, "
+                                  f"not the recorded {rec.tree_digest[:16]}…", hint="the spec or lock changed since the run")
+        else:
+            raise EnvgenError(f"the env of run {rec.id} (build {rec.build_key}) is not in this store",
+                              hint="rebuild it with `envgen build SPEC`")
+    else:
+        if meta["tree-digest"] != rec.tree_digest:
+            raise EnvgenError(f"the stored env {rec.build_key} has digest {meta['tree-digest']}, not the recorded one")
+        env = EnvRef(rootfs=rootfs, runtime=rec.runtime, builder=rec.builder or "embedded",
+                     snapshot_id=rec.snapshot_id, tree_digest=rec.tree_digest, build_key=rec.build_key,
+                     env_name=rec.env_name or "")
+
+    base = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"envgen-rerun-{rec.id}-"))
+    base.mkdir(parents=True, exist_ok=True)
+    binds: list[Bind] = []
+    for i, b in enumerate(rec.binds):
+        src = Path(b["src"])
+        if b["mode"] == "ro":
+            if not src.exists():
+                raise EnvgenError(f"input {src} (bound at {b['dst']}) no longer exists")
+            now = hash_tree(src, b["dst"])
+            for path, info in rec.inputs.items():
+                if path == b["dst"] or path.startswith(b["dst"].rstrip("/") + "/"):
+                    if path not in now:
+                        raise EnvgenError(f"input {path} is missing now; the rerun would not see the same inputs")
+                    if now[path]["sha256"] != info["sha256"]:
+                        raise EnvgenError(f"input {path} changed since run {rec.id} (sha256 {info['sha256'][:16]}… "
+                                          f"→ {now[path]['sha256'][:16]}…)")
+            binds.append(Bind(src, b["dst"], False))
+        else:
+            fresh = base / f"bind{i}"
+            fresh.mkdir(exist_ok=True)
+            binds.append(Bind(fresh, b["dst"], True))
+    new = run_recorded(store, env, rec.command, binds, network=rec.network, label=rec.label, reason=f"rerun of {rec.id}",
+                       spec=rec.spec, extra_env={k: v for k, v in rec.env.items()}, workdir=rec.workdir,
+                       nondeterministic=rec.nondeterministic, rerun_of=rec.id)
+
+    def read(info_map):
+        return lambda path: store.path_of(info_map[path]["sha256"]).read_bytes()
+
+    comparison = compare_outputs(rec.outputs, new.outputs, rec.nondeterministic, read(rec.outputs), read(new.outputs))
+    if new.exit_status != rec.exit_status:
+        comparison["verdict"] = "differing"
+        comparison["exit_status"] = {"original": rec.exit_status, "rerun": new.exit_status}
+    return {"original": rec.id, "rerun": new.id, "out": str(base), "comparison": comparison}

@@ -1,0 +1,121 @@
+"""bubblewrap: run a command with an environment tree as ``/``.
+
+One function builds the bwrap argv for every use: the builder (tree
+writable, network cut, store objects bound read-only) and ``envgen run``
+(tree read-only, only the declared binds, network cut unless asked for).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EnvgenError
+
+ENV_PREFIX = "/opt/env"
+DEFAULT_PATH = f"{ENV_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass
+class Bind:
+    src: Path
+    dst: str
+    writable: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Bind":
+        """``SRC:DST[:ro|:rw]`` (read-write unless ``:ro``)."""
+        parts = text.split(":")
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            src, dst, mode = parts
+        elif len(parts) == 2:
+            src, dst, mode = parts[0], parts[1], "rw"
+        else:
+            raise EnvgenError(f"--bind {text!r}: expected SRC:DST or SRC:DST:ro")
+        if not dst.startswith("/"):
+            raise EnvgenError(f"--bind {text!r}: the destination must be an absolute path inside the env")
+        p = Path(src).expanduser()
+        if not p.exists():
+            raise EnvgenError(f"--bind {text!r}: the source {src} does not exist")
+        return cls(p.resolve(), os.path.normpath(dst), mode == "rw")
+
+    def spec(self) -> str:
+        return f"{self.src}:{self.dst}:{'rw' if self.writable else 'ro'}"
+
+
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if not path:
+        raise EnvgenError(
+            "bubblewrap (bwrap) is not installed; envgen needs it to build and run environments unprivileged",
+            hint="apt-get install bubblewrap  (or dnf install bubblewrap)",
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def netns_available() -> bool:
+    """Whether bwrap can make a network namespace here (unprivileged user namespaces allowed)."""
+    try:
+        proc = subprocess.run([bwrap_path(), "--unshare-net", "--ro-bind", "/", "/", "true"],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    writable_root: bool = False
+    network: bool = False
+    binds: list[Bind] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    extra: list[str] = field(default_factory=list)
+
+    def argv(self, command: list[str]) -> list[str]:
+        args = [bwrap_path(), "--die-with-parent", "--unshare-all"]
+        if self.network:
+            args.append("--share-net")
+        elif not netns_available():
+            raise EnvgenError("cannot create a network namespace here, so the network cannot be cut",
+                              hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
+        if self.writable_root:
+            args += ["--bind", str(self.root), "/"]
+        else:
+            # A tmpfs root holding read-only binds of the tree's top-level entries: bind
+            # destinations that the tree lacks can then be created, and `--remount-ro /`
+            # below makes the whole of / read-only again.
+            args += ["--tmpfs", "/"]
+            for entry in sorted(os.listdir(self.root)):
+                full = self.root / entry
+                if entry in ("proc", "dev", "tmp"):
+                    continue
+                if full.is_symlink():
+                    args += ["--symlink", os.readlink(full), f"/{entry}"]
+                else:
+                    args += ["--ro-bind", str(full), f"/{entry}"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        if self.network:
+            for f in ("/etc/resolv.conf", "/etc/hosts"):
+                if os.path.exists(f):
+                    args += ["--ro-bind", f, f]
+        for b in self.binds:
+            args += ["--bind" if b.writable else "--ro-bind", str(b.src), b.dst]
+        args += self.extra
+        if not self.writable_root:
+            args += ["--remount-ro", "/"]
+        args += ["--clearenv"]
+        base = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TZ": "UTC"}
+        for k, v in {**base, **self.env}.items():
+            args += ["--setenv", k, v]
+        args += ["--chdir", self.cwd, "--"]
+        return args + list(command)
+
+    def run(self, command: list[str], **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(command), **kw)

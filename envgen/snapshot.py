@@ -1,0 +1,396 @@
+"""Snapshot: put every artifact a lock names into the store, and name the set.
+
+The **snapshot manifest** (canonical JSON, written to ``roots/<id>.json``)::
+
+    {"format-version": 1, "kind": "envgen-snapshot", "name": "abide",
+     "snapshot-date": "2025-05-08T00:00:00Z",
+     "objects": [{"role": "wheel", "name": "numpy-...whl", "sha256": "...", "size": 123}, ...]}
+
+Objects are sorted by (role, name, sha256).  Roles: ``wheel``, ``sdist``,
+``build-wheel``, ``build-sdist``, ``deb``, ``build-deb``, ``local-source``
+(a deterministic tar, see :mod:`envgen.srcpack`), ``lock`` and ``spec``.
+The last three also carry ``path``: where the file or directory lies relative
+to the *layout root*, the deepest directory holding the lock and every local
+project (for specs/abide.toml with ../pipelines/abide that is the repository
+root: ``specs/abide.toml``, ``pipelines/abide``).
+
+The **snapshot id** is the sha256 of the canonical manifest bytes, so the same
+lock (and the same local sources) gives the same id on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import FORMAT_VERSION, __version__
+from .errors import EnvgenError
+from .fsutil import canonical_json
+from .lock import pylock
+from .spec import format_date
+from .store import HashMismatch, Store, is_sha256
+from . import srcpack
+
+KIND = "envgen-snapshot"
+USER_AGENT = f"envgen/{__version__} (+snapshot)"
+READ_CHUNK = 1 << 20
+
+
+@dataclass
+class Fetch:
+    role: str
+    name: str
+    sha256: str
+    size: int | None
+    urls: list[str]
+
+
+@dataclass
+class LocalItem:
+    role: str  # local-source | lock | spec
+    name: str
+    path: str  # relative to the layout root (POSIX)
+    source: Path  # on this machine
+
+
+@dataclass
+class Plan:
+    name: str
+    snapshot_date: str
+    epoch: int
+    fetches: list[Fetch]
+    locals: list[LocalItem]
+    lock: pylock.Lock
+
+
+@dataclass
+class SnapshotResult:
+    id: str
+    manifest: dict
+    fetched: list[str] = field(default_factory=list)
+    fetched_bytes: int = 0
+    present: int = 0
+    present_bytes: int = 0
+    local_added: int = 0
+    root: Path | None = None
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _layout_root(lock_dir: Path, local_dirs: list[Path]) -> Path:
+    return Path(os.path.commonpath([str(lock_dir)] + [str(d) for d in local_dirs]))
+
+
+def _rel(p: Path, base: Path) -> str:
+    return Path(os.path.relpath(p, base)).as_posix()
+
+
+def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: bool = False) -> Plan:
+    if lock.path is None:
+        raise EnvgenError("the lock has no path; load it from a file")
+    lock_path = Path(os.path.abspath(lock.path))
+    lock_dir = lock_path.parent
+    fetches: list[Fetch] = []
+
+    def add_pkg(p: pylock.PyPackage, wheel_role: str, sdist_role: str):
+        for w in p.wheels:
+            fetches.append(Fetch(wheel_role, w.filename, w.sha256, w.size, [w.url]))
+        if with_sdists and p.sdist is not None:
+            s = p.sdist
+            fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url]))
+
+    local_dirs: list[tuple[str, Path]] = []
+    for p in lock.packages:
+        if p.is_local:
+            local_dirs.append((p.name, Path(os.path.normpath(lock_dir / p.directory))))
+            continue
+        add_pkg(p, "wheel", "sdist")
+    for p in lock.build_tools:
+        add_pkg(p, "build-wheel", "build-sdist")
+    for d in lock.debian.packages:
+        role = "build-deb" if d.role == "build" else "deb"
+        urls = [d.url] + ([d.snapshot_url] if d.snapshot_url and d.snapshot_url != d.url else [])
+        fetches.append(Fetch(role, Path(d.filename).name, d.sha256, d.size, urls))
+    for f in fetches:
+        if not is_sha256(f.sha256):
+            raise EnvgenError(f"{lock.path}: {f.name}: not a sha256 digest: {f.sha256!r}")
+
+    if spec_path is None:
+        cand = lock_dir / lock.spec
+        spec_path = cand if cand.is_file() else None
+    base = _layout_root(lock_dir, [d for _, d in local_dirs])
+    locals_: list[LocalItem] = [LocalItem("lock", lock_path.name, _rel(lock_path, base), lock_path)]
+    if spec_path is not None:
+        sp = Path(os.path.abspath(spec_path))
+        if sp.parent != lock_dir:
+            base2 = _layout_root(lock_dir, [d for _, d in local_dirs] + [sp.parent])
+            if base2 != base:
+                raise EnvgenError(f"{sp}: the spec must lie next to its lock ({lock_dir})")
+        locals_.append(LocalItem("spec", sp.name, _rel(sp, base), sp))
+    for name, d in local_dirs:
+        locals_.append(LocalItem("local-source", name, _rel(d, base), d))
+    return Plan(lock.name, format_date(lock.snapshot_date), int(lock.snapshot_date.timestamp()), fetches, locals_, lock)
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+class FetchError(EnvgenError):
+    pass
+
+
+class Interrupted(Exception):
+    pass
+
+
+_ACTIVE: dict[int, object] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _active(resp, stop):
+    """Register a response so that an interrupt can unblock its read by shutting the socket down."""
+    with _ACTIVE_LOCK:
+        _ACTIVE[id(resp)] = resp
+    try:
+        if stop is not None and stop.is_set():
+            raise Interrupted()
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.pop(id(resp), None)
+
+
+def _abort_active() -> None:
+    with _ACTIVE_LOCK:
+        resps = list(_ACTIVE.values())
+    for resp in resps:
+        sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, retries: int, timeout: float,
+              stop: threading.Event | None = None) -> int:
+    """Fetch one artifact into the store; returns bytes downloaded.  Tries each URL, retrying dropped connections."""
+    errors: list[str] = []
+    for url in f.urls:
+        for attempt in range(retries + 1):
+            got = 0
+            try:
+                req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+                with urllib.request.urlopen(req, timeout=timeout) as resp, \
+                        store.writer(f.sha256, f"{f.name} ({url})") as w, _active(resp, stop):
+                    while True:
+                        if stop is not None and stop.is_set():
+                            raise Interrupted()
+                        buf = resp.read1(READ_CHUNK)
+                        if not buf:
+                            break
+                        w.write(buf)
+                        got += len(buf)
+                        if progress is not None:
+                            progress(len(buf))
+                    if f.size is not None and w.size < f.size:
+                        raise ConnectionError(f"connection closed after {w.size} of {f.size} bytes")
+                    w.commit()
+                    return w.size
+            except HashMismatch:
+                if progress is not None:
+                    progress(-got)
+                raise
+            except urllib.error.HTTPError as exc:
+                if progress is not None:
+                    progress(-got)
+                errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                if exc.code < 500:
+                    break  # 404 and friends: retrying the same URL will not help
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, OSError) as exc:
+                if progress is not None:
+                    progress(-got)
+                reason = getattr(exc, "reason", None) or exc
+                errors.append(f"{url}: {reason}")
+            if attempt < retries:
+                time.sleep(min(0.2 * (2 ** attempt), 2.0))
+    raise FetchError(f"cannot fetch {f.name}: {errors[-1] if errors else 'no URL'}",
+                     hint="check the network or proxy settings (https_proxy); re-run to resume")
+
+
+def _fetch_one(store: Store, f: Fetch, progress, retries: int, timeout: float,
+               stop: threading.Event | None = None) -> tuple[str, int, bool]:
+    """Returns (sha, bytes, downloaded?)."""
+    if store.has(f.sha256):
+        return f.sha256, store.size_of(f.sha256), False
+    with store.object_lock(f.sha256):
+        if store.has(f.sha256):  # another process fetched it while we waited
+            return f.sha256, store.size_of(f.sha256), False
+        if stop is not None and stop.is_set():
+            raise Interrupted()
+        n = _download(store, f, progress, retries, timeout, stop)
+        return f.sha256, n, True
+
+
+def _schedule(fetches: list[Fetch]) -> list[Fetch]:
+    """Start order: round-robin over hosts, largest first within a host.
+
+    Hosts differ a lot in throughput (deb.debian.org is often capped per
+    client, PyPI's CDN is not), so every host gets slots from the start, and
+    the biggest files, which bound the run, start early.
+    """
+    by_host: dict[str, list[Fetch]] = {}
+    for f in sorted(fetches, key=lambda f: (-(f.size or 0), f.name)):
+        by_host.setdefault(urllib.parse.urlsplit(f.urls[0]).netloc if f.urls else "", []).append(f)
+    queues = [by_host[h] for h in sorted(by_host)]
+    out: list[Fetch] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, with_sdists: bool = False,
+             jobs: int = 8, progress_factory=None, retries: int = 2, timeout: float = 60.0,
+             note: Callable[[str], None] | None = None) -> SnapshotResult:
+    """Fetch what the store lacks, pack local sources, write the root; return the id.
+
+    *progress_factory(total_bytes)* may return a context manager yielding
+    ``advance(nbytes)``; it is used only when something must be downloaded.
+    """
+    plan = make_plan(lock, spec_path, with_sdists)
+    objects: list[dict] = []
+    res = SnapshotResult(id="", manifest={})
+    with store.session():
+        # local items first: cheap, and they fail early on a broken tree
+        for it in plan.locals:
+            if it.role == "local-source":
+                data = srcpack.pack_tree_bytes(it.source, plan.epoch)
+            else:
+                data = it.source.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if not store.has(sha):
+                store.add_bytes(data, sha, it.name)
+                res.local_added += 1
+            objects.append({"role": it.role, "name": it.name, "path": it.path, "sha256": sha, "size": len(data)})
+
+        # de-duplicate by hash (the same file may appear under two roles)
+        unique: dict[str, Fetch] = {}
+        for f in plan.fetches:
+            unique.setdefault(f.sha256, f)
+        missing = _schedule([f for f in unique.values() if not store.has(f.sha256)])
+        total = sum(f.size or 0 for f in missing)
+        if missing and note:
+            note(f"fetching {len(missing)} of {len(unique)} artifacts ({total / 1e6:.1f} MB)")
+
+        sizes: dict[str, int] = {}
+        fetched: set[str] = set()
+
+        stop = threading.Event()
+
+        def run(advance):
+            pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+            try:
+                futs = {pool.submit(_fetch_one, store, f, advance, retries, timeout, stop): f for f in missing}
+                for fut in as_completed(futs):
+                    sha, n, downloaded = fut.result()
+                    sizes[sha] = n
+                    if downloaded:
+                        fetched.add(sha)
+            except BaseException:
+                stop.set()  # workers abort between chunks; their temporary files are removed
+                _abort_active()  # and blocked reads return at once
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+
+        if missing:
+            if progress_factory is not None:
+                with progress_factory(total) as advance:
+                    run(advance)
+            else:
+                run(None)
+
+        for f in plan.fetches:
+            size = sizes.get(f.sha256)
+            if size is None:
+                size = store.size_of(f.sha256)
+            if f.size is not None and size != f.size:
+                raise EnvgenError(f"{f.name}: the lock says {f.size} bytes, the object has {size}",
+                                  hint="the lock is inconsistent; re-lock")
+            objects.append({"role": f.role, "name": f.name, "sha256": f.sha256, "size": size})
+            if f.sha256 in fetched:
+                res.fetched.append(f.name)
+                res.fetched_bytes += size
+                fetched.discard(f.sha256)
+            else:
+                res.present += 1
+                res.present_bytes += size
+
+        manifest = {
+            "format-version": FORMAT_VERSION,
+            "kind": KIND,
+            "name": plan.name,
+            "snapshot-date": plan.snapshot_date,
+            "objects": sorted(objects, key=lambda o: (o["role"], o["name"], o["sha256"], o.get("path", ""))),
+        }
+        data = canonical_json(manifest)
+        sid = hashlib.sha256(data).hexdigest()
+        if store.read_root(sid) != data:
+            res.root = store.write_root(sid, data)
+        else:
+            res.root = store.root_path(sid)
+    res.id = sid
+    res.manifest = manifest
+    return res
+
+
+# --------------------------------------------------------------------------- reading manifests
+
+
+def parse_manifest(data: bytes, where: str) -> dict:
+    import json
+
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise EnvgenError(f"{where}: not a snapshot manifest (invalid JSON)") from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise EnvgenError(f"{where}: not an envgen snapshot manifest")
+    fv = doc.get("format-version")
+    if not isinstance(fv, int):
+        raise EnvgenError(f"{where}: snapshot manifest without a format-version")
+    if fv > FORMAT_VERSION:
+        raise EnvgenError(f"{where}: snapshot format {fv} needs a newer envgen (this one reads up to {FORMAT_VERSION})",
+                          hint="upgrade envgen")
+    objs = doc.get("objects")
+    if not isinstance(objs, list) or not all(isinstance(o, dict) and is_sha256(o.get("sha256")) for o in objs):
+        raise EnvgenError(f"{where}: snapshot manifest with a malformed object list")
+    return doc
+
+
+def load_root(store: Store, sid: str) -> dict:
+    if not is_sha256(sid):
+        raise EnvgenError(f"{sid!r} is not a snapshot id (64 hex digits)")
+    data = store.read_root(sid)
+    if data is None:
+        raise EnvgenError(f"snapshot {sid} is not in the store {store.root}",
+                          hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE`")
+    if hashlib.sha256(data).hexdigest() != sid:
+        raise EnvgenError(f"{store.root_path(sid)}: the root's bytes do not match its id")
+    return parse_manifest(data, str(store.root_path(sid)))

@@ -1,0 +1,230 @@
+"""Deterministic tar packing of local source trees.
+
+The same file set and contents give the same bytes on any machine:
+
+* entries sorted by path, parent directories before their contents;
+* every mtime is the lock's snapshot date; uid/gid 0, empty user and group names;
+* modes normalised: directories 0755, files 0755 if any execute bit is set, else 0644;
+* POSIX pax format, but pax records appear only for long or non-ASCII names
+  (which depend on the name alone);
+* only directories that hold a packed file are recorded (git has no empty dirs).
+
+Which files: inside a git work tree, ``git ls-files --cached --others
+--exclude-standard`` (tracked plus untracked-but-not-ignored); elsewhere the
+``.gitignore`` files of the tree are applied with :mod:`pathspec`.  Both skip
+``.git/``, ``__pycache__/`` and ``*.pyc``.  For a clean tree whose ignore rules
+live inside it the two give the same set, so a restored copy packs identically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Iterable
+
+import pathspec
+
+from .errors import EnvgenError
+
+ALWAYS_SKIP_DIRS = {".git", "__pycache__"}
+ALWAYS_SKIP_SUFFIXES = (".pyc",)
+
+
+def _skipped(rel: str) -> bool:
+    parts = rel.split("/")
+    if any(p in ALWAYS_SKIP_DIRS for p in parts):
+        return True
+    return rel.endswith(ALWAYS_SKIP_SUFFIXES)
+
+
+def _in_git_worktree(root: Path) -> bool:
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
+                           capture_output=True, text=True, timeout=30)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0 and r.stdout.strip() == "true"
+
+
+def _git_files(root: Path) -> list[str]:
+    r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                       capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise EnvgenError(f"{root}: git ls-files failed: {r.stderr.decode(errors='replace').strip()}")
+    out = []
+    for raw in r.stdout.split(b"\0"):
+        if not raw:
+            continue
+        rel = raw.decode("utf-8", "surrogateescape")
+        p = root / rel
+        if os.path.lexists(p):  # --cached lists files deleted from the work tree
+            out.append(rel)
+    return out
+
+
+def _walk_files(root: Path) -> list[str]:
+    """Files under *root* not ignored by the .gitignore files inside it (git's rules, via pathspec)."""
+    out: list[str] = []
+    # stack of (base dir relative to root, spec)
+    def ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec]]) -> bool:
+        verdict = False
+        for base, spec in specs:
+            if base and not rel.startswith(base + "/"):
+                continue
+            sub = rel[len(base) + 1:] if base else rel
+            if is_dir:
+                sub += "/"
+            res = spec.check_file(sub)
+            if res.include is not None:
+                verdict = bool(res.include)
+        return verdict
+
+    def walk(d: Path, rel_dir: str, specs: list[tuple[str, pathspec.PathSpec]]) -> None:
+        gi = d / ".gitignore"
+        if gi.is_file():
+            lines = gi.read_text(errors="surrogateescape").splitlines()
+            specs = specs + [(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines))]
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name in ALWAYS_SKIP_DIRS or ignored(rel, True, specs):
+                    continue
+                walk(Path(entry.path), rel, specs)
+            else:
+                if ignored(rel, False, specs):
+                    continue
+                out.append(rel)
+
+    walk(root, "", [])
+    return out
+
+
+def list_files(root: str | os.PathLike, use_git: bool | None = None) -> list[str]:
+    """The sorted POSIX relative paths of the files to pack from *root*."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EnvgenError(f"{root}: local project directory not found")
+    if use_git is None:
+        use_git = _in_git_worktree(root)
+    files = _git_files(root) if use_git else _walk_files(root)
+    return sorted({f for f in files if not _skipped(f)})
+
+
+def _norm_mode(st_mode: int) -> int:
+    return 0o755 if st_mode & 0o111 else 0o644
+
+
+def _tarinfo(name: str, mtime: int, *, is_dir: bool = False, size: int = 0, mode: int = 0o644) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    ti.mode = 0o755 if is_dir else mode
+    ti.size = 0 if is_dir else size
+    ti.mtime = int(mtime)
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
+def _dirs_of(files: Iterable[str]) -> set[str]:
+    dirs = set()
+    for f in files:
+        parent = PurePosixPath(f).parent
+        while str(parent) not in ("", "."):
+            dirs.add(str(parent))
+            parent = parent.parent
+    return dirs
+
+
+def pack_files(entries: list[tuple[str, Path]], out: BinaryIO, mtime: int, prefix: str = "") -> None:
+    """Write a deterministic tar of (archive name, source file) pairs to *out*."""
+    names = [prefix + n for n, _ in entries]
+    if len(set(names)) != len(names):
+        raise EnvgenError("duplicate names in a source pack")
+    items: list[tuple[str, Path | None]] = [(d + "/", None) for d in _dirs_of(names)]
+    items += [(prefix + n, p) for n, p in entries]
+    items.sort(key=lambda it: it[0].rstrip("/"))
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tf:
+        for name, src in items:
+            if src is None:
+                tf.addfile(_tarinfo(name.rstrip("/"), mtime, is_dir=True))
+                continue
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                raise EnvgenError(f"{src}: symbolic links are not supported in local projects",
+                                  hint="replace the link with a copy of the file")
+            if not stat.S_ISREG(st.st_mode):
+                raise EnvgenError(f"{src}: not a regular file")
+            with open(src, "rb") as fh:
+                tf.addfile(_tarinfo(name, mtime, size=st.st_size, mode=_norm_mode(st.st_mode)), fh)
+
+
+def pack_tree(root: str | os.PathLike, out: BinaryIO, mtime: int, use_git: bool | None = None) -> list[str]:
+    root = Path(root)
+    files = list_files(root, use_git)
+    pack_files([(f, root / f) for f in files], out, mtime)
+    return files
+
+
+def pack_tree_bytes(root: str | os.PathLike, mtime: int, use_git: bool | None = None) -> bytes:
+    buf = io.BytesIO()
+    pack_tree(root, buf, mtime, use_git)
+    return buf.getvalue()
+
+
+def check_member(name: str) -> str | None:
+    """Why *name* is unsafe to extract, or None."""
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        return "absolute or malformed path"
+    parts = name.rstrip("/").split("/")
+    if any(p in ("..", "") for p in parts):
+        return "path with '..' or an empty component"
+    if parts[0] == ".":
+        return "path starting with '.'"
+    return None
+
+
+def safe_members(tf: tarfile.TarFile, what: str) -> list[tarfile.TarInfo]:
+    """Validate every member of a source pack: regular files and directories only, no escapes."""
+    seen = set()
+    members = []
+    for m in tf:
+        why = check_member(m.name)
+        if why:
+            raise EnvgenError(f"{what}: refused member {m.name!r}: {why}")
+        if not (m.isreg() or m.isdir()):
+            raise EnvgenError(f"{what}: refused member {m.name!r}: only regular files and directories are allowed")
+        key = m.name.rstrip("/")
+        if key in seen:
+            raise EnvgenError(f"{what}: refused: duplicate member {m.name!r}")
+        seen.add(key)
+        members.append(m)
+    return members
+
+
+def unpack(tar_path: str | os.PathLike, dest: str | os.PathLike, what: str) -> int:
+    """Extract a source pack (validated first) into *dest*; returns the number of files."""
+    dest = Path(dest)
+    with tarfile.open(tar_path, "r:") as tf:
+        members = safe_members(tf, what)
+        n = 0
+        for m in members:
+            target = dest / m.name.rstrip("/")
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                os.chmod(target, 0o755)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(m)
+            with open(target, "wb") as fh:
+                while True:
+                    buf = src.read(1 << 20)
+                    if not buf:
+                        break
+                    fh.write(buf)
+            os.chmod(target, _norm_mode(m.mode))
+            n += 1
+    return n

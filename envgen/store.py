@@ -1,0 +1,435 @@
+"""The content-addressed store.
+
+Layout (everything below the store root)::
+
+    envgen-store.json        {"format-version": 1, "kind": "envgen-store"}
+    objects/sha256/<hex>     one file per object, named by the sha256 of its bytes, mode 0444
+    roots/<id>.json          gc roots (snapshot manifests); each lists ``objects[].sha256``
+    tmp/                     in-flight writes and restore staging (same filesystem as objects/)
+    locks/                   flock files: ``store.lock`` (shared by writers, exclusive for gc
+                             and tmp cleaning) and ``<hex>.lock`` (one writer per object)
+
+Later stages may add top-level entries (``trees/``, ``records.sqlite``); nothing
+here touches names it does not know.
+
+An object is written to ``tmp/``, hashed while written, checked against the
+expected hash, fsynced and renamed into place, so an object is either whole
+and correct or absent.  Several processes may share one store.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from . import FORMAT_VERSION
+from .errors import EnvgenError
+from .fsutil import atomic_write, canonical_json, fsync_dir
+from .paths import store_dir
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+CHUNK = 1 << 20  # 1 MiB: large reads for hashing and copying
+VERIFY_CHUNK = 4 << 20
+
+
+def is_sha256(value: str) -> bool:
+    return isinstance(value, str) and bool(HEX64.match(value))
+
+
+class HashMismatch(EnvgenError):
+    def __init__(self, what: str, expected: str, actual: str):
+        super().__init__(f"{what}: sha256 mismatch: expected {expected}, got {actual}",
+                         hint="the source changed or was tampered with; nothing was kept")
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass
+class VerifyReport:
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)  # objects whose bytes no longer match their name
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt and not self.missing
+
+
+class ObjectWriter:
+    """A file in ``tmp/`` that becomes an object on :meth:`commit`.
+
+    Hashes while writing.  Use as a context manager: leaving without commit
+    (an exception, a mismatch) removes the temporary file.
+    """
+
+    def __init__(self, store: "Store", expected_sha: str | None = None, label: str = "object"):
+        self.store = store
+        self.expected = expected_sha
+        self.label = label
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        fd, tmp = tempfile.mkstemp(prefix="obj-", suffix=".part", dir=store.tmp)
+        self.tmp = Path(tmp)
+        self.fh = os.fdopen(fd, "wb")
+        self.sha256: str | None = None
+
+    def write(self, data) -> int:
+        self.hasher.update(data)
+        self.fh.write(data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def commit(self) -> str:
+        actual = self.hasher.hexdigest()
+        if self.expected is not None and actual != self.expected:
+            self.abort()
+            raise HashMismatch(self.label, self.expected, actual)
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        self.store._install(self.tmp, actual)
+        self.sha256 = actual
+        return actual
+
+    def abort(self) -> None:
+        if not self.fh.closed:
+            self.fh.close()
+        try:
+            self.tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.sha256 is None:
+            self.abort()
+        return False
+
+
+class Store:
+    def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
+        self.root = Path(path) if path is not None else store_dir(None)
+        self.objects = self.root / "objects" / "sha256"
+        self.tmp = self.root / "tmp"
+        self.roots = self.root / "roots"
+        self.locks = self.root / "locks"
+        marker = self.root / "envgen-store.json"
+        if marker.is_file():
+            try:
+                meta = json.loads(marker.read_text())
+                fv = int(meta["format-version"])
+            except (ValueError, KeyError, TypeError):
+                raise EnvgenError(f"{marker}: not an envgen store marker",
+                                  hint="point --store at an envgen store or an empty directory") from None
+            if fv > FORMAT_VERSION:
+                raise EnvgenError(f"{self.root}: store format {fv} needs a newer envgen "
+                                  f"(this one reads up to {FORMAT_VERSION})", hint="upgrade envgen")
+        elif create:
+            if self.root.exists() and not self.root.is_dir():
+                raise EnvgenError(f"{self.root}: exists and is not a directory", hint="choose another --store")
+            if self.root.is_dir() and any(self.root.iterdir()) and not self.objects.is_dir():
+                raise EnvgenError(f"{self.root}: not empty and not an envgen store",
+                                  hint="point --store at an envgen store or an empty directory")
+        if create:
+            for d in (self.objects, self.tmp, self.roots, self.locks):
+                d.mkdir(parents=True, exist_ok=True)
+            if not marker.is_file():
+                atomic_write(marker, canonical_json({"format-version": FORMAT_VERSION, "kind": "envgen-store"}) + b"\n")
+
+    # ------------------------------------------------------------------ objects
+
+    def path_of(self, sha: str) -> Path:
+        if not is_sha256(sha):
+            raise ValueError(f"not a sha256 hex digest: {sha!r}")
+        return self.objects / sha
+
+    def has(self, sha: str) -> bool:
+        return self.path_of(sha).is_file()
+
+    def size_of(self, sha: str) -> int:
+        return self.path_of(sha).stat().st_size
+
+    def open(self, sha: str) -> BinaryIO:
+        try:
+            return open(self.path_of(sha), "rb")
+        except FileNotFoundError:
+            raise EnvgenError(f"object {sha} is not in the store {self.root}",
+                              hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE`") from None
+
+    def writer(self, expected_sha: str | None = None, label: str = "object") -> ObjectWriter:
+        return ObjectWriter(self, expected_sha, label)
+
+    def _install(self, tmp: Path, sha: str) -> None:
+        """Move a verified, fsynced temporary file into place (atomic rename)."""
+        os.chmod(tmp, 0o444)
+        dest = self.path_of(sha)
+        if dest.is_file():
+            tmp.unlink()  # another writer won the race; same bytes by construction
+            return
+        os.rename(tmp, dest)
+        fsync_dir(self.objects)
+
+    def add_bytes(self, data: bytes, expected_sha: str | None = None, label: str = "object") -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if expected_sha is not None and sha != expected_sha:
+            raise HashMismatch(label, expected_sha, sha)
+        if self.has(sha):
+            return sha
+        with self.writer(sha, label) as w:
+            w.write(data)
+            return w.commit()
+
+    def add_file(self, path: str | os.PathLike, expected_sha: str | None = None, label: str | None = None) -> str:
+        """Copy a file into the store (hashing while copying); returns its sha256."""
+        path = Path(path)
+        if expected_sha is not None and self.has(expected_sha):
+            return expected_sha
+        with open(path, "rb") as src, self.writer(expected_sha, label or str(path)) as w:
+            while True:
+                buf = src.read(CHUNK)
+                if not buf:
+                    break
+                w.write(buf)
+            return w.commit()
+
+    def adopt(self, tmp: Path, sha: str) -> None:
+        """Install a file that already lies in ``tmp/`` and whose hash was checked by the caller."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._install(tmp, sha)
+
+    def iter_objects(self) -> Iterator[str]:
+        if not self.objects.is_dir():
+            return
+        for entry in os.scandir(self.objects):
+            if entry.is_file(follow_symlinks=False) and is_sha256(entry.name):
+                yield entry.name
+
+    # ------------------------------------------------------------------ locks
+
+    @contextmanager
+    def _flock(self, name: str, mode: int):
+        fd = os.open(self.locks / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def session(self, exclusive: bool = False):
+        """Hold the store lock: shared for writers, exclusive for gc.
+
+        A shared session starts by removing stale temporary files when no other
+        process is using the store (every writer holds a shared session, so an
+        exclusive lock means nothing in tmp/ is in flight).
+        """
+        fd = os.open(self.locks / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if exclusive:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._clean_tmp()
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self._clean_tmp()
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            yield self
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def object_lock(self, sha: str):
+        """One writer per object across processes."""
+        if not is_sha256(sha):
+            raise ValueError(sha)
+        with self._flock(f"{sha}.lock", fcntl.LOCK_EX):
+            yield
+
+    def _clean_tmp(self) -> int:
+        n = 0
+        if not self.tmp.is_dir():
+            return 0
+        for entry in os.scandir(self.tmp):
+            p = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                _rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    def staging_dir(self, prefix: str = "stage-") -> Path:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
+
+    # ------------------------------------------------------------------ roots
+
+    def root_path(self, name: str) -> Path:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", name):
+            raise ValueError(f"bad root name {name!r}")
+        return self.roots / f"{name}.json"
+
+    def write_root(self, name: str, data: bytes) -> Path:
+        return atomic_write(self.root_path(name), data, mode=0o444)
+
+    def read_root(self, name: str) -> bytes | None:
+        p = self.root_path(name)
+        return p.read_bytes() if p.is_file() else None
+
+    def remove_root(self, name: str) -> bool:
+        p = self.root_path(name)
+        if p.is_file():
+            p.unlink()
+            return True
+        return False
+
+    def list_roots(self) -> list[str]:
+        if not self.roots.is_dir():
+            return []
+        return sorted(e.name[:-5] for e in os.scandir(self.roots)
+                      if e.name.endswith(".json") and not e.name.startswith(".") and e.is_file())
+
+    def referenced(self) -> set[str]:
+        """Every object some root keeps alive.  Refuses roots it cannot read (gc must not guess)."""
+        keep: set[str] = set()
+        for name in self.list_roots():
+            p = self.root_path(name)
+            try:
+                doc = json.loads(p.read_bytes())
+                fv = int(doc.get("format-version", 0))
+                objs = doc["objects"]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise EnvgenError(f"{p}: unreadable gc root", hint="remove it by hand if it is garbage") from None
+            if fv > FORMAT_VERSION:
+                raise EnvgenError(f"{p}: root format {fv} needs a newer envgen (this one reads up to {FORMAT_VERSION})",
+                                  hint="upgrade envgen")
+            for o in objs:
+                sha = o.get("sha256") if isinstance(o, dict) else None
+                if is_sha256(sha):
+                    keep.add(sha)
+        return keep
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self, shas: Iterable[str] | None = None, progress: Callable[[int], None] | None = None,
+               jobs: int | None = None, repair: bool = False) -> VerifyReport:
+        """Rehash objects (all, or *shas*); report corrupt and missing ones.
+
+        Reads in 4 MiB blocks into a reused buffer; hashlib releases the GIL on
+        large updates, so threads hash several files at once.
+        """
+        report = VerifyReport()
+        names = sorted(set(shas)) if shas is not None else sorted(self.iter_objects())
+        todo = []
+        for sha in names:
+            if self.has(sha):
+                todo.append(sha)
+            else:
+                report.missing.append(sha)
+        lock = threading.Lock()
+        local = threading.local()
+
+        def check(sha: str) -> tuple[str, bool, int]:
+            buf = getattr(local, "buf", None)
+            if buf is None:
+                buf = local.buf = bytearray(VERIFY_CHUNK)
+            view = memoryview(buf)
+            h = hashlib.sha256()
+            n = 0
+            with open(self.path_of(sha), "rb", buffering=0) as fh:
+                while True:
+                    k = fh.readinto(buf)
+                    if not k:
+                        break
+                    h.update(view[:k])
+                    n += k
+                    if progress is not None:
+                        with lock:
+                            progress(k)
+            return sha, h.hexdigest() == sha, n
+
+        # one thread already hashes at ~1 GB/s; more only pay off with spare cores
+        jobs = jobs or max(1, min(8, (os.cpu_count() or 2) // 2))
+        if len(todo) <= 1:
+            jobs = 1
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for sha, good, n in pool.map(check, todo):
+                report.checked += 1
+                report.bytes += n
+                if not good:
+                    report.corrupt.append(sha)
+        if repair:
+            for sha in report.corrupt:
+                p = self.path_of(sha)
+                os.chmod(p, 0o644)
+                p.unlink()
+        return report
+
+    # ------------------------------------------------------------------ gc
+
+    def gc(self, dry_run: bool = False) -> dict:
+        with self.session(exclusive=True):
+            keep = self.referenced()
+            removed = 0
+            freed = 0
+            kept = 0
+            for sha in list(self.iter_objects()):
+                if sha in keep:
+                    kept += 1
+                    continue
+                p = self.path_of(sha)
+                try:
+                    size = p.stat().st_size
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                freed += size
+                if not dry_run:
+                    p.unlink()
+            if not dry_run:
+                for entry in os.scandir(self.locks):
+                    stem = entry.name[:-5] if entry.name.endswith(".lock") else ""
+                    if is_sha256(stem) and not self.has(stem):
+                        Path(entry.path).unlink(missing_ok=True)
+                if removed:
+                    fsync_dir(self.objects)
+            return {"removed": removed, "freed_bytes": freed, "kept": kept, "roots": len(self.list_roots()),
+                    "dry_run": dry_run}
+
+
+def _rmtree(p: Path) -> None:
+    def onerror(func, path, exc_info):
+        try:
+            os.chmod(os.path.dirname(path), 0o755)
+            os.chmod(path, 0o644)
+            func(path)
+        except OSError:
+            pass
+
+    shutil.rmtree(p, onerror=onerror)
+
+
+def open_store(explicit: str | os.PathLike | None) -> Store:
+    return Store(store_dir(explicit))
