@@ -28,6 +28,7 @@ COMMANDS = {
     "run": "run",
     "runs": "runs",
     "rerun": "rerun",
+    "export": "image",
 }
 
 DESCRIPTION = textwrap.dedent(
@@ -54,6 +55,9 @@ DESCRIPTION = textwrap.dedent(
 )
 
 
+COMMON_DEFAULTS = {"json": False, "quiet": False, "store": None}
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog):
         super().__init__(prog, max_help_position=32)
@@ -66,10 +70,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     only the one that runs keeps start-up fast.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of text")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress or notes on stderr")
+    # SUPPRESS: nested subcommands (`runs show`) share these options, and argparse
+    # would otherwise let a subparser's default overwrite a value given earlier.
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document on stdout instead of text")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress or notes on stderr")
     common.add_argument(
-        "--store", metavar="DIR", default=None,
+        "--store", metavar="DIR", default=argparse.SUPPRESS,
         help="the content-addressed store (default: $ENVGEN_STORE, else $XDG_DATA_HOME/envgen/store)",
     )
     parser = argparse.ArgumentParser(prog="envgen", description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -96,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, trailing = argv[:cut], argv[cut + 1:]
     args = parser.parse_args(argv)
+    for name, default in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     if hasattr(args, "cmd"):
         args.cmd = trailing or list(args.cmd or [])
     elif trailing:

@@ -44,7 +44,7 @@ from .tree import clamp_mtimes, make_readonly, make_writable, tree_digest
 
 BUILDER = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MOUNTPOINTS = ("proc", "dev", "tmp", "sys", "run", "home")
 ENV_USER = ("envgen", 1000)
 
@@ -127,6 +127,9 @@ def _write_skeleton(root: Path, lock: pylock.Lock, python_full: str) -> None:
     user, uid = ENV_USER
     (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\n{user}:x:{uid}:{uid}:envgen:/home/{user}:/bin/sh\n"
                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
+    # mount points for the host's name resolution, bound over them by `run --network`
+    (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
+    (etc / "resolv.conf").write_text("")
     (etc / "group").write_text(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n")
     (root / "home" / user).mkdir(exist_ok=True)
     (root / "root").mkdir(exist_ok=True)

@@ -24,6 +24,9 @@ def register(sub, parents, fmt):
             Python runs, never the host's. Output streams live; the exit status
             (or 128+signal) is passed through.
 
+            With --json the command's own stdout goes to stderr, and stdout holds
+            one JSON document describing the recorded run.
+
             Every run is recorded (see `envgen runs`): command, env identity
             (snapshot id, tree digest), sha256 of every input file under read-only
             binds and of every file the run wrote under writable binds (kept in the
@@ -70,6 +73,7 @@ def run(args, ui) -> int:
         store, env, command, binds, network=args.network, label=args.label, reason=args.reason, tags=args.tag,
         spec=spec_label(spec, args.spec), extra_env=dict(spec.run_env) if spec else {},
         workdir=args.workdir or (spec.workdir if spec else None), nondeterministic=nondeterministic_of(spec),
+        stdout_to_stderr=ui.json,
     )
     summary = {"run": rec.id, "exit_status": rec.exit_status, "duration": rec.duration,
                "outputs": len(rec.outputs), "inputs": len(rec.inputs), "tree_digest": rec.tree_digest,

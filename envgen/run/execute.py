@@ -6,6 +6,7 @@ import hashlib
 import os
 import posixpath
 import signal
+import sys
 import subprocess
 import time
 from dataclasses import dataclass
@@ -125,8 +126,11 @@ def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind
                  label: str | None = None, reason: str | None = None, tags: list[str] | None = None,
                  spec: str | None = None, extra_env: dict[str, str] | None = None, workdir: str | None = None,
                  nondeterministic: dict | None = None, rerun_of: str | None = None, cwd: Path | None = None,
-                 launcher=None) -> Record:
+                 launcher=None, stdout_to_stderr: bool = False) -> Record:
     """Run *command* in *env* with *binds*; stream its output; record it; return the record.
+
+    With *stdout_to_stderr* the command's stdout goes to stderr (for ``--json``,
+    whose stdout must hold one JSON document, and for reruns).
 
     *launcher(command, env_vars, binds, network, workdir)* returns the argv to exec
     (bwrap by default; other runtimes pass theirs).
@@ -154,7 +158,7 @@ def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind
     records = Records(store.root / "records.sqlite")
     records.add(rec)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv)
+    proc = subprocess.Popen(argv, stdout=sys.stderr if stdout_to_stderr else None)
     try:
         while True:
             try:

@@ -61,7 +61,7 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
             binds.append(Bind(fresh, b["dst"], True))
     new = run_recorded(store, env, rec.command, binds, network=rec.network, label=rec.label, reason=f"rerun of {rec.id}",
                        spec=rec.spec, extra_env={k: v for k, v in rec.env.items()}, workdir=rec.workdir,
-                       nondeterministic=rec.nondeterministic, rerun_of=rec.id)
+                       nondeterministic=rec.nondeterministic, rerun_of=rec.id, stdout_to_stderr=True)
 
     def read(info_map):
         return lambda path: store.path_of(info_map[path]["sha256"]).read_bytes()

@@ -103,7 +103,7 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         if self.network:
             for f in ("/etc/resolv.conf", "/etc/hosts"):
-                if os.path.exists(f):
+                if os.path.exists(f) and (self.root / f.lstrip("/")).exists():
                     args += ["--ro-bind", f, f]
         for b in self.binds:
             args += ["--bind" if b.writable else "--ro-bind", str(b.src), b.dst]
