@@ -1,3 +1,3 @@
-"""Multi-site ABIDE autism classification pipeline (placeholder; see issue 5)."""
+"""Multi-site ABIDE autism classification with optional MIDA site adaptation (see docs/abide.md)."""
 
 __version__ = "0.1.0"

@@ -41,6 +41,7 @@ def extract_features(time_series, kinds) -> np.ndarray:
         with warnings.catch_warnings():
             # nilearn announces future default changes; they do not affect these values.
             warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
             try:
                 data = measure.fit_transform(data)
             except (ValueError, np.linalg.LinAlgError) as exc:
