@@ -25,10 +25,10 @@ $(ABIDE_VENV)/.installed: requirements/abide-test.txt pipelines/abide/pyproject.
 	$(UV_PIP) install --quiet -p $(ABIDE_VENV)/bin/python --no-deps -e pipelines/abide
 	touch $@
 
-# The main job: lock the ABIDE environment and show its graph.
+# The main job: snapshot and build the locked ABIDE env, run the pipeline in it
+# on synthetic data, print the scores and where outputs and provenance are.
 demo: setup
-	$(BIN)/envgen lock specs/abide.toml
-	$(BIN)/envgen graph specs/abide.toml
+	scripts/demo.sh
 
 test: test-envgen test-abide
 
