@@ -29,6 +29,7 @@ COMMANDS = {
     "runs": "runs",
     "rerun": "rerun",
     "export": "image",
+    "nix": "nix",
 }
 
 DESCRIPTION = textwrap.dedent(

@@ -25,10 +25,12 @@ class Distro:
     glibc: tuple[int, int]
     suites: tuple[Suite, ...]
     keyring: str = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    # Beyond the interpreter, the libraries every manylinux wheel may assume the
+    # Beyond the interpreter: the libraries every manylinux wheel may assume the
     # system provides and that python3.X does not pull in (PEP 599/600 policy):
-    # C++ extension wheels (scipy, pandas, …) link libstdc++.so.6.
-    runtime_roots: tuple[str, ...] = ("libstdc++6",)
+    # C++ extension wheels (scipy, pandas, …) link libstdc++.so.6; and a POSIX
+    # shell with the core utilities, which users and container runtimes expect
+    # (Apptainer's action scripts are /bin/sh scripts).
+    runtime_roots: tuple[str, ...] = ("coreutils", "dash", "libstdc++6")
     components: tuple[str, ...] = ("main",)
 
 

@@ -21,14 +21,11 @@ lock (and the same local sources) gives the same id on any machine.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import socket
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +186,10 @@ def _abort_active() -> None:
 def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, retries: int, timeout: float,
               stop: threading.Event | None = None) -> int:
     """Fetch one artifact into the store; returns bytes downloaded.  Tries each URL, retrying dropped connections."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
     errors: list[str] = []
     for url in f.urls:
         for attempt in range(retries + 1):

@@ -26,8 +26,6 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable
 
-import pathspec
-
 from .errors import EnvgenError
 
 ALWAYS_SKIP_DIRS = {".git", "__pycache__"}
@@ -68,9 +66,11 @@ def _git_files(root: Path) -> list[str]:
 
 def _walk_files(root: Path) -> list[str]:
     """Files under *root* not ignored by the .gitignore files inside it (git's rules, via pathspec)."""
+    import pathspec
+
     out: list[str] = []
     # stack of (base dir relative to root, spec)
-    def ignored(rel: str, is_dir: bool, specs: list[tuple[str, pathspec.PathSpec]]) -> bool:
+    def ignored(rel: str, is_dir: bool, specs: list) -> bool:
         verdict = False
         for base, spec in specs:
             if base and not rel.startswith(base + "/"):
@@ -83,7 +83,7 @@ def _walk_files(root: Path) -> list[str]:
                 verdict = bool(res.include)
         return verdict
 
-    def walk(d: Path, rel_dir: str, specs: list[tuple[str, pathspec.PathSpec]]) -> None:
+    def walk(d: Path, rel_dir: str, specs: list) -> None:
         gi = d / ".gitignore"
         if gi.is_file():
             lines = gi.read_text(errors="surrogateescape").splitlines()

@@ -12,27 +12,49 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable
 
-from rich.console import Console
-from rich.markup import escape
 
 
 class UI:
     def __init__(self, json_mode: bool = False, quiet: bool = False):
         self.json = json_mode
         self.quiet = quiet or json_mode
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self._err = None
+        self._out = None
+
+    # rich is imported on first use: commands that print little start faster
+    @property
+    def err(self):
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._err
+
+    @property
+    def out(self):
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+        return self._out
 
     @property
     def interactive(self) -> bool:
-        return not self.quiet and self.err.is_terminal
+        return not self.quiet and sys.stderr.isatty()
 
     def info(self, msg: str) -> None:
         if not self.quiet:
-            self.err.print(escape(msg))
+            if self.interactive:
+                from rich.markup import escape
+
+                self.err.print(escape(msg))
+            else:
+                sys.stderr.write(msg + "\n")
 
     def warn(self, msg: str) -> None:
         if not self.json:
+            from rich.markup import escape
+
             self.err.print(f"[yellow]warning:[/yellow] {escape(msg)}")
 
     @contextmanager

@@ -61,12 +61,14 @@ class BuildResult:
     files: int = 0
     size: int = 0
     builder: str = BUILDER
+    phases: dict | None = None  # seconds per step, for a fresh build
 
     def as_dict(self) -> dict:
         return {
             "builder": self.builder, "key": self.key, "tree_digest": self.digest, "path": str(self.rootfs),
             "snapshot_id": self.snapshot_id, "cached": self.cached, "network_isolated": self.network_isolated,
             "seconds": round(self.seconds, 3), "files": self.files, "bytes": self.size,
+            **({"phases": self.phases} if self.phases else {}),
         }
 
 
@@ -162,6 +164,15 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
         return BuildResult(key, meta["tree-digest"], dest / "rootfs", snap.id, True, meta.get("network-isolated", False),
                            time.perf_counter() - t0, meta.get("files", 0), meta.get("bytes", 0))
 
+    phases: dict[str, float] = {}
+    mark = [time.perf_counter(), "prepare"]
+
+    def phase(name: str, msg: str) -> None:
+        now = time.perf_counter()
+        phases[mark[1]] = round(phases.get(mark[1], 0.0) + now - mark[0], 3)
+        mark[0], mark[1] = now, name
+        note(msg)
+
     isolated = netns_available()
     if not isolated:
         note("this kernel does not allow a network namespace here: building with the network visible "
@@ -174,7 +185,7 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
         try:
             root = stage / "rootfs"
             root.mkdir()
-            note("unpacking the Debian runtime")
+            phase("debs", "unpacking the Debian runtime")
             for d in sorted(lock.debian.packages, key=lambda d: d.name):
                 if d.role != "runtime":
                     continue
@@ -219,15 +230,15 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
             )
             uv = ["/.build/uv", "pip", "install", "--python", f"{ENV_PREFIX}/bin/python", "--offline", "--no-index",
                   "--find-links", "/.build/wheels", "--no-deps", "--quiet"]
-            note("installing the locked wheels with uv")
+            phase("wheels", "installing the locked wheels with uv")
             _check(sandbox.run(uv + ["--require-hashes", "-r", "/.build/requirements.txt"],
                                capture_output=True, text=True), "installing the locked wheels")
             for name in local_names:
-                note(f"building and installing the local project {name}")
+                phase("local", f"building and installing the local project {name}")
                 _check(sandbox.run(uv + [f"/.build/src/{name}"], capture_output=True, text=True),
                        f"building the local project {name}")
             _scrub_install_metadata(root / ENV_PREFIX.lstrip("/") / "lib" / f"python{lock.python}" / "site-packages")
-            note("compiling bytecode (unchecked-hash)")
+            phase("bytecode", "compiling bytecode (unchecked-hash)")
             _compile_bytecode(sandbox, root, stage, lock.python)
             _write_envgen_dir(root, lock, snap.manifest)
             shutil.rmtree(root / ".build")  # the mount points bwrap made for the build inputs
@@ -238,7 +249,7 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
                     else:
                         child.unlink()
             clamp_mtimes(root, epoch)
-            note("hashing the tree")
+            phase("digest", "hashing the tree")
             digest, lines = tree_digest(root)
             size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(root) for f in fs)
             make_readonly(root)
@@ -257,11 +268,14 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
                 _remove_tree(dest)
             os.rename(stage, dest)
             os.chmod(dest, 0o755)
+            phase("done", "done")
         except BaseException:
             _remove_tree(stage)
             raise
-    return BuildResult(key, digest, dest / "rootfs", snap.id, False, isolated, time.perf_counter() - t0,
-                       len(lines), size)
+    res = BuildResult(key, digest, dest / "rootfs", snap.id, False, isolated, time.perf_counter() - t0,
+                      len(lines), size)
+    res.phases = {k: v for k, v in phases.items() if k != "done"}
+    return res
 
 
 # Bytecode is compiled in this many fixed chunks of the sorted file list, each by

@@ -33,7 +33,8 @@ def register(sub, parents, fmt):
         "  envgen build specs/abide.toml --force --json | jq .tree_digest",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
-    p.add_argument("--builder", choices=["embedded"], default="embedded", help="which builder (default: embedded)")
+    p.add_argument("--builder", choices=["embedded", "nix"], default="embedded",
+                   help="which builder (default: embedded; nix: the flake, sandboxed and offline, see docs/nix.md)")
     p.add_argument("--force", action="store_true", help="rebuild even if the tree is in the store")
     p.set_defaults(func=run)
 
@@ -41,10 +42,15 @@ def register(sub, parents, fmt):
 def run(args, ui) -> int:
     store = open_store(args.store)
     spec, lock = load_lock_for(args.spec, ui)
-    from ..build.embedded import build
-
     with ui.status(f"building {lock.name}") as update:
-        res = build(store, lock, spec.path if spec else None, force=args.force, note=update)
+        if args.builder == "nix":
+            from ..build import nix
+
+            res = nix.build(store, lock, spec, force=args.force, note=update)
+        else:
+            from ..build.embedded import build
+
+            res = build(store, lock, spec.path if spec else None, force=args.force, note=update)
     if not res.network_isolated:
         ui.warn("no network namespace was available: the build ran with the network visible (it used only store objects)")
     data = res.as_dict()

@@ -52,6 +52,9 @@ def register(sub, parents, fmt):
     p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="OCI layer compression")
     p.add_argument("--level", type=int, default=None, help="compression level (gzip 6, zstd 3 by default)")
     p.add_argument("--jobs", type=int, default=2, help="layers compressed in parallel (default 2)")
+    p.add_argument("--revision", metavar="REV",
+                   help="org.opencontainers.image.revision (e.g. $(git rev-parse HEAD)); none by default, "
+                        "so unrelated commits leave the image unchanged")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if it is not an envgen export")
     p.set_defaults(func=run)
 
@@ -66,7 +69,7 @@ def run(args, ui) -> int:
     spec, lock = load_lock_for(args.spec, ui)
     with ui.status(f"building {lock.name}") as update:
         res = build(store, lock, spec.path if spec else None, note=update)
-    meta = meta_for(spec, lock, res)
+    meta = meta_for(spec, lock, res, revision=args.revision)
     t0 = time.perf_counter()
     with ui.status(f"exporting {lock.name} as {args.fmt}"):
         summary = export(meta, args.fmt, out, compression=args.compression, level=args.level, jobs=args.jobs)

@@ -86,7 +86,7 @@ def _git(cwd: Path, *args: str) -> str | None:
     return p.stdout.strip() or None if p.returncode == 0 else None
 
 
-def meta_for(spec, lock, res) -> ImageMeta:
+def meta_for(spec, lock, res, revision: str | None = None) -> ImageMeta:
     """Image metadata of a built env (*res*: a BuildResult) from its spec (may be None) and lock."""
     from packaging.utils import canonicalize_name
 
@@ -94,10 +94,10 @@ def meta_for(spec, lock, res) -> ImageMeta:
 
     local = [p for p in lock.packages if p.is_local]
     version = local[0].version if len(local) == 1 and local[0].version else lock.snapshot_date.strftime("%Y.%m.%d")
-    source = revision = None
+    source = None
     if spec is not None:
+        # not HEAD by default: an unrelated commit would change the manifest digest (see --revision)
         source = _git(spec.dir, "config", "--get", "remote.origin.url")
-        revision = _git(spec.dir, "rev-parse", "HEAD")
     meta = ImageMeta(
         root=res.rootfs, name=lock.name, snapshot_date=lock.snapshot_date, snapshot_id=res.snapshot_id,
         tree_digest=res.digest, command=list(spec.command) if spec else [],

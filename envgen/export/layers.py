@@ -152,7 +152,6 @@ def plan_layers(root: Path, entries: list[tuple[str, os.stat_result]] | None = N
     entries = walk_tree(root) if entries is None else entries
     owners = dist_files(root) if owners is None else owners
     local = {canonicalize_name(n) for n in local}
-    st_of = dict(entries)
     owned: dict[str, str | None] = {}
     size_of: dict[str, int] = {}
     for rel, st in entries:
@@ -212,7 +211,6 @@ def plan_layers(root: Path, entries: list[tuple[str, os.stat_result]] | None = N
                 full.add(p)
                 p = posixpath.dirname(p)
         out.append(Layer(name=name, paths=sorted(full, key=_key)))
-    _ = st_of
     return out
 
 

@@ -9,13 +9,21 @@ from ..lock import load_lock_for
 from ..store import Store
 from .execute import EnvRef
 
-RUNTIMES = ("bwrap",)
+RUNTIMES = ("bwrap", "podman", "apptainer", "sif", "nix")
 
 
 def acquire(store: Store, spec_arg: str, runtime: str = "bwrap", ui=None) -> tuple[EnvRef, object]:
     """Build (or find) the env of *spec_arg* for *runtime*; return (EnvRef, spec or None)."""
     if runtime not in RUNTIMES:
         raise EnvgenError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "nix":  # the Nix-built tree (same layout), run under bwrap like the embedded one
+        from ..build.nix import acquire_nix
+
+        return acquire_nix(store, spec_arg, ui)
+    if runtime != "bwrap":  # container runtimes: envgen/run/containers.py (they set env.launcher)
+        from . import containers
+
+        return getattr(containers, f"acquire_{runtime}")(store, spec_arg, ui)
     spec, lock = load_lock_for(spec_arg, ui)
     from ..build.embedded import build
 

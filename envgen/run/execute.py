@@ -149,6 +149,7 @@ def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind
         env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
         build_key=env.build_key, workdir=workdir or "/", rerun_of=rerun_of, tags=list(tags or []),
     )
+    launcher = launcher or getattr(env, "launcher", None)  # container runtimes attach theirs to the EnvRef
     if launcher is None:
         sandbox = Sandbox(root=env.rootfs, network=network, binds=binds, env=env_vars, cwd=workdir or "/")
         argv = sandbox.argv(command)

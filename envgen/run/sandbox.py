@@ -59,7 +59,31 @@ def bwrap_path() -> str:
 
 @functools.lru_cache(maxsize=None)
 def netns_available() -> bool:
-    """Whether bwrap can make a network namespace here (unprivileged user namespaces allowed)."""
+    """Whether bwrap can make a network namespace here (unprivileged user namespaces allowed).
+
+    The answer is a property of the running kernel and its settings, so it is
+    cached per boot (keyed by /proc/sys/kernel/random/boot_id).
+    """
+    from ..paths import cache_dir
+
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    marker = cache_dir() / "probes" / f"netns-{os.getuid()}-{boot}" if boot else None
+    if marker is not None and marker.is_file():
+        return marker.read_text() == "yes"
+    ok = _probe_netns()
+    if marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("yes" if ok else "no")
+        except OSError:
+            pass
+    return ok
+
+
+def _probe_netns() -> bool:
     try:
         proc = subprocess.run([bwrap_path(), "--unshare-net", "--ro-bind", "/", "/", "true"],
                               capture_output=True, timeout=30)

@@ -1,0 +1,450 @@
+"""The Nix builder: snapshot -> per-spec data for the flake -> seeded store -> ``nix build``.
+
+No nixpkgs, no binary cache, no network.  The flake (``flake.nix``,
+``nix/lib/*.nix``) reads one JSON file per spec (``nix/specs/NAME.json``,
+written here from the lock and the snapshot manifest) and turns every
+artifact into a fixed-output derivation keyed by its sha256.  ``seed`` puts
+those artifacts into the Nix store from the envgen store
+(``nix-store --add-fixed``), so Nix finds every input already valid and never
+downloads.  The trust root is a static busybox taken from the pinned
+``busybox-static`` .deb, added by NAR hash (``--add-fixed --recursive``).
+
+The output has the embedded builder's root-filesystem layout, so its tree
+digest (:func:`envgen.build.tree.tree_digest`) can be compared with the
+embedded one and ``envgen run --runtime nix`` runs it under bwrap the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .. import FORMAT_VERSION
+from ..errors import EnvgenError
+from ..fsutil import canonical_json
+from ..lock import pylock
+from ..snapshot import snapshot
+from ..store import Store
+from . import debs
+from .embedded import BuildResult, _python_full_version, build_key, check_objects
+from .tree import tree_digest
+
+BUILDER = "nix"
+BUILDER_VERSION = 1
+NIX_SETTINGS = {
+    "experimental-features": "nix-command flakes",
+    "sandbox": "true",
+    "substituters": "",  # no binary cache: nothing is downloaded, and no time is lost retrying one
+}
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding flake.nix and nix/lib
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix")
+PYTHON_COMMANDS = {"python", "python3"}
+
+
+# --------------------------------------------------------------------------- Nix store paths, computed
+
+
+NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+def nix32(data: bytes) -> str:
+    n = len(data)
+    out = []
+    for i in range((n * 8 - 1) // 5, -1, -1):
+        bit = i * 5
+        j, k = divmod(bit, 8)
+        c = data[j] >> k
+        if j + 1 < n:
+            c |= data[j + 1] << (8 - k)
+        out.append(NIX32[c & 0x1F])
+    return "".join(out)
+
+
+def _store_path(kind: str, hex_digest: str, name: str, store_dir: str = "/nix/store") -> str:
+    h = hashlib.sha256(f"{kind}:sha256:{hex_digest}:{store_dir}:{name}".encode()).digest()
+    folded = bytearray(20)
+    for i, c in enumerate(h):
+        folded[i % 20] ^= c
+    return f"{store_dir}/{nix32(bytes(folded))}-{name}"
+
+
+def fixed_path(name: str, sha256: str, recursive: bool = False) -> str:
+    """The store path of a fixed-output artifact (what ``nix-store --print-fixed-path`` says)."""
+    if recursive:
+        return _store_path("source", sha256, name)
+    inner = hashlib.sha256(f"fixed:out:sha256:{sha256}:".encode()).hexdigest()
+    return _store_path("output:out", inner, name)
+
+
+def _nar_str(b: bytes) -> bytes:
+    return len(b).to_bytes(8, "little") + b + b"\0" * (-len(b) % 8)
+
+
+def nar_single_executable(dirs: list[str], filename: str, data: bytes) -> bytes:
+    """The NAR of nested directories *dirs* holding one executable file (the busybox trust root)."""
+    s = _nar_str
+    parts = [s(b"nix-archive-1"), s(b"("), s(b"type"), s(b"directory")]
+    for d in dirs:
+        parts += [s(b"entry"), s(b"("), s(b"name"), s(d.encode()), s(b"node"), s(b"("), s(b"type"), s(b"directory")]
+    parts += [s(b"entry"), s(b"("), s(b"name"), s(filename.encode()), s(b"node"), s(b"("), s(b"type"),
+              s(b"regular"), s(b"executable"), s(b""), s(b"contents"), s(data), s(b")"), s(b")")]
+    for _ in dirs:
+        parts += [s(b")"), s(b")")]
+    parts.append(s(b")"))
+    return b"".join(parts)
+
+
+def clean_name(filename: str) -> str:
+    """A valid store name for an artifact file name (no ``%``, ``~``, ``:`` ...)."""
+    name = re.sub(r"[^A-Za-z0-9+._?=-]", "_", filename)
+    return name.lstrip(".") or "artifact"
+
+
+# --------------------------------------------------------------------------- the nix command
+
+
+def nix_env() -> dict[str, str]:
+    settings = dict(NIX_SETTINGS)
+    try:
+        import grp
+
+        grp.getgrnam("nixbld")
+    except (KeyError, ImportError):
+        settings["build-users-group"] = ""  # single-user (root) Nix without build users
+    ours = "\n".join(f"{k} = {v}" for k, v in settings.items())
+    # ours last: a user's NIX_CONFIG may add settings but cannot turn the sandbox or the cache back on
+    return {**os.environ, "NIX_CONFIG": (os.environ.get("NIX_CONFIG", "") + "\n" + ours).strip() + "\n"}
+
+
+def require_nix() -> None:
+    for tool in ("nix", "nix-store"):
+        if shutil.which(tool) is None:
+            raise EnvgenError(
+                f"Nix is not installed (no `{tool}` on PATH); the nix builder needs it",
+                hint="apt-get install nix-bin (Debian/Ubuntu); the embedded builder (`envgen build SPEC`) works without Nix")
+
+
+def _nix(args: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, env=nix_env(), capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise EnvgenError(f"{what} failed: {_tail(proc.stderr)}")
+    return proc
+
+
+def _tail(stderr: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in (stderr or "").strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) or "no message"
+
+
+# --------------------------------------------------------------------------- per-spec data
+
+
+def flake_dir_for(spec_path: Path) -> Path:
+    """Where the flake lives: the nearest ancestor holding flake.nix, else the project root of specs/."""
+    spec_path = Path(os.path.abspath(spec_path))
+    for d in spec_path.parents:
+        if (d / "flake.nix").is_file() and (d / "nix" / "lib").is_dir():
+            return d
+    return spec_path.parent.parent if spec_path.parent.name == "specs" else spec_path.parent
+
+
+def ensure_flake(flake_dir: Path) -> None:
+    """Copy flake.nix, flake.lock, nix/default.nix and nix/lib into *flake_dir* unless it is the checkout."""
+    lib = SOURCE_ROOT / "nix" / "lib"
+    if not lib.is_dir():
+        raise EnvgenError(f"envgen's Nix library is missing ({lib})", hint="use envgen from a source checkout")
+    if flake_dir.resolve() == SOURCE_ROOT:
+        return
+    (flake_dir / "nix" / "lib").mkdir(parents=True, exist_ok=True)
+    for f in sorted(lib.iterdir()):
+        if f.is_file() and f.suffix in (".nix", ".py", ".sh"):
+            _write_if_changed(flake_dir / "nix" / "lib" / f.name, f.read_bytes())
+    for rel in FLAKE_FILES:
+        _write_if_changed(flake_dir / rel, (SOURCE_ROOT / rel).read_bytes())
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True
+
+
+def _busybox_deb(lock: pylock.Lock) -> pylock.DebPackage:
+    deb = next((d for d in lock.debian.packages if d.role == "build" and d.name == "busybox-static"), None)
+    if deb is None:
+        raise EnvgenError("the lock has no busybox-static build .deb (the Nix builder's trust root)",
+                          hint="re-lock the spec with a current envgen")
+    return deb
+
+
+def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
+    deb = _busybox_deb(lock)
+    data = _object_bytes(store, deb.sha256, Path(deb.filename).name)
+    for name, member in debs.ar_members(io.BytesIO(data), deb.name):
+        if name.startswith("data.tar"):
+            with debs._open_data_tar(name, member, deb.name) as tf:
+                for m in tf.getmembers():
+                    if m.isfile() and m.name.lstrip("./") == "bin/busybox":
+                        return tf.extractfile(m).read()
+    raise EnvgenError(f"{deb.filename}: no bin/busybox inside")
+
+
+def _object_bytes(store: Store, sha: str, name: str) -> bytes:
+    if not store.has(sha):
+        raise EnvgenError(f"{name} is not in the envgen store", hint="run `envgen snapshot SPEC` first")
+    data = store.path_of(sha).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha:
+        raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
+                          hint="run `envgen store verify`, delete the bad object and `envgen snapshot SPEC` again")
+    return data
+
+
+def _artifact(filename: str, url: str, sha256: str) -> dict:
+    return {"name": clean_name(filename), "url": url, "sha256": sha256}
+
+
+def spec_data(store: Store, lock: pylock.Lock, spec=None) -> tuple[dict, dict[str, bytes]]:
+    """(the JSON data the flake reads for this spec, {sha256: bytes} of the generated inputs)."""
+    spec_path = spec.path if spec is not None else None
+    check_objects(store, lock, spec_path)
+    snap = snapshot(store, lock, spec_path)  # offline: every object is present; packs the local sources
+    lock_bytes = pylock.dumps(lock).encode()
+    manifest_bytes = canonical_json(snap.manifest)
+    generated = {hashlib.sha256(b).hexdigest(): b for b in (lock_bytes, manifest_bytes)}
+    bb_deb = _busybox_deb(lock)
+    bb = busybox_binary(store, lock)
+    runtime = sorted((d for d in lock.debian.packages if d.role == "runtime"), key=lambda d: d.name)
+    command = list(spec.command) if spec is not None else ["python3"]
+    objs = {(o["role"], o["name"]): o for o in snap.manifest["objects"]}
+    locals_ = []
+    for p in lock.packages:
+        if p.is_local:
+            o = objs.get(("local-source", p.name))
+            if o is None:
+                raise EnvgenError(f"the snapshot has no source for local project {p.name}")
+            name = clean_name(f"{p.name}-source.tar")
+            locals_.append({"project": p.name, "name": name, "url": f"file:///envgen-nix-seed/{name}",
+                            "sha256": o["sha256"]})
+    lock_sha = hashlib.sha256(lock_bytes).hexdigest()
+    data = {
+        "format-version": FORMAT_VERSION,
+        "generator": "envgen nix",
+        "name": lock.name,
+        "snapshot": snap.id,
+        "python": lock.python,
+        "pythonFull": _python_full_version(lock),
+        "epoch": int(lock.snapshot_date.timestamp()),
+        "command": command,
+        "commandIsPython": Path(command[0]).name not in PYTHON_COMMANDS | {f"python{lock.python}"},
+        "busybox": {
+            "name": clean_name(f"busybox-static-{bb_deb.version}"),
+            "url": bb_deb.url,
+            "narHash": hashlib.sha256(nar_single_executable(["bin"], "busybox", bb)).hexdigest(),
+            "deb": _artifact(Path(bb_deb.filename).name, bb_deb.url, bb_deb.sha256),
+        },
+        "debs": [_artifact(Path(d.filename).name, d.url, d.sha256) for d in runtime],
+        "wheels": sorted((_artifact(w.filename, w.url, w.sha256) for p in lock.packages if not p.is_local
+                          for w in p.wheels), key=lambda a: a["name"]),
+        "buildWheels": sorted((_artifact(w.filename, w.url, w.sha256) for p in lock.build_tools for w in p.wheels),
+                              key=lambda a: a["name"]),
+        "locals": locals_,
+        "lock": {"name": clean_name(f"pylock.{lock.name}.toml"), "sha256": lock_sha,
+                 "url": f"file:///envgen-nix-seed/pylock.{lock.name}.toml"},
+        "manifest": {"name": clean_name(f"snapshot-{lock.name}.json"), "sha256": snap.id,
+                     "url": f"file:///envgen-nix-seed/snapshot-{lock.name}.json"},
+    }
+    if hashlib.sha256(manifest_bytes).hexdigest() != snap.id:
+        data["manifest"]["sha256"] = hashlib.sha256(manifest_bytes).hexdigest()
+    return data, generated
+
+
+def generate(store: Store, lock: pylock.Lock, spec=None, flake_dir: Path | None = None) -> tuple[Path, dict, dict]:
+    """Write nix/specs/NAME.json (and the flake, if *flake_dir* has none); return (json path, data, generated)."""
+    if flake_dir is None:
+        flake_dir = flake_dir_for(spec.path if spec is not None else lock.path)
+    flake_dir = Path(flake_dir)
+    ensure_flake(flake_dir)
+    data, generated = spec_data(store, lock, spec)
+    out = flake_dir / "nix" / "specs" / f"{lock.name}.json"
+    _write_if_changed(out, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    return out, data, generated
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def flat_items(data: dict) -> list[dict]:
+    return data["debs"] + [data["busybox"]["deb"]] + data["wheels"] + data["buildWheels"] + data["locals"] + \
+        [data["lock"], data["manifest"]]
+
+
+def _sha_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seed(store: Store, data: dict, generated: dict[str, bytes], lock: pylock.Lock, note=lambda m: None) -> dict:
+    """Put every input of the spec's derivations into the Nix store; verify the ones already there."""
+    require_nix()
+    items = flat_items(data)
+    bb = data["busybox"]
+    bb_path = fixed_path(bb["name"], bb["narHash"], recursive=True)
+    paths = {fixed_path(it["name"], it["sha256"]): it for it in items}
+    proc = _nix(["nix-store", "--check-validity", "--print-invalid", *paths, bb_path], "checking the Nix store")
+    invalid = set(proc.stdout.split())
+    present = [p for p in paths if p not in invalid]
+    for p in present:  # a seeded file may have been changed since (root can write the store)
+        actual = _sha_file(p)
+        if actual != paths[p]["sha256"]:
+            raise EnvgenError(
+                f"hash mismatch in the Nix store: {p} should hash to {paths[p]['sha256'][:16]}… "
+                f"but hashes to {actual[:16]}…",
+                hint=f"delete it (`nix-store --delete {p}`) and run `envgen nix seed SPEC` again")
+    if bb_path not in invalid:
+        binary = Path(bb_path, "bin", "busybox").read_bytes()
+        if hashlib.sha256(nar_single_executable(["bin"], "busybox", binary)).hexdigest() != bb["narHash"]:
+            raise EnvgenError(f"hash mismatch in the Nix store: the busybox trust root {bb_path} was changed",
+                              hint=f"delete it (`nix-store --delete {bb_path}`) and run `envgen nix seed SPEC` again")
+    todo = [p for p in paths if p in invalid]
+    added = 0
+    with tempfile.TemporaryDirectory(prefix="envgen-seed-") as tmp:
+        files = []
+        for p in todo:
+            it = paths[p]
+            target = Path(tmp) / it["name"]
+            if it["sha256"] in generated:
+                target.write_bytes(generated[it["sha256"]])
+            else:
+                if not store.has(it["sha256"]):
+                    raise EnvgenError(
+                        f"{it['name']} is not seeded into the Nix store and not in the envgen store, "
+                        "and the build is offline", hint="run `envgen snapshot SPEC`, then `envgen nix seed SPEC`")
+                src = store.path_of(it["sha256"])
+                actual = _sha_file(str(src))
+                if actual != it["sha256"]:
+                    raise EnvgenError(f"store object corrupted: {it['name']} should hash to {it['sha256'][:16]}… "
+                                      f"but hashes to {actual[:16]}…",
+                                      hint="run `envgen store verify`, delete it and `envgen snapshot SPEC` again")
+                try:
+                    os.link(src, target)
+                except OSError:
+                    shutil.copyfile(src, target)
+            files.append(str(target))
+        if files:
+            note(f"seeding {len(files)} artifacts into the Nix store")
+            for i in range(0, len(files), 200):
+                out = _nix(["nix-store", "--add-fixed", "sha256", *files[i:i + 200]], "nix-store --add-fixed")
+                added += len(out.stdout.split())
+        if bb_path in invalid:
+            d = Path(tmp) / "bb" / bb["name"]
+            (d / "bin").mkdir(parents=True)
+            (d / "bin" / "busybox").write_bytes(busybox_binary(store, lock))
+            os.chmod(d / "bin" / "busybox", 0o755)
+            out = _nix(["nix-store", "--add-fixed", "--recursive", "sha256", str(d)], "adding the busybox trust root")
+            if out.stdout.strip() != bb_path:
+                raise EnvgenError(f"the busybox trust root landed at {out.stdout.strip()}, expected {bb_path}")
+            added += 1
+    missing = _nix(["nix-store", "--check-validity", "--print-invalid", *paths, bb_path], "checking the Nix store")
+    if missing.stdout.strip():
+        raise EnvgenError(f"seeding left these paths invalid: {missing.stdout.split()[:3]}")
+    return {"added": added, "present": len(paths) + 1 - added, "total": len(paths) + 1}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def nix_build(flake_dir: Path, attr: str, out_link: Path | None = None, *, check: bool = False,
+              data: dict | None = None) -> str:
+    """``nix build`` one attribute of nix/default.nix, sandboxed and offline; return its store path."""
+    require_nix()
+    args = ["nix", "build", "--offline", "-f", str(flake_dir / "nix" / "default.nix"), attr, "-L"]
+    args += ["--out-link", str(out_link)] if out_link else ["--no-link"]
+    if check:
+        args.append("--rebuild")
+    proc = subprocess.run(args, env=nix_env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        m = re.search(r"unable to download '([^']+)'|cannot download \S+ from '([^']+)'|error: .*'(file:///[^']+)'",
+                      proc.stderr)
+        if m:
+            url = next(g for g in m.groups() if g)
+            name = url.rsplit("/", 1)[-1]
+            if data is not None:
+                name = next((it["name"] for it in flat_items(data) if it["url"] == url), name)
+            raise EnvgenError(f"artifact {name} is not seeded into the Nix store and the build is offline",
+                              hint="run `envgen nix seed SPEC`")
+        if "may not be deterministic" in proc.stderr or "differs from" in proc.stderr:
+            raise EnvgenError(f"nix build --rebuild of {attr}: the output differs: {_tail(proc.stderr)}")
+        raise EnvgenError(f"nix build of {attr} failed: {_tail(proc.stderr, 4)}")
+    if out_link:
+        return os.readlink(out_link)
+    out = _nix(["nix", "eval", "--raw", "-f", str(flake_dir / "nix" / "default.nix"), f"{attr}.outPath"],
+               "nix eval")
+    return out.stdout.strip()
+
+
+def build(store: Store, lock: pylock.Lock, spec=None, *, force: bool = False, flake_dir: Path | None = None,
+          note=lambda msg: None) -> BuildResult:
+    """Generate, seed, ``nix build`` NAME-env; return the result with the tree digest of the output."""
+    t0 = time.perf_counter()
+    require_nix()
+    note("writing the flake's data for the spec")
+    json_path, data, generated = generate(store, lock, spec, flake_dir)
+    flake_dir = json_path.parents[2]
+    seed(store, data, generated, lock, note)
+    roots = store.root / "nix-roots"
+    roots.mkdir(exist_ok=True)
+    note(f"nix build {lock.name}-env (sandboxed, offline)")
+    out = nix_build(flake_dir, f"{lock.name}-env", roots / f"{lock.name}-env", data=data)
+    if force:
+        note(f"rebuilding {lock.name}-env to check it (nix build --rebuild)")
+        nix_build(flake_dir, f"{lock.name}-env", check=True, data=data)
+    key = build_key(data["snapshot"], lock.platforms[0], BUILDER, BUILDER_VERSION)
+    cache = store.root / "nix-trees" / f"{Path(out).name}.json"
+    cached = False
+    meta = None
+    if cache.is_file() and not force:
+        try:
+            meta = json.loads(cache.read_text())
+            cached = True
+        except ValueError:
+            meta = None
+    if meta is None:
+        note("hashing the tree")
+        digest, lines = tree_digest(Path(out))
+        size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(out) for f in fs)
+        meta = {"format-version": FORMAT_VERSION, "kind": "envgen-nix-tree", "builder": BUILDER,
+                "builder-version": BUILDER_VERSION, "key": key, "snapshot": data["snapshot"], "store-path": out,
+                "tree-digest": digest, "files": len(lines), "bytes": size}
+        cache.parent.mkdir(exist_ok=True)
+        cache.with_suffix(".listing.txt").write_text("\n".join(lines) + "\n")
+        cache.write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+    return BuildResult(key, meta["tree-digest"], Path(out), data["snapshot"], cached, True,
+                       time.perf_counter() - t0, meta["files"], meta["bytes"], builder=BUILDER)
+
+
+def acquire_nix(store: Store, spec_arg: str, ui=None):
+    """``envgen run --runtime nix``: build (or find) the Nix-built tree; it then runs under bwrap like any tree."""
+    from ..lock import load_lock_for
+    from ..run.execute import EnvRef
+
+    spec, lock = load_lock_for(spec_arg, ui)
+    note = (lambda m: ui.info(m)) if ui is not None else (lambda m: None)
+    res = build(store, lock, spec, note=note)
+    return EnvRef(rootfs=res.rootfs, runtime="nix", builder=res.builder, snapshot_id=res.snapshot_id,
+                  tree_digest=res.digest, build_key=res.key, env_name=lock.name), spec
