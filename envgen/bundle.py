@@ -49,6 +49,11 @@ KIND = "envgen-bundle"
 MANIFEST = "envgen-bundle.json"
 SNAPSHOT = "snapshot.json"
 SOURCE = "envgen-source.tar"
+ENV = "env.json"
+RUNS = "runs.json"
+# Members whose damage does not make the environment unavailable: they are the
+# evidence for a claim of reproduced results, checked by `envgen verify`.
+EVIDENCE_ROLES = ("run-input", "run-output")
 COMPRESSIONS = ("zstd", "gzip", "xz", "none")
 DEFAULT_COMPRESSION = "zstd"
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 9, "xz": 6, "none": 0}
@@ -218,7 +223,15 @@ class _HashingReader:
 
 
 def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: str = DEFAULT_COMPRESSION,
-                 level: int | None = None, force: bool = False) -> dict:
+                 level: int | None = None, force: bool = False, env: dict | None = None,
+                 runs: list[dict] | None = None) -> dict:
+    """Write the bundle of snapshot *sid*.
+
+    *env* (builder, tree digest) becomes ``env.json``: what a rebuild must give.
+    *runs* (provenance records, host paths removed) become ``runs.json``, and
+    their input and output files travel as objects (roles ``run-input`` and
+    ``run-output``), so ``envgen verify`` can rerun them from the bundle alone.
+    """
     out = Path(out)
     if compression not in COMPRESSIONS:
         raise EnvgenError(f"unknown compression {compression!r}", hint=f"use one of {', '.join(COMPRESSIONS)}")
@@ -238,12 +251,22 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         if not store.has(o["sha256"]):
             raise EnvgenError(f"object {o['sha256']} ({o['name']}) of snapshot {sid} is missing from {store.root}",
                               hint="run `envgen snapshot SPEC` first")
+    for r in runs or []:
+        for role, files in (("run-input", r["inputs"]), ("run-output", r["outputs"])):
+            for path, info in files.items():
+                if not store.has(info["sha256"]):
+                    raise EnvgenError(f"run {r['id']}: {role[4:]} {path} ({info['sha256'][:16]}…) is not in the store")
+                roles.setdefault(info["sha256"], role)
     small: dict[str, tuple[str, bytes]] = {
         SNAPSHOT: ("snapshot", snap_bytes),
         SOURCE: ("envgen-source", _envgen_source(mtime)),
         "README.md": ("readme", _readme(doc, sid)),
         "CITATION.cff": ("citation", _citation(doc, sid)),
     }
+    if env is not None:
+        small[ENV] = ("env", json.dumps(env, sort_keys=True, indent=1).encode() + b"\n")
+    if runs:
+        small[RUNS] = ("runs", json.dumps(sorted(runs, key=lambda r: r["id"]), sort_keys=True, indent=1).encode() + b"\n")
     members = []
     for path, (role, data) in small.items():
         members.append({"path": path, "role": role, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
@@ -365,7 +388,8 @@ def restore_bundle(store: Store, bundle: str | os.PathLike, into: str | os.PathL
 
 
 def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict:
-    staged: dict[str, Path] = {}
+    staged: dict[str, Path | None] = {}
+    damaged: list[dict] = []
     with open(bundle, "rb") as fh:
         try:
             stream = open_decompressed(fh)
@@ -417,6 +441,12 @@ def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict
                     out.flush()
                     os.fsync(out.fileno())
                 if h.hexdigest() != m["sha256"]:
+                    if m.get("role") in EVIDENCE_ROLES:
+                        damaged.append({"path": ti.name, "role": m["role"], "expected": m["sha256"],
+                                        "actual": h.hexdigest()})
+                        dest.unlink()
+                        staged[ti.name] = None
+                        continue
                     raise _refuse(bundle, f"member {ti.name!r}: sha256 {h.hexdigest()}, the manifest says {m['sha256']}")
                 staged[ti.name] = dest
         except (tarfile.TarError, EOFError, zstandard.ZstdError, lzma.LZMAError, gzip.BadGzipFile) as exc:
@@ -436,8 +466,15 @@ def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict
     present = {p.split("/")[2] for p in staged if p.startswith("objects/")}
     if wanted - present:
         raise _refuse(bundle, f"snapshot objects absent from the bundle: {', '.join(sorted(wanted - present)[:3])}")
-    if present - wanted:
-        raise _refuse(bundle, f"objects not in the snapshot: {', '.join(sorted(present - wanted)[:3])}")
+    env_doc = _json_member(bundle, staged, ENV, dict)
+    runs = _json_member(bundle, staged, RUNS, list) or []
+    if not all(isinstance(r, dict) and isinstance(r.get("inputs", {}), dict) and isinstance(r.get("outputs", {}), dict)
+               for r in runs):
+        raise _refuse(bundle, f"{RUNS} holds a malformed run record")
+    evidence = {info["sha256"] for r in runs for key in ("inputs", "outputs")
+                for info in (r.get(key) or {}).values() if isinstance(info, dict)}
+    if present - wanted - evidence:
+        raise _refuse(bundle, f"objects not in the snapshot: {', '.join(sorted(present - wanted - evidence)[:3])}")
 
     # the work tree: validate every path and every source pack before anything leaves the stage
     tree = stage / "tree"
@@ -466,7 +503,7 @@ def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict
     # commit: objects into the store, the root, then the tree
     added = 0
     for path, p in staged.items():
-        if path.startswith("objects/"):
+        if path.startswith("objects/") and p is not None:
             sha = path.split("/")[2]
             if not store.has(sha):
                 store.adopt(p, sha)
@@ -479,4 +516,18 @@ def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict
     spec = next((o for o in snap["objects"] if o["role"] == "spec"), None)
     return {"bundle": str(bundle), "id": sid, "name": snap["name"], "objects": len(wanted), "added": added,
             "into": str(into) if into is not None else None,
-            "spec": str(into / spec["path"]) if (into is not None and spec) else None}
+            "spec": str(into / spec["path"]) if (into is not None and spec) else None,
+            "env": env_doc, "runs": runs, "damaged": damaged}
+
+
+def _json_member(bundle: Path, staged: dict, name: str, kind: type):
+    p = staged.get(name)
+    if p is None:
+        return None
+    try:
+        value = json.loads(p.read_bytes())
+    except ValueError:
+        raise _refuse(bundle, f"{name} is not valid JSON") from None
+    if not isinstance(value, kind):
+        raise _refuse(bundle, f"{name} is not a JSON {kind.__name__}")
+    return value

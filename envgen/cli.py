@@ -28,6 +28,7 @@ COMMANDS = {
     "run": "run",
     "runs": "runs",
     "rerun": "rerun",
+    "verify": "verify",
     "export": "image",
     "nix": "nix",
 }

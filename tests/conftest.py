@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+import json
+from types import SimpleNamespace
+
+from helpers import REPO, run_envgen
 
 
 @pytest.fixture
@@ -201,3 +204,20 @@ def synth_project(tmp_path, file_server):
     lock_path = root / "specs" / "pylock.demo.toml"
     lock_path.write_text(pylock.dumps(lock))
     return types.SimpleNamespace(root=root, lock_path=lock_path, artifacts=arts, server=file_server, app=app)
+
+
+# --------------------------------------------------------------------------- a tiny built env (network)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    shutil.copytree(REPO / "tests" / "fixtures" / "tiny", root / "proj")
+    spec = root / "proj" / "specs" / "tiny.toml"
+    store = root / "store"
+    run_envgen("lock", str(spec), check=True)
+    run_envgen("snapshot", str(spec), "--store", str(store), check=True)
+    built = json.loads(run_envgen("build", str(spec), "--store", str(store), "--json", check=True).stdout)
+    return SimpleNamespace(root=root, spec=spec, store=store, built=built)
+
+

@@ -21,18 +21,6 @@ from helpers import REPO, run_envgen
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    shutil.copytree(REPO / "tests" / "fixtures" / "tiny", root / "proj")
-    spec = root / "proj" / "specs" / "tiny.toml"
-    store = root / "store"
-    run_envgen("lock", str(spec), check=True)
-    run_envgen("snapshot", str(spec), "--store", str(store), check=True)
-    built = json.loads(run_envgen("build", str(spec), "--store", str(store), "--json", check=True).stdout)
-    return SimpleNamespace(root=root, spec=spec, store=store, built=built)
-
-
 def envgen_run(t, *args, **kw):
     return run_envgen("run", str(t.spec), "--store", str(t.store), *args, **kw)
 

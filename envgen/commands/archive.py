@@ -42,6 +42,11 @@ def register(sub, parents, fmt):
     a.add_argument("--level", type=int, default=None, help="compression level (default: zstd 3, gzip 9, xz 6)")
     a.add_argument("--force", action="store_true", help="overwrite BUNDLE even if it is not an envgen bundle")
     a.add_argument("-j", "--jobs", type=int, default=8, metavar="N", help="parallel downloads if fetching (default 8)")
+    a.add_argument("--with-runs", action="store_true",
+                   help="add the provenance records of this snapshot's runs, with their input and output files "
+                        "(so `envgen verify` can rerun them); the env's tree digest goes in too")
+    a.add_argument("--run", action="append", default=[], metavar="ID",
+                   help="with --with-runs: only these runs (repeatable; default: every run of this snapshot)")
     a.set_defaults(func=run_archive)
 
     r = sub.add_parser(
@@ -88,8 +93,15 @@ def run_archive(args, ui) -> int:
         sid = snapshot(store, lock, spec.path if spec else None, jobs=args.jobs,
                        progress_factory=progress_factory(ui), note=ui.info).id
     comp = _compression_for(args.output, args.compression)
+    env, runs = (None, None)
+    if args.with_runs or args.run:
+        from ..run.bundled import runs_for_bundle
+
+        env, runs = runs_for_bundle(store, sid, args.run)
+        ui.info(f"adding {len(runs)} recorded run(s) and their files")
     with ui.status(f"writing {args.output}"):
-        res = write_bundle(store, sid, args.output, comp, args.level, args.force)
+        res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs)
+    res["runs"] = [r["id"] for r in runs or []]
 
     def human(out):
         ui.info(f"{res['members']} members, {res['content_bytes'] / 1e6:.1f} MB -> {res['bytes'] / 1e6:.1f} MB ({comp})")

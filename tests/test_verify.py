@@ -1,0 +1,138 @@
+"""`envgen archive --with-runs` and `envgen verify` on the tiny env (marked network + slow)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import zstandard
+from helpers import run_envgen
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+
+def verify_offline(bundle, *extra):
+    return subprocess.run(["unshare", "-n", sys.executable, "-m", "envgen", "verify", str(bundle), "--json", *extra],
+                          capture_output=True, text=True)
+
+
+def rewrite(bundle, out, change):
+    """Copy a .tar.zst bundle member by member, letting change(name, data) edit or drop (None) members."""
+    raw = zstandard.ZstdDecompressor().stream_reader(open(bundle, "rb")).read()
+    src = tarfile.open(fileobj=io.BytesIO(raw))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for ti in src.getmembers():
+            data = change(ti.name, src.extractfile(ti).read())
+            if data is None:
+                continue
+            ti.size = len(data)
+            dst.addfile(ti, io.BytesIO(data))
+    out.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def recorded_bundle(tiny, tmp_path_factory):
+    d = tmp_path_factory.mktemp("verify")
+    (d / "data").mkdir()
+    (d / "data" / "params.txt").write_text("seed=2\n")
+    (d / "out").mkdir()
+    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json", "--bind", f"{d / 'data'}:/data:ro",
+                      "--bind", f"{d / 'out'}:/out", "--label", "paper-fig1", "--", "hello", "--out", "/out", "--seed", "2")
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run"]
+    bundle = d / "tiny.tar.zst"
+    run_envgen("archive", str(tiny.spec), "--store", str(tiny.store), "--with-runs", "--run", run_id,
+               "-o", str(bundle), check=True)
+    return bundle, run_id
+
+
+def test_verify_reproduces_from_the_bundle_alone(recorded_bundle, tmp_path):
+    bundle, run_id = recorded_bundle
+    proc = verify_offline(bundle, "--html", str(tmp_path / "report.html"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["network_cut"] is True
+    assert result["level"] == "reproduced" and result["claim_holds"] is True
+    assert all(c["ok"] for c in result["checks"])
+    assert any("recorded tree digest" in c["check"] and c["ok"] for c in result["checks"])
+    assert result["runs"] == 1 and set(result["stages_s"]) == {"restore", "build", "reruns"}
+    assert "Reproduced" in (tmp_path / "report.html").read_text()
+
+
+def test_flipped_output_drops_to_functional_and_names_the_file(recorded_bundle, tmp_path):
+    bundle, _ = recorded_bundle
+    manifest = json.loads(
+        tarfile.open(fileobj=io.BytesIO(zstandard.ZstdDecompressor().stream_reader(open(bundle, "rb")).read()))
+        .extractfile("envgen-bundle.json").read())
+    runs = None
+
+    def find_runs(name, data):
+        nonlocal runs
+        if name == "runs.json":
+            runs = json.loads(data)
+        return data
+
+    rewrite(bundle, tmp_path / "scan.tar.zst", find_runs)
+    target = runs[0]["outputs"]["/out/results.csv"]["sha256"]
+    assert any(m["path"] == f"objects/sha256/{target}" and m["role"] == "run-output" for m in manifest["members"])
+
+    def flip(name, data):
+        if name == f"objects/sha256/{target}":
+            data = bytearray(data)
+            data[-3] ^= 0x01
+            return bytes(data)
+        return data
+
+    bad = tmp_path / "flipped.tar.zst"
+    rewrite(bundle, bad, flip)
+    proc = verify_offline(bad)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["level"] == "functional"
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert failed and all(c["level"] == "reproduced" for c in failed)
+    assert "/out/results.csv" in failed[0]["detail"]
+
+
+def test_missing_object_drops_below_available_and_names_it(recorded_bundle, tmp_path):
+    bundle, _ = recorded_bundle
+    removed = []
+
+    def drop_one_deb(name, data):
+        if not removed and name.startswith("objects/sha256/") and data[:8] == b"!<arch>\n":
+            removed.append(name.split("/")[-1])
+            return None
+        return data
+
+    bad = tmp_path / "missing.tar.zst"
+    rewrite(bundle, bad, drop_one_deb)
+    proc = verify_offline(bad)
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["level"] is None and result["badges"]["available"] is False
+    assert removed[0] in result["checks"][0]["detail"]
+
+
+def test_not_a_bundle_and_newer_format(tmp_path, recorded_bundle):
+    junk = tmp_path / "junk.tar.zst"
+    junk.write_bytes(b"hello")
+    proc = run_envgen("verify", str(junk))
+    assert proc.returncode == 2 and "not an envgen bundle" in proc.stderr and "Traceback" not in proc.stderr
+    bundle, _ = recorded_bundle
+
+    def newer(name, data):
+        if name == "envgen-bundle.json":
+            doc = json.loads(data)
+            doc["format-version"] = 9
+            return json.dumps(doc).encode()
+        return data
+
+    future = tmp_path / "future.tar.zst"
+    rewrite(bundle, future, newer)
+    proc = run_envgen("verify", str(future))
+    assert proc.returncode == 2 and "format 9" in proc.stderr, proc.stderr
