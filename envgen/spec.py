@@ -42,11 +42,12 @@ PY_RE = re.compile(r"^3\.\d{1,2}$")
 
 TOP_KEYS = {
     "format-version", "name", "description", "snapshot-date", "python", "platforms",
-    "requirements", "local", "os", "run", "outputs",
+    "requirements", "local", "os", "run", "outputs", "slurm",
 }
 OS_KEYS = {"base", "packages", "mirror"}
 RUN_KEYS = {"command", "env", "workdir"}
 OUTPUT_KEYS = {"nondeterministic-files", "nondeterministic-columns"}
+SLURM_KEYS = {"time", "cpus-per-task", "mem", "partition", "gres", "account", "qos"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Spec:
     description: str = ""
     nondeterministic_files: list[str] = field(default_factory=list)
     nondeterministic_columns: dict[str, list[str]] = field(default_factory=dict)
+    slurm: dict[str, str] = field(default_factory=dict)
 
     @property
     def dir(self) -> Path:
@@ -274,6 +276,14 @@ def load_spec(path: str | Path) -> Spec:
     ):
         raise c.fail("outputs.nondeterministic-columns", 'a table like { "results.csv" = ["*_time"] }', nd_cols_raw)
 
+    slurm = data.get("slurm", {})
+    if not isinstance(slurm, dict):
+        raise c.fail("slurm", "a table of sbatch resources, like { time = \"00:30:00\", cpus-per-task = 2 }")
+    c.unknown(slurm, SLURM_KEYS, "slurm.")
+    for k, v in slurm.items():
+        if not isinstance(v, (str, int)) or isinstance(v, bool) or str(v) == "":
+            raise c.fail(f"slurm.{k}", "a string or an integer", v)
+
     description = data.get("description", "")
     if not isinstance(description, str):
         raise c.fail("description", "a string", description)
@@ -296,4 +306,5 @@ def load_spec(path: str | Path) -> Spec:
         workdir=workdir,
         nondeterministic_files=nd_files,
         nondeterministic_columns={k: list(v) for k, v in sorted(nd_cols_raw.items())},
+        slurm={k: str(v) for k, v in sorted(slurm.items())},
     )

@@ -44,7 +44,7 @@ from .tree import clamp_mtimes, make_readonly, make_writable, tree_digest
 
 BUILDER = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 MOUNTPOINTS = ("proc", "dev", "tmp", "sys", "run", "home")
 ENV_USER = ("envgen", 1000)
 

@@ -1,10 +1,13 @@
 """The environment tree: its digest, and the normalisation every builder applies.
 
 The **tree digest** is the sha256 of a canonical listing of the tree: one line
-per entry, sorted by path (bytes), giving the path, the type, the permission
-bits and either the sha256 of the content (files) or the link target
-(symlinks).  Owners and mtimes are not part of it: builders clamp every mtime
-to the snapshot date, and exports write uid/gid 0.
+per entry, sorted by path (bytes), giving the path, the type, the mode and
+either the sha256 of the content (files) or the link target (symlinks).  The
+mode is reduced to what every store can hold, as Nix does: 0755 for
+directories and executable files, 0644 for other files; so the same tree has
+the same digest whether it sits writable in a staging directory, read-only in
+envgen's store or in /nix/store.  Owners and mtimes are not part of it:
+builders clamp every mtime to the snapshot date, and exports write uid/gid 0.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def listing(root: Path, jobs: int = 4) -> list[str]:
         shas = dict(zip(files, pool.map(_file_sha, files)))
     lines = []
     for rel, st in entries:
-        mode = stat.S_IMODE(st.st_mode)
+        mode = 0o755 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111 else 0o644
         full = os.path.join(root, rel)
         if stat.S_ISDIR(st.st_mode):
             lines.append(f"d {mode:04o} {rel}")
