@@ -29,6 +29,7 @@ COMMANDS = {
     "runs": "runs",
     "rerun": "rerun",
     "verify": "verify",
+    "sweep": "sweep",
     "export": "image",
     "nix": "nix",
 }

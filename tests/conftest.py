@@ -221,3 +221,20 @@ def tiny(tmp_path_factory):
     return SimpleNamespace(root=root, spec=spec, store=store, built=built)
 
 
+
+
+@pytest.fixture(scope="session")
+def abide(tmp_path_factory):
+    root = tmp_path_factory.mktemp("abide-env")
+    proj = root / "proj"
+    (proj / "specs").mkdir(parents=True)
+    shutil.copy(REPO / "specs" / "abide.toml", proj / "specs")
+    shutil.copytree(REPO / "pipelines" / "abide", proj / "pipelines" / "abide",
+                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache"))
+    spec = proj / "specs" / "abide.toml"
+    run_envgen("lock", str(spec), check=True)
+    store = root / "store"
+    first = json.loads(run_envgen("snapshot", str(spec), "--store", str(store), "--json", check=True).stdout)
+    return SimpleNamespace(root=root, spec=spec, store=store, first=first)
+
+

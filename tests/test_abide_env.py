@@ -27,21 +27,6 @@ def offline(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["unshare", "-n", sys.executable, "-m", "envgen", *args], capture_output=True, text=True)
 
 
-@pytest.fixture(scope="module")
-def abide(tmp_path_factory):
-    root = tmp_path_factory.mktemp("abide-env")
-    proj = root / "proj"
-    (proj / "specs").mkdir(parents=True)
-    shutil.copy(REPO / "specs" / "abide.toml", proj / "specs")
-    shutil.copytree(REPO / "pipelines" / "abide", proj / "pipelines" / "abide",
-                    ignore=shutil.ignore_patterns(".venv", "__pycache__", "*.pyc", ".pytest_cache"))
-    spec = proj / "specs" / "abide.toml"
-    run_envgen("lock", str(spec), check=True)
-    store = root / "store"
-    first = json.loads(run_envgen("snapshot", str(spec), "--store", str(store), "--json", check=True).stdout)
-    return SimpleNamespace(root=root, spec=spec, store=store, first=first)
-
-
 def test_snapshot_twice_fetches_nothing_the_second_time(abide):
     assert abide.first["fetched"] > 60 and abide.first["fetched_bytes"] > 100e6
     again = json.loads(run_envgen("snapshot", str(abide.spec), "--store", str(abide.store), "--json", check=True).stdout)
