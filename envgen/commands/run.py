@@ -51,7 +51,9 @@ def register(sub, parents, fmt):
     p.add_argument("--reason", help="why this run was made")
     p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     p.add_argument("--workdir", help="working directory inside the env (default: the spec's, else /)")
-    p.add_argument("--runtime", default="bwrap", help="how to run: bwrap (default)")
+    p.add_argument("--runtime", default="bwrap",
+                   help="how to run: bwrap (default), nix (the Nix-built tree), podman (the OCI image), "
+                        "sif (the SIF's squashfs under bwrap), apptainer (where installed)")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments (after --)")
     p.set_defaults(func=run)
 

@@ -41,7 +41,7 @@ from packaging.utils import canonicalize_name
 
 ENV_PREFIX = "opt/env"
 ENVGEN_DIR = ".envgen"
-BIG_DIST_BYTES = 16 * 1024 * 1024
+BIG_DIST_BYTES = 4 * 1024 * 1024
 
 # family layer name -> canonical distribution names that share it
 FAMILIES: list[tuple[str, tuple[str, ...]]] = [
