@@ -41,7 +41,7 @@ import zstandard
 
 from . import FORMAT_VERSION, __version__, srcpack
 from .errors import EnvgenError
-from .fsutil import fsync_dir
+from .fsutil import file_sha256, fsync_dir
 from .snapshot import load_root, parse_manifest
 from .store import Store, _rmtree, is_sha256
 
@@ -314,17 +314,7 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
     return {"bundle": str(out), "id": sid, "name": doc["name"], "compression": compression,
             "level": DEFAULT_LEVELS[compression] if level is None else level,
             "members": len(members) + 1, "content_bytes": sum(m["size"] for m in members) + len(mbytes),
-            "bytes": out.stat().st_size, "sha256": _file_sha(out)}
-
-
-def _file_sha(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while True:
-            b = fh.read(CHUNK)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
+            "bytes": out.stat().st_size, "sha256": file_sha256(out)}
 
 
 # --------------------------------------------------------------------------- reading

@@ -165,6 +165,17 @@ class Store:
     def size_of(self, sha: str) -> int:
         return self.path_of(sha).stat().st_size
 
+    def read_verified(self, sha: str, name: str) -> bytes:
+        """An object's bytes, checked against its name; a missing or corrupt object is a one-line error."""
+        if not self.has(sha):
+            raise EnvgenError(f"store object missing: {name} ({sha[:16]}…)", hint="run `envgen snapshot SPEC`")
+        data = self.path_of(sha).read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha:
+            raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
+                              hint="run `envgen store verify --repair`, then `envgen snapshot SPEC` again")
+        return data
+
     def open(self, sha: str) -> BinaryIO:
         try:
             return open(self.path_of(sha), "rb")

@@ -92,17 +92,6 @@ def read_meta(store: Store, key: str) -> dict | None:
     return data
 
 
-def _verified_bytes(store: Store, sha: str, name: str) -> bytes:
-    if not store.has(sha):
-        raise EnvgenError(f"store object missing: {name} ({sha[:16]}…)", hint="run `envgen snapshot SPEC`")
-    data = store.path_of(sha).read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha:
-        raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
-                          hint="run `envgen store verify`, delete the bad object and `envgen snapshot SPEC` again")
-    return data
-
-
 def check_objects(store: Store, lock: pylock.Lock, spec_path: Path | None) -> None:
     """Fail (offline) if any object the build needs is absent from the store."""
     plan = make_plan(lock, spec_path)
@@ -146,7 +135,7 @@ def _python_full_version(lock: pylock.Lock) -> str:
 
 
 def _unpack_local(store: Store, sha: str, name: str, dest: Path) -> None:
-    data = _verified_bytes(store, sha, f"local project {name}")
+    data = store.read_verified(sha, f"local project {name}")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
         tf.extractall(dest, filter="data")
 
@@ -189,7 +178,7 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
             for d in sorted(lock.debian.packages, key=lambda d: d.name):
                 if d.role != "runtime":
                     continue
-                data = _verified_bytes(store, d.sha256, Path(d.filename).name)
+                data = store.read_verified(d.sha256, Path(d.filename).name)
                 debs.extract_deb(io.BytesIO(data), root, d.name)
             _write_skeleton(root, lock, _python_full_version(lock))
 
@@ -198,7 +187,7 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
             wheels.mkdir()
             for p in lock.packages + lock.build_tools:
                 for w in p.wheels:
-                    _verified_bytes(store, w.sha256, w.filename)
+                    store.read_verified(w.sha256, w.filename)
                     target = wheels / w.filename
                     try:
                         os.link(store.path_of(w.sha256), target)

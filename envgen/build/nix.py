@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .. import FORMAT_VERSION
 from ..errors import EnvgenError
-from ..fsutil import canonical_json
+from ..fsutil import file_sha256, canonical_json
 from ..lock import pylock
 from ..snapshot import snapshot
 from ..store import Store
@@ -191,7 +191,7 @@ def _busybox_deb(lock: pylock.Lock) -> pylock.DebPackage:
 
 def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
     deb = _busybox_deb(lock)
-    data = _object_bytes(store, deb.sha256, Path(deb.filename).name)
+    data = store.read_verified(deb.sha256, Path(deb.filename).name)
     for name, member in debs.ar_members(io.BytesIO(data), deb.name):
         if name.startswith("data.tar"):
             with debs._open_data_tar(name, member, deb.name) as tf:
@@ -199,17 +199,6 @@ def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
                     if m.isfile() and m.name.lstrip("./") == "bin/busybox":
                         return tf.extractfile(m).read()
     raise EnvgenError(f"{deb.filename}: no bin/busybox inside")
-
-
-def _object_bytes(store: Store, sha: str, name: str) -> bytes:
-    if not store.has(sha):
-        raise EnvgenError(f"{name} is not in the envgen store", hint="run `envgen snapshot SPEC` first")
-    data = store.path_of(sha).read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != sha:
-        raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
-                          hint="run `envgen store verify`, delete the bad object and `envgen snapshot SPEC` again")
-    return data
 
 
 def _artifact(filename: str, url: str, sha256: str) -> dict:
@@ -291,14 +280,6 @@ def flat_items(data: dict) -> list[dict]:
         [data["lock"], data["manifest"]]
 
 
-def _sha_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def seed(store: Store, data: dict, generated: dict[str, bytes], lock: pylock.Lock, note=lambda m: None) -> dict:
     """Put every input of the spec's derivations into the Nix store; verify the ones already there."""
     require_nix()
@@ -310,7 +291,7 @@ def seed(store: Store, data: dict, generated: dict[str, bytes], lock: pylock.Loc
     invalid = set(proc.stdout.split())
     present = [p for p in paths if p not in invalid]
     for p in present:  # a seeded file may have been changed since (root can write the store)
-        actual = _sha_file(p)
+        actual = file_sha256(p)
         if actual != paths[p]["sha256"]:
             raise EnvgenError(
                 f"hash mismatch in the Nix store: {p} should hash to {paths[p]['sha256'][:16]}… "
@@ -336,7 +317,7 @@ def seed(store: Store, data: dict, generated: dict[str, bytes], lock: pylock.Loc
                         f"{it['name']} is not seeded into the Nix store and not in the envgen store, "
                         "and the build is offline", hint="run `envgen snapshot SPEC`, then `envgen nix seed SPEC`")
                 src = store.path_of(it["sha256"])
-                actual = _sha_file(str(src))
+                actual = file_sha256(str(src))
                 if actual != it["sha256"]:
                     raise EnvgenError(f"store object corrupted: {it['name']} should hash to {it['sha256'][:16]}… "
                                       f"but hashes to {actual[:16]}…",

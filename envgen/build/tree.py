@@ -18,15 +18,9 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..fsutil import file_sha256
+
 CHUNK = 1 << 20
-
-
-def _file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def walk(root: Path) -> list[tuple[str, os.stat_result]]:
@@ -44,7 +38,7 @@ def listing(root: Path, jobs: int = 4) -> list[str]:
     entries = walk(Path(root))
     files = [os.path.join(root, p) for p, st in entries if stat.S_ISREG(st.st_mode)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        shas = dict(zip(files, pool.map(_file_sha, files)))
+        shas = dict(zip(files, pool.map(file_sha256, files)))
     lines = []
     for rel, st in entries:
         mode = 0o755 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111 else 0o644

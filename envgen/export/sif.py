@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvgenError
-from ..fsutil import canonical_json
+from ..fsutil import file_sha256, canonical_json
 from . import ImageMeta
 from .squashfs import make_squashfs, mksquashfs_version
 
@@ -271,14 +271,6 @@ def partition_sha256(info: SifInfo, d: Descriptor) -> str:
 
 
 # --------------------------------------------------------------------------- the env as a SIF
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def runscript(command: list[str]) -> bytes:

@@ -31,10 +31,12 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Packages, Release
+
+from .pylock import DebPackage, DebRelease as ReleaseInfo
 
 from ..distros import DEFAULT_MIRROR, Distro
 from ..errors import EnvgenError
@@ -44,30 +46,6 @@ from ..paths import cache_dir
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
 # The static busybox is the trust root of the Nix builder.
 BUILD_ROOTS = ["busybox-static"]
-
-
-@dataclass
-class ReleaseInfo:
-    archive: str
-    suite: str
-    uri: str
-    date: dt.datetime
-    inrelease_sha256: str
-
-
-@dataclass
-class DebPackage:
-    name: str
-    version: str
-    architecture: str
-    filename: str
-    size: int
-    sha256: str
-    archive: str
-    url: str
-    snapshot_url: str = ""
-    role: str = "runtime"
-    depends: list[str] = field(default_factory=list)
 
 
 @dataclass

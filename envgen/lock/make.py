@@ -153,12 +153,8 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
             architecture=debres.arch,
             roots=debres.roots,
             build_roots=debres.build_roots,
-            releases=[pylock.DebRelease(r.archive, r.suite, r.uri, r.date, r.inrelease_sha256) for r in debres.releases],
-            packages=[pylock.DebPackage(
-                name=p.name, version=p.version, architecture=p.architecture, filename=p.filename,
-                size=p.size, sha256=p.sha256, archive=p.archive, url=p.url, snapshot_url=p.snapshot_url,
-                role=p.role, depends=p.depends,
-            ) for p in debres.packages],
+            releases=debres.releases,
+            packages=debres.packages,
         ),
         environments=[
             f"sys_platform == 'linux' and platform_machine == '{plat.machine}' "

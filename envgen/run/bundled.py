@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import EnvgenError
 from ..store import Store
-from .execute import file_sha
+from ..fsutil import file_sha256
 from .records import Records
 
 # The record fields a bundle keeps (all but host paths).
@@ -56,7 +56,7 @@ def runs_for_bundle(store: Store, sid: str, only: list[str]) -> tuple[dict, list
                     host = src if src.is_file() else src / posixpath.relpath(path, b["dst"])
                     if store.has(info["sha256"]):
                         continue
-                    if not host.is_file() or file_sha(host) != info["sha256"]:
+                    if not host.is_file() or file_sha256(host) != info["sha256"]:
                         raise EnvgenError(f"run {r.id}: input {path} ({host}) is gone or changed since the run",
                                           hint="archive only runs whose inputs are still as they were")
                     store.add_file(host, info["sha256"], label=path)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvgenError
+from ..fsutil import file_sha256
 from ..store import Store
 from .records import Record, Records, host_facts, new_run_id, now_iso
 from .sandbox import DEFAULT_PATH, Bind, Sandbox
@@ -20,19 +21,11 @@ from .sandbox import DEFAULT_PATH, Bind, Sandbox
 RUN_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def hash_tree(src: Path, dst: str) -> dict[str, dict]:
     """{container path: {sha256, size}} for every regular file under a bind."""
     out: dict[str, dict] = {}
     if src.is_file():
-        return {dst: {"sha256": file_sha(src), "size": src.stat().st_size}}
+        return {dst: {"sha256": file_sha256(src), "size": src.stat().st_size}}
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames.sort()
         for name in sorted(filenames):
@@ -40,7 +33,7 @@ def hash_tree(src: Path, dst: str) -> dict[str, dict]:
             if full.is_symlink() or not full.is_file():
                 continue
             rel = full.relative_to(src).as_posix()
-            out[posixpath.join(dst, rel)] = {"sha256": file_sha(full), "size": full.stat().st_size}
+            out[posixpath.join(dst, rel)] = {"sha256": file_sha256(full), "size": full.stat().st_size}
     return out
 
 
@@ -78,7 +71,7 @@ def code_revision(cwd: Path) -> dict:
         p = Path(top) / name.decode("utf-8", "surrogateescape")
         h.update(b"\0" + name + b"\0")
         if p.is_file():
-            h.update(file_sha(p).encode())
+            h.update(file_sha256(p).encode())
     dirty = bool(diff) or any(untracked)
     return {"vcs": "git", "commit": head.stdout.decode().strip(), "dirty": dirty,
             "changes_sha256": h.hexdigest() if dirty else None}
