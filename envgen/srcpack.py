@@ -39,19 +39,18 @@ def _skipped(rel: str) -> bool:
     return rel.endswith(ALWAYS_SKIP_SUFFIXES)
 
 
-def _in_git_worktree(root: Path) -> bool:
+def _git_files(root: Path, probe: bool = False) -> list[str] | None:
+    """The files git would see under *root*; with *probe*, None when *root* is not in a git work tree."""
     try:
-        r = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"],
-                           capture_output=True, text=True, timeout=30)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return False
-    return r.returncode == 0 and r.stdout.strip() == "true"
-
-
-def _git_files(root: Path) -> list[str]:
-    r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                       capture_output=True, timeout=120)
+        r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, timeout=120)
+    except FileNotFoundError:
+        if probe:
+            return None
+        raise EnvgenError("git is not installed") from None
     if r.returncode != 0:
+        if probe:
+            return None
         raise EnvgenError(f"{root}: git ls-files failed: {r.stderr.decode(errors='replace').strip()}")
     out = []
     for raw in r.stdout.split(b"\0"):
@@ -109,8 +108,11 @@ def list_files(root: str | os.PathLike, use_git: bool | None = None) -> list[str
     if not root.is_dir():
         raise EnvgenError(f"{root}: local project directory not found")
     if use_git is None:
-        use_git = _in_git_worktree(root)
-    files = _git_files(root) if use_git else _walk_files(root)
+        files = _git_files(root, probe=True)  # one git call answers both questions
+        if files is None:
+            files = _walk_files(root)
+    else:
+        files = _git_files(root) if use_git else _walk_files(root)
     return sorted({f for f in files if not _skipped(f)})
 
 

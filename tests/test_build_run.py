@@ -177,3 +177,19 @@ def test_bad_input(tiny, tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     proc = envgen_run(tiny, "--", "no-such-command")
     assert proc.returncode == 2 and "not found inside the env" in proc.stderr
+
+
+def test_run_notices_a_changed_local_project(tiny):
+    """The start-up fast path must not serve a stale env: editing the local project rebuilds."""
+    src = tiny.root / "proj" / "hello" / "hello" / "__init__.py"
+    original = src.read_text()
+    assert envgen_run(tiny).stdout.startswith("hello from /opt/env")  # warm: served by the fast path
+    try:
+        src.write_text(original.replace('print("hello from", sys.prefix)', 'print("HELLO again from", sys.prefix)'))
+        proc = envgen_run(tiny)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("HELLO again from /opt/env")
+    finally:
+        src.write_text(original)
+    proc = envgen_run(tiny, "--json")
+    assert json.loads(proc.stdout)["tree_digest"] == tiny.built["tree_digest"]

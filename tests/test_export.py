@@ -413,14 +413,9 @@ def _podman_ok() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def tiny_env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny-export")
-    shutil.copytree(REPO / "tests" / "fixtures" / "tiny", root / "proj")
-    spec = root / "proj" / "specs" / "tiny.toml"
-    store = root / "store"
-    run_envgen("lock", str(spec), check=True)
-    run_envgen("snapshot", str(spec), "--store", str(store), check=True)
-    return SimpleNamespace(root=root, spec=spec, store=store)
+def tiny_env(tiny):
+    """The session's tiny env (tests/conftest.py): locked, snapshotted and built once."""
+    return tiny
 
 
 def _export(t, fmt, out, *extra):
@@ -474,21 +469,52 @@ def test_tiny_runs_under_podman_as_non_root(tiny_env, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_abide_image_runs_the_locked_scikit_learn(tmp_path_factory):
+def test_abide_image_runs_the_locked_scikit_learn(abide):
     """The full ABIDE env: OCI export reproducible across a rebuild; podman prints sklearn 1.6.1 as uid 1000."""
-    root = tmp_path_factory.mktemp("abide-export")
-    spec = REPO / "specs/abide.toml"
-    store = root / "store"
-    run_envgen("snapshot", str(spec), "--store", str(store), check=True)
-    t = SimpleNamespace(spec=spec, store=store, root=root)
-    a = _export(t, "oci", root / "abide.oci")
-    run_envgen("build", str(spec), "--store", str(store), "--force", check=True)
-    b = _export(t, "oci", root / "abide.oci")
+    t = SimpleNamespace(spec=abide.spec, store=abide.store, root=abide.root)
+    a = _export(t, "oci", abide.root / "abide.oci")
+    run_envgen("build", str(abide.spec), "--store", str(abide.store), "--force", check=True)
+    b = _export(t, "oci", abide.root / "abide.oci")
     assert a["manifest_digest"] == b["manifest_digest"]
     assert {"debian", "numpy-scipy", "scikit-learn", "project"} <= {x["name"] for x in a["layers"]}
     why = _podman_ok()
     if why:
         pytest.skip(why)
-    proc = run_envgen("run", str(spec), "--store", str(store), "--runtime", "podman", "--", "python", "-c",
+    proc = run_envgen("run", str(abide.spec), "--store", str(abide.store), "--runtime", "podman", "--", "python", "-c",
                       "import os, sklearn; print(sklearn.__version__, os.getuid())", check=True)
     assert "1.6.1 1000" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_abide_pipeline_outputs_are_identical_across_runtimes(abide, tmp_path):
+    """bwrap (embedded), podman (OCI image) and sif (SIF partition): same deterministic outputs, byte for byte."""
+    data = tmp_path / "data"
+    data.mkdir()
+    run_envgen("run", str(abide.spec), "--store", str(abide.store), "--bind", f"{data}:/data", "--",
+               "abide-pipeline", "synth", "--out", "/data", "--seed", "2", "--n-subjects", "60",
+               "--sites", "NYU,UM_1,USM,UCLA_1", check=True)
+    runtimes = ["bwrap", "sif"] + ([] if _podman_ok() else ["podman"])
+    outs = {}
+    for rt in runtimes:
+        out = tmp_path / f"out-{rt}"
+        out.mkdir()
+        os.chmod(out, 0o777)  # the image's user (uid 1000) writes here under podman
+        run_envgen("run", str(abide.spec), "--store", str(abide.store), "--runtime", rt, "--bind", f"{data}:/data:ro",
+                   "--bind", f"{out}:/out", "--", "abide-pipeline", "--input-dir", "/data", "--output-dir", "/out",
+                   "--random-state", "0", "--num-folds", "3", check=True)
+        outs[rt] = out
+    for name in ("inputs.npz", "phenotypes.csv", "args.yaml"):
+        assert len({(outs[rt] / name).read_bytes() for rt in runtimes}) == 1, name
+
+    def score_columns(path):
+        import csv
+
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = [i for i, c in enumerate(rows[0]) if not c.endswith("_time")]
+        return [[r[i] for i in keep] for r in rows]
+
+    assert len({json.dumps(score_columns(outs[rt] / "cv_results.csv")) for rt in runtimes}) == 1
+    if _podman_ok():
+        pytest.skip(f"compared {runtimes}; podman missing: {_podman_ok()}")

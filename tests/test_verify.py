@@ -136,3 +136,27 @@ def test_not_a_bundle_and_newer_format(tmp_path, recorded_bundle):
     rewrite(bundle, future, newer)
     proc = run_envgen("verify", str(future))
     assert proc.returncode == 2 and "format 9" in proc.stderr, proc.stderr
+
+
+def test_abide_bundle_with_a_recorded_run_verifies_to_reproduced(abide, tmp_path):
+    """The issue's acceptance case: an ABIDE run archived --with-runs is Reproduced, offline, in a fresh store."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    out.mkdir()
+    run_envgen("run", str(abide.spec), "--store", str(abide.store), "--bind", f"{data}:/data", "--",
+               "abide-pipeline", "synth", "--out", "/data", "--seed", "3", "--n-subjects", "60",
+               "--sites", "NYU,UM_1,USM,UCLA_1", check=True)
+    proc = run_envgen("run", str(abide.spec), "--store", str(abide.store), "--json", "--bind", f"{data}:/data:ro",
+                      "--bind", f"{out}:/out", "--label", "fig1", "--", "abide-pipeline", "--input-dir", "/data",
+                      "--output-dir", "/out", "--random-state", "0", "--num-folds", "3")
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run"]
+    bundle = tmp_path / "abide.tar.zst"
+    run_envgen("archive", str(abide.spec), "--store", str(abide.store), "--with-runs", "--run", run_id,
+               "-o", str(bundle), check=True)
+    proc = verify_offline(bundle)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["level"] == "reproduced" and result["network_cut"] is True
+    files = {c["check"] for c in result["checks"]}
+    assert any("outputs match" in f for f in files)

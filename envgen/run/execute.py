@@ -58,12 +58,15 @@ def code_revision(cwd: Path) -> dict:
         return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True)
 
     try:
-        head = git("rev-parse", "HEAD")
+        head = git("rev-parse", "HEAD", "--show-toplevel")
     except OSError:
         return {"vcs": None}
     if head.returncode != 0:
         return {"vcs": None}
-    top = git("rev-parse", "--show-toplevel").stdout.decode().strip()
+    commit, top = head.stdout.decode().split("\n")[:2]
+    status = git("status", "--porcelain", "-z", "--untracked-files=all").stdout
+    if not status:
+        return {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
     diff = git("diff", "HEAD", "--binary").stdout
     untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
     h = hashlib.sha256(diff)
@@ -72,9 +75,7 @@ def code_revision(cwd: Path) -> dict:
         h.update(b"\0" + name + b"\0")
         if p.is_file():
             h.update(file_sha256(p).encode())
-    dirty = bool(diff) or any(untracked)
-    return {"vcs": "git", "commit": head.stdout.decode().strip(), "dirty": dirty,
-            "changes_sha256": h.hexdigest() if dirty else None}
+    return {"vcs": "git", "commit": commit, "dirty": True, "changes_sha256": h.hexdigest()}
 
 
 def find_command(rootfs: Path, argv0: str, path: str = DEFAULT_PATH) -> str:
