@@ -44,7 +44,7 @@ def sh(*args, **kw):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--subjects", type=int, default=80)
+    ap.add_argument("--subjects", type=int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="envgen-sweep-bench-"))
@@ -76,9 +76,9 @@ set -euo pipefail
 OUT={hand}/out_$SLURM_ARRAY_TASK_ID
 mkdir -p $OUT
 exec bwrap --unshare-all --die-with-parent --ro-bind {rootfs} / --proc /proc --dev /dev --tmpfs /tmp \\
-  --ro-bind {data} /data --bind $OUT /out --clearenv --setenv PATH /opt/env/bin:/usr/bin:/bin \\
+  --ro-bind {data} /tmp/data --bind $OUT /tmp/out --clearenv --setenv PATH /opt/env/bin:/usr/bin:/bin \\
   --setenv PYTHONHASHSEED 0 --setenv HOME /tmp \\
-  abide-pipeline --input-dir /data --output-dir /out --num-folds 5 --random-state $SLURM_ARRAY_TASK_ID
+  abide-pipeline --input-dir /tmp/data --output-dir /tmp/out --num-folds 5 --random-state $SLURM_ARRAY_TASK_ID
 """)
         t0 = time.perf_counter()
         job = sh("sbatch", "--parsable", str(script), env=cluster.env).stdout.strip()
