@@ -57,14 +57,16 @@ def code_revision(cwd: Path) -> dict:
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True)
 
-    try:
-        head = git("rev-parse", "HEAD", "--show-toplevel")
+    try:  # the two questions asked at once: this runs before every recorded command
+        procs = [subprocess.Popen(["git", "-C", str(cwd), *a], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                 for a in (("rev-parse", "HEAD", "--show-toplevel"), ("status", "--porcelain", "-z",
+                                                                       "--untracked-files=all"))]
     except OSError:
         return {"vcs": None}
-    if head.returncode != 0:
+    (head_out, _), (status, _) = (p.communicate() for p in procs)
+    if procs[0].returncode != 0:
         return {"vcs": None}
-    commit, top = head.stdout.decode().split("\n")[:2]
-    status = git("status", "--porcelain", "-z", "--untracked-files=all").stdout
+    commit, top = head_out.decode().split("\n")[:2]
     if not status:
         return {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
     diff = git("diff", "HEAD", "--binary").stdout
