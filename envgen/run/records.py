@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
-import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +93,7 @@ class Record:
 
 def new_run_id(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
 
 
 def now_iso() -> str:
@@ -111,8 +109,8 @@ def host_facts() -> dict:
                 break
     except OSError:
         pass
-    return {"kernel": platform.release(), "machine": platform.machine(), "cpu": cpu,
-            "cores": os.cpu_count() or 0, "os": platform.system()}
+    u = os.uname()  # not `platform`: its import compiles dozens of regexes on every run
+    return {"kernel": u.release, "machine": u.machine, "cpu": cpu, "cores": os.cpu_count() or 0, "os": u.sysname}
 
 
 class Records:
