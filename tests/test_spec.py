@@ -133,3 +133,12 @@ def test_help_teaches():
         assert word in proc.stdout
     proc = run_envgen("lock", "--help")
     assert "snapshot date" in proc.stdout and "example" in proc.stdout
+
+
+def test_slurm_resources(write_spec):
+    spec = load_spec(write_spec(GOOD + '[slurm]\ntime = "00:10:00"\ncpus-per-task = 2\n'))
+    assert spec.slurm == {"cpus-per-task": "2", "time": "00:10:00"}
+    with pytest.raises(EnvgenError, match=r"unknown key 'slurm.gpus'"):
+        load_spec(write_spec(GOOD + '[slurm]\ngpus = 1\n'))
+    with pytest.raises(EnvgenError, match=r"'slurm.mem'"):
+        load_spec(write_spec(GOOD + '[slurm]\nmem = true\n'))
