@@ -40,7 +40,7 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
 MinJobAge=600
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -80,7 +80,8 @@ class SlurmCluster:
         shutil.chown(self.w / "state", "slurm", "slurm")
         shutil.chown(self.w / "log", "slurm", "slurm")
         conf = self.w / "slurm.conf"
-        conf.write_text(CONF.format(host=host, w=self.w, cpus=os.cpu_count() or 1,
+        mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+        conf.write_text(CONF.format(host=host, w=self.w, cpus=os.cpu_count() or 1, mem_mb=mem_kb // 1024 - 512,
                                     ctld_port=_free_port(), d_port=_free_port()))
         self.env["SLURM_CONF"] = str(conf)
         os.environ["SLURM_CONF"] = str(conf)

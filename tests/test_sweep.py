@@ -160,3 +160,14 @@ def test_failed_task_is_reported_and_resubmitted(slurm, tiny, tmp_path):
                       "--json", env=env, timeout=600)
     doc = json.loads(proc.stdout)
     assert doc["jobs"][-1]["tasks"] == [1] and len(doc["jobs"]) == 2
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_impossible_resources_are_refused_clearly(slurm, tiny, tmp_path):
+    proc = run_envgen("sweep", str(tiny.spec), "--store", str(tiny.store), "--param", "x=1", "--engine", "slurm",
+                      "--mem", "100000G", "--out", str(tmp_path / "s"), "--", "true",
+                      env={"SLURM_CONF": os.environ["SLURM_CONF"]})
+    assert proc.returncode == 2, proc.stderr
+    assert "SLURM refused the job" in proc.stderr and "Memory" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -196,9 +196,13 @@ def _slurm(cmd: list[str], what: str) -> str:
         raise EnvgenError(f"SLURM is not reachable: {cmd[0]} got no answer in 60 s", hint="use --engine local") from None
     if proc.returncode != 0:
         err = " ".join(proc.stderr.split())[:300]
-        if any(w in err.lower() for w in ("contact", "connect", "unable", "configuration", "slurm.conf")):
+        low = err.lower()
+        if any(w in low for w in ("unable to contact", "connection refused", "socket timed out",
+                                  "unable to establish", "could not open configuration", "slurm.conf")):
             raise EnvgenError(f"SLURM is not reachable: {err}", hint="check slurmctld, or use --engine local")
-        raise EnvgenError(f"{what} failed: {err}")
+        raise EnvgenError(f"SLURM refused the job: {err}" if what == "sbatch" else f"{what} failed: {err}",
+                          hint="check the resources (--time/--mem/--partition or the spec's [slurm] table)"
+                          if what == "sbatch" else None)
     return proc.stdout
 
 
