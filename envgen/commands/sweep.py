@@ -134,7 +134,13 @@ def _create(args, ui) -> int:
         sw.run_local(doc, list(range(len(doc["points"]))), args.jobs, progress)
         rows = sw.status(doc)
     else:
-        job = sw.submit_slurm(doc)
+        try:
+            job = sw.submit_slurm(doc)
+        except EnvgenError:
+            import shutil
+
+            shutil.rmtree(doc["dir"], ignore_errors=True)  # nothing ran: leave no half-made sweep behind
+            raise
         ui.info(f"submitted SLURM job array {job} ({doc['dir']}/sweep.sbatch)")
         rows = sw.wait(doc, args.wait) if args.wait else sw.status(doc)
     return _report(doc, rows, ui)
