@@ -52,10 +52,14 @@ class UI:
                 sys.stderr.write(msg + "\n")
 
     def warn(self, msg: str) -> None:
-        if not self.json:
+        if self.json:
+            return
+        if sys.stderr.isatty():
             from rich.markup import escape
 
             self.err.print(f"[yellow]warning:[/yellow] {escape(msg)}")
+        else:
+            sys.stderr.write(f"warning: {msg}\n")
 
     @contextmanager
     def status(self, msg: str):

@@ -34,8 +34,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Packages, Release
-
 from .pylock import DebPackage, DebRelease as ReleaseInfo
 
 from ..distros import DEFAULT_MIRROR, Distro
@@ -160,6 +158,8 @@ class Apt:
             if not path.is_file():
                 raise EnvgenError(f"no signed InRelease file for {uri} {suite.suite} after apt-get update")
             raw = path.read_bytes()
+            from debian.deb822 import Release  # python-debian is imported only when apt had to run
+
             rel = Release(raw.decode("utf-8", "replace"))
             date = dt.datetime(*email.utils.parsedate_tz(rel["Date"])[:6], tzinfo=dt.timezone.utc)
             infos.append(ReleaseInfo(suite.archive, suite.suite, uri, date, hashlib.sha256(raw).hexdigest()))
@@ -186,9 +186,11 @@ class Apt:
                 result[urllib.parse.unquote(url.rsplit("/", 1)[1])] = (url, int(size), sha)
         return result
 
-    def show(self, pins: list[tuple[str, str]]) -> list[Packages]:
+    def show(self, pins: list[tuple[str, str]]) -> list:
         out = self._run("apt-cache", ["show", "--no-all-versions", *[f"{n}={v}" for n, v in pins]],
                         "read the package records")
+        from debian.deb822 import Packages
+
         return list(Packages.iter_paragraphs(out.splitlines(keepends=True), use_apt_pkg=False))
 
 
@@ -198,7 +200,7 @@ def _uri_to_listname(uri: str) -> str:
     return urllib.parse.unquote(host_path.rstrip("/")).replace("/", "_")
 
 
-def _edges(records: dict[str, Packages], names: set[str]) -> dict[str, list[str]]:
+def _edges(records: dict, names: set[str]) -> dict[str, list[str]]:
     provides: dict[str, list[str]] = {}
     for name, rec in records.items():
         for group in rec.relations.get("provides", []):

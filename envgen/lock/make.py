@@ -167,11 +167,16 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
 
 def lock_spec(spec: Spec, progress=None) -> LockResult:
     lock, warnings = build_lock(spec, progress)
-    text = pylock.dumps(lock)
     path = spec.lock_path
-    old = path.read_bytes() if path.is_file() else None
-    changed = old != text.encode()
-    if changed:
-        atomic_write(path, text)
     lock.path = path
-    return LockResult(lock, path, changed, warnings)
+    if path.is_file():
+        # The same lock as the one on disk: leave the file alone (and skip the
+        # serialiser, the slowest step after uv). Equal models serialise to equal
+        # bytes, so the lock stays byte-identical either way.
+        try:
+            if pylock.loads(path.read_text(), path) == lock:
+                return LockResult(lock, path, False, warnings)
+        except EnvgenError:
+            pass  # unreadable or foreign: rewrite it
+    atomic_write(path, pylock.dumps(lock))
+    return LockResult(lock, path, True, warnings)
