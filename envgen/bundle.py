@@ -177,6 +177,16 @@ sha256 is the snapshot id above).
 4. Build and run from WORK/{spec_path} with the same --store.
 
 `envgen store verify {sid} --store STORE` rehashes every object.
+
+## Check the paper's claim in one command
+
+    unshare -n envgen verify BUNDLE --html report.html
+
+restores the bundle into an empty store, rebuilds the environment offline and
+compares its tree digest with `env.json`, reruns every recorded run in
+`runs.json` (if the bundle carries any: `envgen archive --with-runs`) and
+compares the outputs; it prints a verdict per ACM badge (Available,
+Functional, Reproduced) with the evidence behind each.
 """
     return text.encode()
 
