@@ -364,6 +364,21 @@ def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, 
 # --------------------------------------------------------------------------- reading manifests
 
 
+def local_sources(lock: pylock.Lock, manifest: dict) -> list[tuple[str, dict]]:
+    """(project name, its local-source object) for each local project of *lock*, from a snapshot manifest."""
+    objs = {(o["role"], o["name"]): o for o in manifest["objects"]}
+    out = []
+    for p in lock.packages:
+        if p.is_local:
+            o = objs.get(("local-source", p.name))
+            if o is None:
+                raise EnvgenError(f"the snapshot has no source for local project {p.name}",
+                                  hint="run `envgen snapshot SPEC` again")
+            out.append((p.name, o))
+    return out
+
+
+
 def parse_manifest(data: bytes, where: str) -> dict:
     import json
 

@@ -37,7 +37,7 @@ from ..fsutil import atomic_write, canonical_json
 from ..lock import pylock
 from ..lock.export import requirements_txt
 from ..run.sandbox import ENV_PREFIX, Bind, Sandbox, netns_available
-from ..snapshot import make_plan, snapshot
+from ..snapshot import local_sources, make_plan, snapshot
 from ..store import Store
 from . import debs
 from .tree import clamp_mtimes, make_readonly, make_writable, tree_digest
@@ -167,7 +167,6 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
         note("this kernel does not allow a network namespace here: building with the network visible "
              "(the build still uses only store objects)")
     epoch = int(lock.snapshot_date.timestamp())
-    objs = {(o["role"], o["name"]): o for o in snap.manifest["objects"]}
 
     with store.session():
         stage = store.staging_dir("build-")
@@ -198,13 +197,9 @@ def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, for
             src = stage / "src"
             src.mkdir()
             local_names = []
-            for p in lock.packages:
-                if p.is_local:
-                    o = objs.get(("local-source", p.name))
-                    if o is None:
-                        raise EnvgenError(f"the snapshot has no source for local project {p.name}")
-                    _unpack_local(store, o["sha256"], p.name, src / p.name)
-                    local_names.append(p.name)
+            for name, o in local_sources(lock, snap.manifest):
+                _unpack_local(store, o["sha256"], name, src / name)
+                local_names.append(name)
 
             from ..lock.resolve import uv_bin
 

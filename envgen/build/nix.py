@@ -31,7 +31,7 @@ from .. import FORMAT_VERSION
 from ..errors import EnvgenError
 from ..fsutil import file_sha256, canonical_json
 from ..lock import pylock
-from ..snapshot import snapshot
+from ..snapshot import local_sources, snapshot
 from ..store import Store
 from . import debs
 from .embedded import BuildResult, _python_full_version, build_key, check_objects
@@ -217,16 +217,11 @@ def spec_data(store: Store, lock: pylock.Lock, spec=None) -> tuple[dict, dict[st
     bb = busybox_binary(store, lock)
     runtime = sorted((d for d in lock.debian.packages if d.role == "runtime"), key=lambda d: d.name)
     command = list(spec.command) if spec is not None else ["python3"]
-    objs = {(o["role"], o["name"]): o for o in snap.manifest["objects"]}
     locals_ = []
-    for p in lock.packages:
-        if p.is_local:
-            o = objs.get(("local-source", p.name))
-            if o is None:
-                raise EnvgenError(f"the snapshot has no source for local project {p.name}")
-            name = clean_name(f"{p.name}-source.tar")
-            locals_.append({"project": p.name, "name": name, "url": f"file:///envgen-nix-seed/{name}",
-                            "sha256": o["sha256"]})
+    for project, o in local_sources(lock, snap.manifest):
+        name = clean_name(f"{project}-source.tar")
+        locals_.append({"project": project, "name": name, "url": f"file:///envgen-nix-seed/{name}",
+                        "sha256": o["sha256"]})
     lock_sha = hashlib.sha256(lock_bytes).hexdigest()
     data = {
         "format-version": FORMAT_VERSION,
