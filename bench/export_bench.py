@@ -59,7 +59,7 @@ def main() -> int:
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    from envgen.build.embedded import build
+    from envgen.builders.embedded import build
     from envgen.export import meta_for
     from envgen.export import layers as L
     from envgen.export.dockerarchive import write_docker_archive
@@ -67,7 +67,7 @@ def main() -> int:
     from envgen.export.sif import write_env_sif, write_env_sqsh
     from envgen.export.squashfs import REPRO_FLAGS, mksquashfs_path
     from envgen.lock import load_lock_for
-    from envgen.store import open_store
+    from envgen.snapshot.store import open_store
 
     store = open_store(args.store)
     spec, lock = load_lock_for(args.spec)

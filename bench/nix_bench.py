@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from envgen.build import nix as nixb  # noqa: E402
-from envgen.build.tree import listing  # noqa: E402
+from envgen.builders import nix as nixb  # noqa: E402
+from envgen.builders.tree import listing  # noqa: E402
 
 
 def envgen(*args: str) -> dict:

@@ -18,7 +18,7 @@ COMMANDS = {
     "graph": "graph",
     "why": "graph",
     "diff": "diff",
-    "export-requirements": "export",
+    "export-requirements": "export_requirements",
     "snapshot": "snapshot",
     "store": "store",
     "archive": "archive",
@@ -30,7 +30,7 @@ COMMANDS = {
     "rerun": "rerun",
     "verify": "verify",
     "sweep": "sweep",
-    "export": "image",
+    "export": "export",
     "nix": "nix",
 }
 

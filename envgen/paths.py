@@ -26,3 +26,83 @@ def store_dir(explicit: str | os.PathLike | None = None) -> Path:
         return Path(os.environ["ENVGEN_STORE"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "envgen" / "store"
+
+
+class StorePaths:
+    """Every place inside a store directory, in one home (stages never spell these names).
+
+    ``objects/`` ``roots/`` ``tmp/`` ``locks/`` belong to the store proper
+    (:mod:`envgen.snapshot.store`); the rest are later stages' results, each
+    re-creatable from the objects and roots, except ``records.sqlite`` (history).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @property
+    def objects(self) -> Path:
+        return self.root / "objects" / "sha256"
+
+    @property
+    def roots(self) -> Path:
+        return self.root / "roots"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "envgen-store.json"
+
+    @property
+    def trees(self) -> Path:
+        """Embedded builds: ``trees/<build key>/{rootfs,meta.json,listing.txt}``."""
+        return self.root / "trees"
+
+    def tree(self, key: str) -> Path:
+        return self.trees / key
+
+    @property
+    def nix_roots(self) -> Path:
+        """Nix gc roots (out-links) of Nix-built trees."""
+        return self.root / "nix-roots"
+
+    @property
+    def nix_trees(self) -> Path:
+        """Tree digests of Nix store paths: ``nix-trees/<store path name>.json``."""
+        return self.root / "nix-trees"
+
+    @property
+    def records(self) -> Path:
+        """The provenance database (history, not a cache)."""
+        return self.root / "records.sqlite"
+
+    @property
+    def run_cache(self) -> Path:
+        """Start-up fast path answers of ``envgen run``."""
+        return self.root / "cache" / "run"
+
+    @property
+    def exports(self) -> Path:
+        """Images made on demand by the podman, sif and apptainer runtimes."""
+        return self.root / "exports"
+
+    @property
+    def sif_cache(self) -> Path:
+        """Unsquashed SIF partitions: ``sif-cache/<partition sha256>/rootfs``."""
+        return self.root / "sif-cache"
+
+
+def probes_dir() -> Path:
+    """Per-boot answers about the host (can bwrap make a network namespace?)."""
+    return cache_dir() / "probes"
+
+
+def apt_state_dir() -> Path:
+    """apt's private state for resolving the Debian layer (indices: a cache, never an input)."""
+    return cache_dir() / "apt"

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bundle import restore_bundle
+from .archive import restore_bundle
 from .errors import EnvgenError
-from .store import Store
+from .snapshot.store import Store
 
 LEVELS = ("available", "functional", "reproduced")
 
@@ -91,11 +91,11 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         note("rebuilding the environment offline")
         spec, lock = load_lock_for(res["spec"])
         if builder == "nix":
-            from .build import nix as nixb
+            from .builders import nix as nixb
 
             built = nixb.build(store, lock, spec.path, note=note)
         else:
-            from .build.embedded import build
+            from .builders.embedded import build
 
             built = build(store, lock, spec.path, note=note)
         stages["build"] = round(time.perf_counter() - t, 3)
@@ -131,7 +131,7 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         return _finish(result, checks, stages, runs)
     finally:
         if not keep:
-            from .build.tree import make_writable
+            from .builders.tree import make_writable
 
             make_writable(work)
             shutil.rmtree(work, ignore_errors=True)
@@ -140,7 +140,7 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
 def _replay(store, env, run, damaged, checks, work, note, run_recorded) -> dict:
     from .run.bundled import lay_out_inputs
     from .run.compare import compare_outputs
-    from .run.sandbox import Bind
+    from .sandbox import Bind
 
     label = f"run {run['id']}" + (f" ({run['label']})" if run.get("label") else "")
     bad_inputs = [p for p, i in run["inputs"].items() if i["sha256"] in damaged]

@@ -9,12 +9,12 @@ import tarfile
 
 import pytest
 
-from envgen.bundle import MANIFEST, restore_bundle, write_bundle
+from envgen.archive import MANIFEST, restore_bundle, write_bundle
 from envgen.cli import main
 from envgen.errors import EnvgenError
 from envgen.lock import pylock
 from envgen.snapshot import snapshot
-from envgen.store import Store
+from envgen.snapshot.store import Store
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_bundle_layout(snapped, tmp_path):
     with tarfile.open(out) as tf:
         src = tarfile.open(fileobj=io.BytesIO(tf.extractfile("envgen-source.tar").read()))
         srcnames = src.getnames()
-    assert "envgen/store.py" in srcnames and "pyproject.toml" in srcnames
+    assert "envgen/snapshot/store.py" in srcnames and "pyproject.toml" in srcnames
     assert not any("__pycache__" in n for n in srcnames)
 
 

@@ -134,7 +134,7 @@ def test_layering_rule(tree):
     proj = layers["project"].paths
     assert f"{SITE}/mylocal/__init__.py" in proj and ".envgen/pylock.toml" in proj and "opt/env/bin/mylocal" in proj
     # every tree entry is in some layer; parents come with their children
-    from envgen.build.tree import walk
+    from envgen.builders.tree import walk
 
     union = set().union(*(set(la.paths) for la in layers.values()))
     assert {rel for rel, _ in walk(tree)} <= union

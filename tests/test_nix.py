@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from helpers import REPO, run_envgen
 
-from envgen.build import nix as nixb
+from envgen.builders import nix as nixb
 
 NIX_MISSING = shutil.which("nix") is None or shutil.which("nix-store") is None
 
@@ -128,7 +128,7 @@ def test_build_reports_the_same_tree_as_the_embedded_builder(tiny):
     assert tiny.out.startswith("/nix/store/") and tiny.out.endswith("-tiny-env")
     assert tiny.built["builder"] == "nix" and len(tiny.built["tree_digest"]) == 64
     emb = json.loads(run_envgen("build", str(tiny.spec), "--store", str(tiny.store), "--json", check=True).stdout)
-    from envgen.build.tree import listing
+    from envgen.builders.tree import listing
 
     def norm(lines):  # the store keeps only the executable bit: compare in that normal form
         out = []

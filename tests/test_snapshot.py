@@ -15,7 +15,7 @@ from envgen.cli import main
 from envgen.errors import EnvgenError
 from envgen.lock import pylock
 from envgen.snapshot import snapshot
-from envgen.store import Store
+from envgen.snapshot.store import Store
 
 
 def snap(proj, store, **kw):

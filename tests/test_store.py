@@ -11,10 +11,10 @@ import tarfile
 
 import pytest
 
-from envgen import srcpack
+from envgen.snapshot import srcpack
 from envgen.cli import main
 from envgen.errors import EnvgenError
-from envgen.store import HashMismatch, Store
+from envgen.snapshot.store import HashMismatch, Store
 
 
 def sha(b: bytes) -> str:

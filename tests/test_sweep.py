@@ -10,8 +10,8 @@ import pytest
 from helpers import REPO, run_envgen
 
 from envgen.errors import EnvgenError
-from envgen.scale.grid import Param, expand, parse_param, point_command
-from envgen.scale.sweep import sbatch_script
+from envgen.sweep.grid import Param, expand, parse_param, point_command
+from envgen.sweep.engine import sbatch_script
 
 
 def test_parse_param_ranges_and_lists():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ..bundle import COMPRESSIONS, DEFAULT_COMPRESSION, restore_bundle, write_bundle
+from ..archive import COMPRESSIONS, DEFAULT_COMPRESSION, restore_bundle, write_bundle
 from ..lock import load_lock_for
 from ..snapshot import snapshot
-from ..store import is_sha256, open_store
+from ..snapshot.store import is_sha256, open_store
 from .snapshot import progress_factory
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ..lock import load_lock_for
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -44,11 +44,11 @@ def run(args, ui) -> int:
     spec, lock = load_lock_for(args.spec, ui)
     with ui.status(f"building {lock.name}") as update:
         if args.builder == "nix":
-            from ..build import nix
+            from ..builders import nix
 
             res = nix.build(store, lock, spec, force=args.force, note=update)
         else:
-            from ..build.embedded import build
+            from ..builders.embedded import build
 
             res = build(store, lock, spec.path if spec else None, force=args.force, note=update)
     if not res.network_isolated:

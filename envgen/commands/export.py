@@ -1,41 +1,110 @@
-"""envgen export-requirements SPEC"""
+"""envgen export SPEC --format oci|docker-archive|sif|sqsh -o OUT"""
 
 from __future__ import annotations
 
-import sys
+import textwrap
+import time
+from pathlib import Path
 
-from ..fsutil import atomic_write
 from ..lock import load_lock_for
-from ..lock.export import requirements_txt
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
+    from ..export import FORMATS
+
     p = sub.add_parser(
-        "export-requirements",
+        "export",
         parents=parents,
         formatter_class=fmt,
-        help="write a hashed requirements.txt for pip --require-hashes and pip-sync",
-        description="Write the lock's PyPI packages as a requirements.txt with --hash lines\n"
-        "(wheel and sdist), which `pip install --require-hashes -r` and pip-sync\n"
-        "accept. Local projects cannot carry hashes and are listed as comments;\n"
-        "the Debian runtime has no requirements.txt form.",
-        epilog="example:\n  envgen export-requirements specs/abide.toml -o requirements.txt\n"
-        "  pip install --require-hashes --no-deps -r requirements.txt",
+        help="export the built environment as a reproducible OCI image, docker-archive, SIF or squashfs",
+        description=textwrap.dedent(
+            """\
+            Build SPEC's environment if needed (offline, from the store), then write it
+            as an image. The same snapshot gives the same bytes on every machine:
+            sorted tar entries, owners 0, mtimes clamped to the snapshot date, gzip
+            with a fixed header, JSON with sorted keys, nil UUIDs and fixed times.
+
+              oci             an OCI image layout directory (layers: Debian runtime,
+                              big package families, the rest of /opt/env, the project)
+              docker-archive  a tar for `podman load` / `docker load`
+              sif             an Apptainer SIF (squashfs + /.singularity.d, Deffile,
+                              labels, CycloneDX SBOM)
+              sqsh            a plain squashfs for enroot / pyxis
+
+            The image is named envgen/NAME:SNAPSHOT12, runs SPEC's [run] command as
+            user 1000:1000, and carries a CycloneDX SBOM at /.envgen/sbom.cdx.json.
+            """
+        ),
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              envgen export specs/abide.toml --format oci -o abide.oci
+              skopeo inspect oci:abide.oci:envgen/abide:$(jq -r .snapshot_id ...)
+              envgen export specs/abide.toml --format docker-archive -o abide.tar && podman load -i abide.tar
+              envgen export specs/abide.toml --format sif -o abide.sif && siftool list abide.sif
+            """
+        ),
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
+    p.add_argument("--format", "-f", dest="fmt", choices=FORMATS, default="oci", help="output format (default: oci)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory (oci) or file")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="OCI layer compression")
+    p.add_argument("--level", type=int, default=None, help="compression level (gzip 6, zstd 3 by default)")
+    p.add_argument("--jobs", type=int, default=2, help="layers compressed in parallel (default 2)")
+    p.add_argument("--revision", metavar="REV",
+                   help="org.opencontainers.image.revision (e.g. $(git rev-parse HEAD)); none by default, "
+                        "so unrelated commits leave the image unchanged")
+    p.add_argument("--force", action="store_true", help="overwrite OUT even if it is not an envgen export")
     p.set_defaults(func=run)
 
 
 def run(args, ui) -> int:
-    _, lock = load_lock_for(args.spec, ui)
-    text, count, skipped = requirements_txt(lock)
-    if args.output:
-        atomic_write(args.output, text)
-        ui.emit({"output": args.output, "packages": count, "skipped_local": skipped},
-                lambda out: out.print(f"wrote {args.output}: {count} pinned packages"))
-    elif ui.json:
-        ui.emit({"output": None, "packages": count, "skipped_local": skipped, "text": text})
-    else:
-        sys.stdout.write(text)
+    from ..builders.embedded import build
+    from ..export import check_output_path, meta_for
+
+    out = Path(args.output)
+    check_output_path(out, args.force, "dir" if args.fmt == "oci" else "file")
+    store = open_store(args.store)
+    spec, lock = load_lock_for(args.spec, ui)
+    with ui.status(f"building {lock.name}") as update:
+        res = build(store, lock, spec.path if spec else None, note=update)
+    meta = meta_for(spec, lock, res, revision=args.revision)
+    t0 = time.perf_counter()
+    with ui.status(f"exporting {lock.name} as {args.fmt}"):
+        summary = export(meta, args.fmt, out, compression=args.compression, level=args.level, jobs=args.jobs)
+    summary.update({"seconds": round(time.perf_counter() - t0, 3), "snapshot_id": res.snapshot_id,
+                    "tree_digest": res.digest})
+
+    def human(o):
+        o.print(f"{lock.name}: {args.fmt} written to {out} ({summary['size'] / 1e6:.0f} MB, "
+                f"{summary['seconds']:.1f} s)")
+        if "ref" in summary:
+            o.print(f"  ref {summary['ref']}")
+        if "manifest_digest" in summary:
+            o.print(f"  manifest {summary['manifest_digest']}")
+        for layer in summary.get("layers", []):
+            o.print(f"    {layer['name']:<16} {layer['size'] / 1e6:8.1f} MB  {layer.get('digest', layer['diff_id'])}")
+        if "sha256" in summary:
+            o.print(f"  sha256 {summary['sha256']}")
+
+    ui.emit(summary, human)
     return 0
+
+
+def export(meta, fmt: str, out: Path, *, compression: str = "gzip", level: int | None = None, jobs: int = 2) -> dict:
+    if fmt == "oci":
+        from ..export.oci import write_oci
+
+        return write_oci(meta, out, compression, level, jobs)
+    if fmt == "docker-archive":
+        from ..export.dockerarchive import write_docker_archive
+
+        return write_docker_archive(meta, out, jobs)
+    if fmt == "sif":
+        from ..export.sif import write_env_sif
+
+        return write_env_sif(meta, out)
+    from ..export.sif import write_env_sqsh
+
+    return write_env_sqsh(meta, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):

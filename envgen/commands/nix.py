@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import EnvgenError
 from ..lock import load_lock_for
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -46,7 +46,7 @@ def run(args, ui) -> int:
         action = words.pop(0)
     if len(words) != 1:
         raise EnvgenError(f"expected one SPEC, got {' '.join(words)}", hint="envgen nix [seed] SPEC")
-    from ..build import nix
+    from ..builders import nix
 
     store = open_store(args.store)
     spec, lock = load_lock_for(words[0], ui)

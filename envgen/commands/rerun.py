@@ -32,7 +32,7 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     from ..run.rerun import rerun
-    from ..store import open_store
+    from ..snapshot.store import open_store
 
     store = open_store(args.store)
     result = rerun(store, args.run_id, args.out, ui)

@@ -6,8 +6,8 @@ import json
 import sys
 import textwrap
 
-from ..run.sandbox import Bind
-from ..store import open_store
+from ..sandbox import Bind
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -79,7 +79,7 @@ def run(args, ui) -> int:
     )
     summary = {"run": rec.id, "exit_status": rec.exit_status, "duration": rec.duration,
                "outputs": len(rec.outputs), "inputs": len(rec.inputs), "tree_digest": rec.tree_digest,
-               "snapshot_id": rec.snapshot_id, "records": str(store.root / "records.sqlite")}
+               "snapshot_id": rec.snapshot_id, "records": str(store.paths.records)}
     if ui.json:
         sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -45,7 +45,7 @@ def _records(args):
     from ..run.records import Records
 
     store = open_store(args.store)
-    return Records(store.root / "records.sqlite")
+    return Records(store.paths.records)
 
 
 def run_list(args, ui) -> int:

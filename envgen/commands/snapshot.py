@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from ..lock import load_lock_for
 from ..snapshot import snapshot
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):

@@ -6,7 +6,7 @@ import textwrap
 
 from ..errors import EnvgenError
 from ..snapshot import load_root, parse_manifest
-from ..store import open_store
+from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):

@@ -78,7 +78,7 @@ def argparse_suppress():
 
 
 def run(args, ui) -> int:
-    from ..scale import sweep as sw
+    from ..sweep import engine as sw
 
     if args.target in ACTIONS:
         if not args.rest:
@@ -97,11 +97,11 @@ def run(args, ui) -> int:
 def _create(args, ui) -> int:
     from ..lock import load_lock_for
     from ..run.env import acquire
-    from ..run.sandbox import Bind
-    from ..scale import sweep as sw
-    from ..store import open_store
+    from ..sandbox import Bind
+    from ..sweep import engine as sw
+    from ..snapshot.store import open_store
 
-    from ..scale.grid import expand, parse_param
+    from ..sweep.grid import expand, parse_param
 
     expand([parse_param(p) for p in args.param])  # bad --param or an empty grid: fail before anything else
     if not args.cmd:
@@ -166,7 +166,7 @@ def _report(doc: dict, rows: list[dict], ui) -> int:
 
 
 def _status(doc: dict, args, ui) -> int:
-    from ..scale import sweep as sw
+    from ..sweep import engine as sw
 
     if args.resubmit_failed:
         failed = sw.failed_indices(doc)
@@ -182,8 +182,8 @@ def _status(doc: dict, args, ui) -> int:
 
 
 def _collect(doc: dict, ui) -> int:
-    from ..scale import sweep as sw
-    from ..scale.collect import collect
+    from ..sweep import engine as sw
+    from ..sweep.collect import collect
 
     rows = sw.status(doc)
     res = collect(doc, rows)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EnvgenError
+from ..layout import DEFAULT_PATH, IMAGE_USER
 from ..spec import format_date
 
 FORMATS = ("oci", "docker-archive", "sif", "sqsh")
 MARKER = ".envgen-export"  # written inside an OCI layout dir we made; lets --force-less overwrite
 
-ENV_PATH = "/opt/env/bin:/usr/local/bin:/usr/bin:/bin"
-IMAGE_USER = "1000:1000"
 
 
 @dataclass
@@ -56,7 +55,7 @@ class ImageMeta:
         return f"envgen/{self.name}:{self.snapshot_id[:12]}"
 
     def env(self) -> list[str]:
-        base = {"PATH": ENV_PATH, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(self.epoch)}
+        base = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": str(self.epoch)}
         base.update(self.run_env)
         return [f"{k}={v}" for k, v in sorted(base.items())]
 

@@ -39,7 +39,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-ENV_PREFIX = "opt/env"
+from .. import layout
+
+ENV_PREFIX = layout.ENV_PREFIX.lstrip("/")
 ENVGEN_DIR = ".envgen"
 BIG_DIST_BYTES = 4 * 1024 * 1024
 
@@ -135,7 +137,7 @@ def owner_of(rel: str, owners: dict[str, str]) -> str | None:
 
 
 def walk_tree(root: Path) -> list[tuple[str, os.stat_result]]:
-    from ..build.tree import walk
+    from ..builders.tree import walk
 
     return walk(Path(root))
 

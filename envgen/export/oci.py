@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fsutil import canonical_json
-from ..store import _rmtree
+from ..fsutil import remove_tree
 from . import MARKER, IMAGE_USER, ImageMeta
 from .layers import GZIP, Extra, LayerBlob, plan_layers, write_layer_blob
 
@@ -134,7 +134,7 @@ def write_oci(meta: ImageMeta, out: Path, compression: str = GZIP, level: int | 
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         if out.exists():
-            _rmtree(out) if out.is_dir() else out.unlink()
+            remove_tree(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

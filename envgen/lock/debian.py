@@ -39,7 +39,7 @@ from .pylock import DebPackage, DebRelease as ReleaseInfo
 from ..distros import DEFAULT_MIRROR, Distro
 from ..errors import EnvgenError
 from ..fsutil import atomic_write
-from ..paths import cache_dir
+from ..paths import apt_state_dir
 
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
 # The static busybox is the trust root of the Nix builder.
@@ -71,7 +71,7 @@ class Apt:
         self.mirror = mirror
         self.sources = [(s, mirror_uri(mirror, s.archive)) for s in distro.suites]
         key = hashlib.sha256(repr((distro.name, arch, self.sources)).encode()).hexdigest()[:16]
-        self.state = state or cache_dir() / "apt" / f"{distro.codename}-{arch}-{key}"
+        self.state = state or apt_state_dir() / f"{distro.codename}-{arch}-{key}"
         for tool in ("apt-get", "apt-cache"):
             if not shutil.which(tool):
                 raise EnvgenError(

@@ -339,7 +339,7 @@ def loads(text: str, path: Path) -> Lock:
             index=env.get("index", ""),
             roots=[canonicalize_name(x) for x in env.get("roots", [])],
             packages=[r.package(p, f"packages[{i}]") for i, p in enumerate(data.get("packages", []))],
-            build_tools=[r.package(p, f"tool.envgen.build-tools[{i}]") for i, p in enumerate(env.get("build-tools", []))],
+            build_tools=[r.package(p, f"tool.envgen.builders-tools[{i}]") for i, p in enumerate(env.get("build-tools", []))],
             debian=debian,
             environments=list(data.get("environments", [])),
             requires_python=data.get("requires-python", ""),

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import EnvgenError
-from ..store import Store
+from ..snapshot.store import Store
 from ..fsutil import file_sha256
 from .records import Records
 
@@ -25,7 +25,7 @@ KEEP = ("id", "label", "reason", "command", "env", "workdir", "network", "inputs
 
 
 def runs_for_bundle(store: Store, sid: str, only: list[str]) -> tuple[dict, list[dict]]:
-    records = Records(store.root / "records.sqlite")
+    records = Records(store.paths.records)
     try:
         if only:
             recs = [records.get(r) for r in only]

@@ -29,12 +29,13 @@ import subprocess
 from pathlib import Path
 
 from ..errors import EnvgenError
-from ..store import Store, _rmtree
+from ..fsutil import remove_tree
+from ..snapshot.store import Store
+from ..layout import UID as IMAGE_UID
 from .execute import EnvRef
 
 PODMAN_BASE = ["--runtime", "/usr/sbin/runc", "--cgroup-manager", "cgroupfs"]
 PODMAN_RUN_FLAGS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-IMAGE_UID = 1000
 
 
 def is_sif(path: str) -> bool:
@@ -46,7 +47,7 @@ def is_sif(path: str) -> bool:
 
 
 def _build(store: Store, spec_arg: str, ui):
-    from ..build.embedded import build
+    from ..builders.embedded import build
     from ..export import meta_for
     from ..lock import load_lock_for
 
@@ -57,7 +58,7 @@ def _build(store: Store, spec_arg: str, ui):
 
 
 def _exports_dir(store: Store) -> Path:
-    d = store.root / "exports"
+    d = store.paths.exports
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -197,7 +198,7 @@ def unsquash_partition(store: Store, sif: Path):
     if want and want != sha:
         raise EnvgenError(f"{sif}: corrupt SIF: the squashfs partition's sha256 is {sha[:16]}…, "
                           f"its labels say {str(want)[:16]}…")
-    cache = store.root / "sif-cache" / sha
+    cache = store.paths.sif_cache / sha
     rootfs = cache / "rootfs"
     if rootfs.is_dir():
         return rootfs, info, sha
@@ -207,11 +208,11 @@ def unsquash_partition(store: Store, sif: Path):
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / "rootfs.tmp"
     if tmp.exists():
-        _rmtree(tmp)
+        remove_tree(tmp)
     p = subprocess.run([exe, "-no-progress", "-no-xattrs", "-o", str(part.offset), "-d", str(tmp), str(sif)],
                        capture_output=True, text=True)
     if p.returncode != 0:
-        _rmtree(tmp) if tmp.exists() else None
+        remove_tree(tmp)
         msg = (p.stderr or p.stdout).strip().splitlines()
         raise EnvgenError(f"{sif}: corrupt SIF: unsquashfs failed: {msg[-1] if msg else p.returncode}")
     for d in ("proc", "dev", "tmp", "sys"):

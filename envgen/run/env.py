@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import EnvgenError
-from ..store import Store
+from ..snapshot.store import Store
 from .execute import EnvRef
 
 # A run of an env built before starts without re-reading the spec and lock or
@@ -26,7 +26,7 @@ def acquire(store: Store, spec_arg: str, runtime: str = "bwrap", ui=None) -> tup
     if runtime not in RUNTIMES:
         raise EnvgenError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "nix":  # the Nix-built tree (same layout), run under bwrap like the embedded one
-        from ..build.nix import acquire_nix
+        from ..builders.nix import acquire_nix
 
         return acquire_nix(store, spec_arg, ui)
     if runtime != "bwrap":  # container runtimes: envgen/run/containers.py (they set env.launcher)
@@ -36,7 +36,7 @@ def acquire(store: Store, spec_arg: str, runtime: str = "bwrap", ui=None) -> tup
     fast = _fast_lookup(store, spec_arg)
     if fast is not None:
         return fast
-    from ..build.embedded import build
+    from ..builders.embedded import build
     from ..lock import load_lock_for
 
     spec, lock = load_lock_for(spec_arg, ui)
@@ -50,11 +50,11 @@ def acquire(store: Store, spec_arg: str, runtime: str = "bwrap", ui=None) -> tup
 
 def _fast_path(store: Store, spec_arg: str) -> Path:
     key = hashlib.sha256(os.path.abspath(spec_arg).encode()).hexdigest()[:32]
-    return store.root / "cache" / "run" / f"{key}.json"
+    return store.paths.run_cache / f"{key}.json"
 
 
 def _fingerprint(files: list[str], local_dirs: list[str]) -> list | None:
-    from .. import srcpack
+    from ..snapshot import srcpack
 
     out = []
     try:

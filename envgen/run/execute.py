@@ -14,11 +14,11 @@ from pathlib import Path
 
 from ..errors import EnvgenError
 from ..fsutil import file_sha256
-from ..store import Store
+from ..snapshot.store import Store
 from .records import Record, Records, host_facts, new_run_id, now_iso
-from .sandbox import DEFAULT_PATH, Bind, Sandbox
+from ..layout import DEFAULT_PATH, RUN_ENV
+from ..sandbox import Bind, Sandbox
 
-RUN_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def hash_tree(src: Path, dst: str) -> dict[str, dict]:
@@ -152,7 +152,7 @@ def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind
     else:
         argv = launcher(command, env_vars, binds, network, workdir or "/")
     before = {b.dst: _fingerprints(b.src) for b in binds if b.writable}
-    records = Records(store.root / "records.sqlite")
+    records = Records(store.paths.records)
     records.add(rec)
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=sys.stderr if stdout_to_stderr else None)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..build.embedded import read_meta, tree_dir
+from ..builders.embedded import read_meta, tree_dir
 from ..errors import EnvgenError
-from ..store import Store
+from ..snapshot.store import Store
 from .compare import compare_outputs
 from .execute import EnvRef, hash_tree, run_recorded
 from .records import Records
-from .sandbox import Bind
+from ..sandbox import Bind
 
 
 def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
-    records = Records(store.root / "records.sqlite")
+    records = Records(store.paths.records)
     rec = records.get(run_id)
     records.close()
     meta = read_meta(store, rec.build_key) if rec.build_key else None

@@ -26,7 +26,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable
 
-from .errors import EnvgenError
+from ..errors import EnvgenError
 
 ALWAYS_SKIP_DIRS = {".git", "__pycache__"}
 ALWAYS_SKIP_SUFFIXES = (".pyc",)

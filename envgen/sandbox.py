@@ -14,10 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnvgenError
+from .errors import EnvgenError
+from .layout import BASE_ENV
 
-ENV_PREFIX = "/opt/env"
-DEFAULT_PATH = f"{ENV_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
@@ -64,13 +63,13 @@ def netns_available() -> bool:
     The answer is a property of the running kernel and its settings, so it is
     cached per boot (keyed by /proc/sys/kernel/random/boot_id).
     """
-    from ..paths import cache_dir
+    from .paths import probes_dir
 
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = ""
-    marker = cache_dir() / "probes" / f"netns-{os.getuid()}-{boot}" if boot else None
+    marker = probes_dir() / f"netns-{os.getuid()}-{boot}" if boot else None
     if marker is not None and marker.is_file():
         return marker.read_text() == "yes"
     ok = _probe_netns()
@@ -135,7 +134,7 @@ class Sandbox:
         if not self.writable_root:
             args += ["--remount-ro", "/"]
         args += ["--clearenv"]
-        base = {"PATH": DEFAULT_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", "TZ": "UTC"}
+        base = {**BASE_ENV, "HOME": "/tmp"}
         for k, v in {**base, **self.env}.items():
             args += ["--setenv", k, v]
         args += ["--chdir", self.cwd, "--"]

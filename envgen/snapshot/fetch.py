@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import FORMAT_VERSION, __version__
-from .errors import EnvgenError
-from .fsutil import canonical_json
-from .lock import pylock
-from .spec import format_date
+from .. import FORMAT_VERSION, __version__
+from ..errors import EnvgenError, FetchError
+from ..fsutil import canonical_json
+from ..lock import pylock
+from ..spec import format_date
 from .store import HashMismatch, Store, is_sha256
 from . import srcpack
 
@@ -145,8 +145,6 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
 # --------------------------------------------------------------------------- fetching
 
 
-class FetchError(EnvgenError):
-    pass
 
 
 class Interrupted(Exception):

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from . import FORMAT_VERSION
-from .errors import EnvgenError
-from .fsutil import atomic_write, canonical_json, fsync_dir
-from .paths import store_dir
+from .. import FORMAT_VERSION
+from ..errors import EnvgenError, HashMismatch, StoreError
+from ..fsutil import atomic_write, canonical_json, fsync_dir, remove_tree
+from ..paths import StorePaths, store_dir
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20  # 1 MiB: large reads for hashing and copying
@@ -46,14 +46,6 @@ VERIFY_CHUNK = 4 << 20
 
 def is_sha256(value: str) -> bool:
     return isinstance(value, str) and bool(HEX64.match(value))
-
-
-class HashMismatch(EnvgenError):
-    def __init__(self, what: str, expected: str, actual: str):
-        super().__init__(f"{what}: sha256 mismatch: expected {expected}, got {actual}",
-                         hint="the source changed or was tampered with; nothing was kept")
-        self.expected = expected
-        self.actual = actual
 
 
 @dataclass
@@ -125,11 +117,12 @@ class ObjectWriter:
 class Store:
     def __init__(self, path: str | os.PathLike | None = None, create: bool = True):
         self.root = Path(path) if path is not None else store_dir(None)
-        self.objects = self.root / "objects" / "sha256"
-        self.tmp = self.root / "tmp"
-        self.roots = self.root / "roots"
-        self.locks = self.root / "locks"
-        marker = self.root / "envgen-store.json"
+        self.paths = StorePaths(self.root)
+        self.objects = self.paths.objects
+        self.tmp = self.paths.tmp
+        self.roots = self.paths.roots
+        self.locks = self.paths.locks
+        marker = self.paths.marker
         if marker.is_file():
             try:
                 meta = json.loads(marker.read_text())
@@ -286,7 +279,7 @@ class Store:
         for entry in os.scandir(self.tmp):
             p = Path(entry.path)
             if entry.is_dir(follow_symlinks=False):
-                _rmtree(p)
+                remove_tree(p)
             else:
                 p.unlink(missing_ok=True)
             n += 1
@@ -428,18 +421,6 @@ class Store:
                     fsync_dir(self.objects)
             return {"removed": removed, "freed_bytes": freed, "kept": kept, "roots": len(self.list_roots()),
                     "dry_run": dry_run}
-
-
-def _rmtree(p: Path) -> None:
-    def onerror(func, path, exc_info):
-        try:
-            os.chmod(os.path.dirname(path), 0o755)
-            os.chmod(path, 0o644)
-            func(path)
-        except OSError:
-            pass
-
-    shutil.rmtree(p, onerror=onerror)
 
 
 def open_store(explicit: str | os.PathLike | None) -> Store:

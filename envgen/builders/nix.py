@@ -10,7 +10,7 @@ downloads.  The trust root is a static busybox taken from the pinned
 ``busybox-static`` .deb, added by NAR hash (``--add-fixed --recursive``).
 
 The output has the embedded builder's root-filesystem layout, so its tree
-digest (:func:`envgen.build.tree.tree_digest`) can be compared with the
+digest (:func:`envgen.builders.tree.tree_digest`) can be compared with the
 embedded one and ``envgen run --runtime nix`` runs it under bwrap the same way.
 """
 
@@ -32,7 +32,7 @@ from ..errors import EnvgenError
 from ..fsutil import file_sha256, canonical_json
 from ..lock import pylock
 from ..snapshot import local_sources, snapshot
-from ..store import Store
+from ..snapshot.store import Store
 from . import debs
 from .embedded import BuildResult, _python_full_version, build_key, check_objects
 from .tree import tree_digest
@@ -383,7 +383,7 @@ def build(store: Store, lock: pylock.Lock, spec=None, *, force: bool = False, fl
     json_path, data, generated = generate(store, lock, spec, flake_dir)
     flake_dir = json_path.parents[2]
     seed(store, data, generated, lock, note)
-    roots = store.root / "nix-roots"
+    roots = store.paths.nix_roots
     roots.mkdir(exist_ok=True)
     note(f"nix build {lock.name}-env (sandboxed, offline)")
     out = nix_build(flake_dir, f"{lock.name}-env", roots / f"{lock.name}-env", data=data)
@@ -391,7 +391,7 @@ def build(store: Store, lock: pylock.Lock, spec=None, *, force: bool = False, fl
         note(f"rebuilding {lock.name}-env to check it (nix build --rebuild)")
         nix_build(flake_dir, f"{lock.name}-env", check=True, data=data)
     key = build_key(data["snapshot"], lock.platforms[0], BUILDER, BUILDER_VERSION)
-    cache = store.root / "nix-trees" / f"{Path(out).name}.json"
+    cache = store.paths.nix_trees / f"{Path(out).name}.json"
     cached = False
     meta = None
     if cache.is_file() and not force:

@@ -36,9 +36,10 @@ from ..errors import EnvgenError
 from ..fsutil import atomic_write, canonical_json
 from ..lock import pylock
 from ..lock.export import requirements_txt
-from ..run.sandbox import ENV_PREFIX, Bind, Sandbox, netns_available
+from ..layout import ENV_PREFIX
+from ..sandbox import Bind, Sandbox, netns_available
 from ..snapshot import local_sources, make_plan, snapshot
-from ..store import Store
+from ..snapshot.store import Store
 from . import debs
 from .tree import clamp_mtimes, make_readonly, make_writable, tree_digest
 
@@ -78,7 +79,7 @@ def build_key(snapshot_id: str, platform: str, builder: str = BUILDER, version: 
 
 
 def tree_dir(store: Store, key: str) -> Path:
-    return store.root / "trees" / key
+    return store.paths.tree(key)
 
 
 def read_meta(store: Store, key: str) -> dict | None:

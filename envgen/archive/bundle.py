@@ -39,11 +39,13 @@ from typing import BinaryIO
 
 import zstandard
 
-from . import FORMAT_VERSION, __version__, srcpack
-from .errors import EnvgenError
-from .fsutil import file_sha256, fsync_dir
-from .snapshot import load_root, parse_manifest
-from .store import Store, _rmtree, is_sha256
+from .. import FORMAT_VERSION, __version__
+from ..snapshot import srcpack
+from ..errors import EnvgenError
+from ..fsutil import file_sha256, fsync_dir
+from ..snapshot import load_root, parse_manifest
+from ..fsutil import remove_tree
+from ..snapshot.store import Store, is_sha256
 
 KIND = "envgen-bundle"
 MANIFEST = "envgen-bundle.json"
@@ -384,7 +386,7 @@ def restore_bundle(store: Store, bundle: str | os.PathLike, into: str | os.PathL
         try:
             return _restore(store, bundle, into_p, stage)
         finally:
-            _rmtree(stage)
+            remove_tree(stage)
 
 
 def _restore(store: Store, bundle: Path, into: Path | None, stage: Path) -> dict:

@@ -108,8 +108,8 @@ def run_task(sweep_dir: str | Path, index: int) -> int:
     """Run one point, as `envgen run` would, and write its status.json."""
     from ..run.env import acquire, nondeterministic_of, spec_label
     from ..run.execute import run_recorded
-    from ..run.sandbox import Bind
-    from ..store import open_store
+    from ..sandbox import Bind
+    from ..snapshot.store import open_store
 
     doc = load(sweep_dir)
     if not 0 <= index < len(doc["points"]):

@@ -1,1 +1,0 @@
-"""Builders: turn a snapshot into an environment tree (embedded; Nix in envgen.build.nix)."""
