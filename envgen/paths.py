@@ -73,6 +73,11 @@ class StorePaths:
         return self.root / "nix-roots"
 
     @property
+    def nix_flakes(self) -> Path:
+        """The Nix builder's flake per snapshot: ``nix-flakes/<snapshot id>/nix/{lib,specs}``."""
+        return self.root / "nix-flakes"
+
+    @property
     def nix_trees(self) -> Path:
         """Tree digests of Nix store paths: ``nix-trees/<store path name>.json``."""
         return self.root / "nix-trees"

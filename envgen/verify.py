@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .archive import restore_bundle
 from .errors import EnvgenError
+from .fsutil import remove_tree
 from .snapshot.store import Store
 
 LEVELS = ("available", "functional", "reproduced")
@@ -90,14 +91,9 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         t = time.perf_counter()
         note("rebuilding the environment offline")
         spec, lock = load_lock_for(res["spec"])
-        if builder == "nix":
-            from .builders import nix as nixb
+        from .builders import get_builder
 
-            built = nixb.build(store, lock, spec.path, note=note)
-        else:
-            from .builders.embedded import build
-
-            built = build(store, lock, spec.path, note=note)
+        built = get_builder(builder).build(store, res["id"], note=note)
         stages["build"] = round(time.perf_counter() - t, 3)
         want = env_doc.get("tree-digest")
         if want and env_doc.get("builder", "embedded") == built.builder:
@@ -108,10 +104,12 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
                        f"for the {built.builder} builder to compare with)")
         result["tree_digest"] = built.digest
 
-        from .run.execute import EnvRef, find_command, run_recorded
+        from .run.execute import find_command
+        from .runtimes import Env, get_runtime
 
-        env = EnvRef(rootfs=built.rootfs, runtime="bwrap", builder=built.builder, snapshot_id=built.snapshot_id,
-                     tree_digest=built.digest, build_key=built.key, env_name=lock.name)
+        runtime = get_runtime("bwrap" if built.builder == "embedded" else built.builder)
+        env = Env(rootfs=built.rootfs, runtime=runtime.name, builder=built.builder, snapshot_id=built.snapshot_id,
+                  tree_digest=built.digest, build_key=built.key, env_name=lock.name)
         t = time.perf_counter()
         damaged = {d["path"].split("/")[-1]: d for d in res["damaged"]}
         reruns = []
@@ -122,7 +120,7 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
             except EnvgenError as exc:
                 checks.add("functional", "the spec's command is in the env", False, exc.message)
         for run in runs:
-            reruns.append(_replay(store, env, run, damaged, checks, work, note, run_recorded))
+            reruns.append(_replay(store, runtime, env, run, damaged, checks, work, note))
         stages["reruns"] = round(time.perf_counter() - t, 3)
         result["reruns"] = reruns
         if not runs:
@@ -131,15 +129,13 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         return _finish(result, checks, stages, runs)
     finally:
         if not keep:
-            from .builders.tree import make_writable
-
-            make_writable(work)
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
 
 
-def _replay(store, env, run, damaged, checks, work, note, run_recorded) -> dict:
+def _replay(store, runtime, env, run, damaged, checks, work, note) -> dict:
     from .run.bundled import lay_out_inputs
     from .run.compare import compare_outputs
+    from .run.execute import RunRequest, run_recorded
     from .sandbox import Bind
 
     label = f"run {run['id']}" + (f" ({run['label']})" if run.get("label") else "")
@@ -150,10 +146,10 @@ def _replay(store, env, run, damaged, checks, work, note, run_recorded) -> dict:
     note(f"rerunning {label}")
     base = work / "runs" / run["id"]
     binds = [Bind(h, d, w) for h, d, w in lay_out_inputs(store, run, base)]
-    new = run_recorded(store, env, run["command"], binds, network=False, label=run.get("label"),
-                       reason=f"envgen verify: rerun of {run['id']}", extra_env=run.get("env") or {},
-                       workdir=run.get("workdir"), nondeterministic=run.get("nondeterministic") or {},
-                       rerun_of=run["id"], stdout_to_stderr=True, cwd=base)
+    new = run_recorded(store, runtime, env, RunRequest(
+        command=run["command"], binds=binds, network=False, label=run.get("label"),
+        reason=f"envgen verify: rerun of {run['id']}", env_vars=run.get("env") or {}, workdir=run.get("workdir"),
+        nondeterministic=run.get("nondeterministic") or {}, rerun_of=run["id"], stdout_to_stderr=True, cwd=base))
     checks.add("functional", f"{label} runs", new.exit_status == run["exit_status"],
                f"exit {new.exit_status}" + ("" if new.exit_status == run["exit_status"]
                                             else f", recorded {run['exit_status']}") + f" ({new.duration:.1f} s)")

@@ -96,6 +96,7 @@ def tiny(tmp_path_factory):
     run_envgen("snapshot", str(spec), "--store", str(store), check=True)
     built = json.loads(run_envgen("build", str(spec), "--store", str(store), "--builder", "nix", "--json",
                                   check=True).stdout)
+    run_envgen("nix", str(spec), "--store", str(store), check=True)  # the flake's data in the project, for nix build .#
     return SimpleNamespace(root=root, proj=root / "proj", spec=spec, store=store, built=built,
                            out=built["path"], default=str(root / "proj" / "nix" / "default.nix"))
 
@@ -215,3 +216,19 @@ def test_hash_mismatch_in_a_seeded_file(tiny):
         path.write_bytes(original)
         os.chmod(path, 0o444)
     nixcmd("nix-store", "--verify-path", str(path))
+
+
+@pytest.mark.nix
+@pytest.mark.slow
+@pytest.mark.network
+def test_verify_rebuilds_a_bundle_with_nix(tiny):
+    """`envgen verify --builder nix` rebuilds through the builder contract (it once crashed with a traceback)."""
+    bundle = tiny.root / "tiny.tar"
+    run_envgen("archive", str(tiny.spec), "--store", str(tiny.store), "--compression", "none", "-o", str(bundle),
+               check=True)
+    proc = run_envgen("verify", str(bundle), "--builder", "nix", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["builder"] == "nix" and result["level"] == "functional"
+    assert result["tree_digest"] == tiny.built["tree_digest"]

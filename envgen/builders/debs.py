@@ -61,14 +61,26 @@ def _open_data_tar(name: str, data: bytes, label: str) -> tarfile.TarFile:
     return tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
 
 
+def member_path(name: str) -> str:
+    """A tar member name as a path relative to the root: ``./usr/bin/x`` -> ``usr/bin/x``.
+
+    Only a leading ``./`` (or ``/``) is removed; ``./.hidden`` stays ``.hidden``
+    and ``..`` components are kept for :func:`_safe_rel` to refuse.
+    """
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/") if name not in (".", "") else ""
+
+
 def _safe_rel(name: str, label: str) -> str | None:
-    norm = posixpath.normpath("/" + name.lstrip("./") if name not in (".", "./") else "/")
-    if norm == "/":
+    """*name* relative to the root, None for the root itself; a name that leaves the root is refused."""
+    rel = member_path(name)
+    if rel in ("", "."):
         return None
-    rel = norm.lstrip("/")
-    if rel.startswith("..") or "/../" in f"/{rel}/":
+    if ".." in rel.split("/"):
         raise EnvgenError(f"{label}: member {name!r} leaves the root")
-    return rel
+    norm = posixpath.normpath(rel)
+    return None if norm == "." else norm
 
 
 def _ensure_parent(root: Path, rel: str) -> Path:

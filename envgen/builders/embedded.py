@@ -21,293 +21,284 @@ under its input key ``trees/<key>``, read-only.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import shutil
 import tarfile
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import FORMAT_VERSION
-from ..errors import EnvgenError
-from ..fsutil import atomic_write, canonical_json
+from .. import formats, layout
+from ..errors import BuildError
+from ..fsutil import canonical_json, remove_tree
 from ..lock import pylock
 from ..lock.export import requirements_txt
-from ..layout import ENV_PREFIX
+from ..proc import tail
 from ..sandbox import Bind, Sandbox, netns_available
-from ..snapshot import local_sources, make_plan, snapshot
-from ..snapshot.store import Store
+from ..snapshot import Store
 from . import debs
-from .tree import clamp_mtimes, make_readonly, make_writable, tree_digest
+from .base import BuildInputs, BuildResult, Note, build_key, quiet
+from .tree import clamp_mtimes, make_readonly, tree_digest
 
-BUILDER = "embedded"
+NAME = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
-BUILDER_VERSION = 3
-MOUNTPOINTS = ("proc", "dev", "tmp", "sys", "run", "home")
-ENV_USER = ("envgen", 1000)
+VERSION = 3
+# Files installers write that record the build machine's state, not the env's.
+SCRUB = ("uv_cache.json",)
 
 
-@dataclass
-class BuildResult:
-    key: str
-    digest: str
-    rootfs: Path
-    snapshot_id: str
-    cached: bool
-    network_isolated: bool
-    seconds: float
-    files: int = 0
-    size: int = 0
-    builder: str = BUILDER
-    phases: dict | None = None  # seconds per step, for a fresh build
+class EmbeddedBuilder:
+    """The default builder: Debian .debs unpacked in Python, wheels installed by uv, all under bwrap."""
 
-    def as_dict(self) -> dict:
-        return {
-            "builder": self.builder, "key": self.key, "tree_digest": self.digest, "path": str(self.rootfs),
-            "snapshot_id": self.snapshot_id, "cached": self.cached, "network_isolated": self.network_isolated,
-            "seconds": round(self.seconds, 3), "files": self.files, "bytes": self.size,
-            **({"phases": self.phases} if self.phases else {}),
-        }
+    name = NAME
+    version = VERSION
+
+    def key(self, inputs: BuildInputs) -> str:
+        return build_key(inputs.snapshot_id, inputs.platform, NAME, VERSION)
+
+    def cached(self, store: Store, snapshot_id: str) -> BuildResult | None:
+        inputs = BuildInputs.load(store, snapshot_id)
+        return self._cached(inputs, time.perf_counter())
+
+    def _cached(self, inputs: BuildInputs, t0: float) -> BuildResult | None:
+        key = self.key(inputs)
+        meta = read_meta(inputs.store, key)
+        rootfs = inputs.store.paths.tree(key) / "rootfs"
+        if meta is None or not rootfs.is_dir():
+            return None
+        return BuildResult(NAME, key, meta["tree-digest"], rootfs, inputs.snapshot_id, True,
+                           meta.get("network-isolated", False), time.perf_counter() - t0,
+                           meta.get("files", 0), meta.get("bytes", 0))
+
+    def build(self, store: Store, snapshot_id: str, *, force: bool = False, note: Note = quiet) -> BuildResult:
+        t0 = time.perf_counter()
+        inputs = BuildInputs.load(store, snapshot_id)
+        if not force:
+            hit = self._cached(inputs, t0)
+            if hit is not None:
+                return hit
+        isolated = netns_available()
+        if not isolated:
+            note("this kernel does not allow a network namespace here: building with the network visible "
+                 "(the build still uses only store objects)")
+        with store.session():
+            stage = store.staging_dir("build-")
+            try:
+                result = _Build(inputs, stage, isolated, note).run(self.key(inputs))
+            except BaseException:
+                remove_tree(stage)
+                raise
+        result.seconds = time.perf_counter() - t0
+        return result
 
 
-def build_key(snapshot_id: str, platform: str, builder: str = BUILDER, version: int = BUILDER_VERSION) -> str:
-    return hashlib.sha256(canonical_json(
-        {"builder": builder, "builder-version": version, "platform": platform, "snapshot": snapshot_id})).hexdigest()
-
-
-def tree_dir(store: Store, key: str) -> Path:
-    return store.paths.tree(key)
+BUILDER = EmbeddedBuilder()
 
 
 def read_meta(store: Store, key: str) -> dict | None:
-    meta = tree_dir(store, key) / "meta.json"
+    """The metadata of the embedded tree *key*, or None if absent, unreadable or newer than this envgen."""
     try:
-        data = json.loads(meta.read_text())
+        doc = json.loads((store.paths.tree(key) / "meta.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format-version", 99) > FORMAT_VERSION:
+    if not isinstance(doc, dict) or doc.get("format-version", 99) > formats.current("envgen-tree"):
         return None
-    return data
+    return doc
 
 
-def check_objects(store: Store, lock: pylock.Lock, spec_path: Path | None) -> None:
-    """Fail (offline) if any object the build needs is absent from the store."""
-    plan = make_plan(lock, spec_path)
-    missing = [f for f in plan.fetches if f.role != "sdist" and not store.has(f.sha256)]
-    if missing:
-        names = ", ".join(f.name for f in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        raise EnvgenError(f"{len(missing)} store objects missing: {names}", hint="run `envgen snapshot SPEC` first")
+class _Build:
+    """One build in a staging directory: each step a method, timed, in order."""
+
+    def __init__(self, inputs: BuildInputs, stage: Path, isolated: bool, note: Note):
+        self.inputs = inputs
+        self.lock: pylock.Lock = inputs.lock
+        self.store = inputs.store
+        self.stage = stage
+        self.root = stage / "rootfs"
+        self.isolated = isolated
+        self.note = note
+        self.phases: dict[str, float] = {}
+
+    def run(self, key: str) -> BuildResult:
+        self.root.mkdir()
+        self._step("debs", "unpacking the Debian runtime", self.unpack_debs)
+        self._step("debs", "laying out the env prefix", self.skeleton)
+        sandbox = self._step("prepare", "preparing the build inputs", self.prepare)
+        self._step("wheels", "installing the locked wheels with uv", self.install_wheels, sandbox)
+        for name in self.local_names:
+            self._step("local", f"building and installing the local project {name}", self.install_local,
+                       sandbox, name)
+        self._step("bytecode", "compiling bytecode (unchecked-hash)", self.compile_bytecode, sandbox)
+        self._step("finish", "writing /.envgen and clamping times", self.finish)
+        digest, lines, size = self._step("digest", "hashing the tree", self.digest)
+        self.publish(key, digest, lines, size)
+        return BuildResult(NAME, key, digest, self.store.paths.tree(key) / "rootfs", self.inputs.snapshot_id, False,
+                           self.isolated, 0.0, len(lines), size, self.phases)
+
+    def _step(self, phase: str, msg: str, fn, *args):
+        self.note(msg)
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.phases[phase] = round(self.phases.get(phase, 0.0) + time.perf_counter() - t, 3)
+
+    # ------------------------------------------------------------------ steps
+
+    def unpack_debs(self) -> None:
+        for d in sorted(self.lock.debian.packages, key=lambda d: d.name):
+            if d.role == "runtime":
+                data = self.store.read_verified(d.sha256, Path(d.filename).name)
+                debs.extract_deb(io.BytesIO(data), self.root, d.name)
+
+    def skeleton(self) -> None:
+        write_skeleton(self.root, self.lock.python, self.inputs.python_full_version())
+
+    def prepare(self) -> Sandbox:
+        """The wheelhouse, requirements and local sources under the stage, and the sandbox that sees them."""
+        wheels = self.stage / "wheels"
+        wheels.mkdir()
+        for p in self.lock.packages + self.lock.build_tools:
+            for w in p.wheels:
+                self.store.read_verified(w.sha256, w.filename)
+                link_or_copy(self.store.path_of(w.sha256), wheels / w.filename)
+        req_text, _, _ = requirements_txt(self.lock)
+        (self.stage / "requirements.txt").write_text(req_text)
+        src = self.stage / "src"
+        src.mkdir()
+        self.local_names = []
+        for name, o in self.inputs.local_sources():
+            data = self.store.read_verified(o["sha256"], f"local project {name}")
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+                tf.extractall(src / name, filter="data")
+            self.local_names.append(name)
+        from ..lock.resolve import uv_bin
+
+        return Sandbox(
+            root=self.root, writable_root=True, network=not self.isolated,
+            binds=[Bind(wheels, "/.build/wheels"), Bind(src, "/.build/src"),
+                   Bind(self.stage / "requirements.txt", "/.build/requirements.txt"), Bind(Path(uv_bin()), "/.build/uv")],
+            env={"SOURCE_DATE_EPOCH": str(self.inputs.epoch), "UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_CONFIG": "1",
+                 "PYTHONHASHSEED": "0", "UV_LINK_MODE": "copy",
+                 # no interpreter started during the build may leave timestamp pycs behind
+                 "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+
+    def _uv(self) -> list[str]:
+        return ["/.build/uv", "pip", "install", "--python", f"{layout.ENV_PREFIX}/bin/python", "--offline",
+                "--no-index", "--find-links", "/.build/wheels", "--no-deps", "--quiet"]
+
+    def install_wheels(self, sandbox: Sandbox) -> None:
+        _check(sandbox.run(self._uv() + ["--require-hashes", "-r", "/.build/requirements.txt"],
+                           capture_output=True, text=True), "installing the locked wheels")
+
+    def install_local(self, sandbox: Sandbox, name: str) -> None:
+        _check(sandbox.run(self._uv() + [f"/.build/src/{name}"], capture_output=True, text=True),
+               f"building the local project {name}")
+
+    def compile_bytecode(self, sandbox: Sandbox) -> None:
+        _scrub_install_metadata(self.root / layout.site_packages(self.lock.python).lstrip("/"))
+        compile_bytecode(sandbox, self.root, self.stage, self.lock.python)
+
+    def finish(self) -> None:
+        d = self.root / layout.ENVGEN_DIR
+        d.mkdir()
+        (d / "pylock.toml").write_bytes(self.inputs.lock_bytes)
+        (d / "snapshot.json").write_bytes(canonical_json(self.inputs.manifest))
+        remove_tree(self.root / ".build")  # the mount points bwrap made for the build inputs
+        for sub in ("tmp", "run"):
+            for child in (self.root / sub).iterdir():
+                remove_tree(child)
+        clamp_mtimes(self.root, self.inputs.epoch)
+
+    def digest(self) -> tuple[str, list[str], int]:
+        digest, lines = tree_digest(self.root)
+        size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(self.root) for f in fs)
+        return digest, lines, size
+
+    def publish(self, key: str, digest: str, lines: list[str], size: int) -> None:
+        """Make the tree read-only and move the stage to trees/KEY (replacing a forced rebuild's old tree)."""
+        make_readonly(self.root)
+        meta = {
+            **formats.header("envgen-tree"), "builder": NAME, "builder-version": VERSION, "key": key,
+            "snapshot": self.inputs.snapshot_id, "platform": self.inputs.platform, "tree-digest": digest,
+            "files": len(lines), "bytes": size, "network-isolated": self.isolated,
+        }
+        (self.stage / "listing.txt").write_text("\n".join(lines) + "\n")
+        (self.stage / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+        for leftover in ("wheels", "src", "requirements.txt"):
+            remove_tree(self.stage / leftover)
+        dest = self.store.paths.tree(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        remove_tree(dest)
+        os.rename(self.stage, dest)
+        os.chmod(dest, 0o755)
 
 
-def _write_skeleton(root: Path, lock: pylock.Lock, python_full: str) -> None:
-    for d in MOUNTPOINTS:
+# --------------------------------------------------------------------------- shared with other builders
+
+
+def write_skeleton(root: Path, python: str, python_full: str) -> None:
+    """Mount points, the /opt/env prefix on the Debian interpreter, /etc files and homes (see envgen.layout)."""
+    for d in layout.MOUNTPOINTS:
         (root / d).mkdir(exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
-    prefix = root / ENV_PREFIX.lstrip("/")
+    prefix = root / layout.ENV_PREFIX.lstrip("/")
     (prefix / "bin").mkdir(parents=True, exist_ok=True)
-    (prefix / "lib" / f"python{lock.python}" / "site-packages").mkdir(parents=True, exist_ok=True)
-    os.symlink(f"/usr/bin/python{lock.python}", prefix / "bin" / "python")
+    (root / layout.site_packages(python).lstrip("/")).mkdir(parents=True, exist_ok=True)
+    os.symlink(f"/usr/bin/python{python}", prefix / "bin" / "python")
     os.symlink("python", prefix / "bin" / "python3")
-    os.symlink("python", prefix / "bin" / f"python{lock.python}")
-    (prefix / "pyvenv.cfg").write_text(
-        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {python_full}\n")
-    etc = root / "etc"
-    etc.mkdir(exist_ok=True)
-    user, uid = ENV_USER
-    (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\n{user}:x:{uid}:{uid}:envgen:/home/{user}:/bin/sh\n"
-                                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-    # mount points for the host's name resolution, bound over them by `run --network`
-    (etc / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
-    (etc / "resolv.conf").write_text("")
-    (etc / "group").write_text(f"root:x:0:\n{user}:x:{uid}:\nnogroup:x:65534:\n")
-    (root / "home" / user).mkdir(exist_ok=True)
+    os.symlink("python", prefix / "bin" / f"python{python}")
+    (prefix / "pyvenv.cfg").write_text(layout.pyvenv_cfg(python_full))
+    for rel, text in layout.etc_files().items():
+        (root / rel).parent.mkdir(exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "home" / layout.USER).mkdir(exist_ok=True)
     (root / "root").mkdir(exist_ok=True)
 
 
-def _python_full_version(lock: pylock.Lock) -> str:
-    deb = lock.deb(f"python{lock.python}")
-    if deb is None:
-        raise EnvgenError(f"the lock has no python{lock.python} .deb; re-lock the spec")
-    upstream = deb.version.split(":")[-1].split("-")[0]
-    return upstream
+def link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
-def _unpack_local(store: Store, sha: str, name: str, dest: Path) -> None:
-    data = store.read_verified(sha, f"local project {name}")
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-        tf.extractall(dest, filter="data")
-
-
-def build(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, force: bool = False,
-          note=lambda msg: None) -> BuildResult:
-    t0 = time.perf_counter()
-    check_objects(store, lock, spec_path)
-    snap = snapshot(store, lock, spec_path)  # offline here: every object is present; packs local sources
-    platform = lock.platforms[0]
-    key = build_key(snap.id, platform)
-    dest = tree_dir(store, key)
-    meta = read_meta(store, key)
-    if meta is not None and not force and (dest / "rootfs").is_dir():
-        return BuildResult(key, meta["tree-digest"], dest / "rootfs", snap.id, True, meta.get("network-isolated", False),
-                           time.perf_counter() - t0, meta.get("files", 0), meta.get("bytes", 0))
-
-    phases: dict[str, float] = {}
-    mark = [time.perf_counter(), "prepare"]
-
-    def phase(name: str, msg: str) -> None:
-        now = time.perf_counter()
-        phases[mark[1]] = round(phases.get(mark[1], 0.0) + now - mark[0], 3)
-        mark[0], mark[1] = now, name
-        note(msg)
-
-    isolated = netns_available()
-    if not isolated:
-        note("this kernel does not allow a network namespace here: building with the network visible "
-             "(the build still uses only store objects)")
-    epoch = int(lock.snapshot_date.timestamp())
-
-    with store.session():
-        stage = store.staging_dir("build-")
-        try:
-            root = stage / "rootfs"
-            root.mkdir()
-            phase("debs", "unpacking the Debian runtime")
-            for d in sorted(lock.debian.packages, key=lambda d: d.name):
-                if d.role != "runtime":
-                    continue
-                data = store.read_verified(d.sha256, Path(d.filename).name)
-                debs.extract_deb(io.BytesIO(data), root, d.name)
-            _write_skeleton(root, lock, _python_full_version(lock))
-
-            # the wheelhouse: store objects under their file names, verified
-            wheels = stage / "wheels"
-            wheels.mkdir()
-            for p in lock.packages + lock.build_tools:
-                for w in p.wheels:
-                    store.read_verified(w.sha256, w.filename)
-                    target = wheels / w.filename
-                    try:
-                        os.link(store.path_of(w.sha256), target)
-                    except OSError:
-                        shutil.copyfile(store.path_of(w.sha256), target)
-            req_text, _, _ = requirements_txt(lock)
-            (stage / "requirements.txt").write_text(req_text)
-            src = stage / "src"
-            src.mkdir()
-            local_names = []
-            for name, o in local_sources(lock, snap.manifest):
-                _unpack_local(store, o["sha256"], name, src / name)
-                local_names.append(name)
-
-            from ..lock.resolve import uv_bin
-
-            sandbox = Sandbox(
-                root=root, writable_root=True, network=not isolated,
-                binds=[Bind(wheels, "/.build/wheels"), Bind(src, "/.build/src"),
-                       Bind(stage / "requirements.txt", "/.build/requirements.txt"), Bind(Path(uv_bin()), "/.build/uv")],
-                env={"SOURCE_DATE_EPOCH": str(epoch), "UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_CONFIG": "1",
-                     "PYTHONHASHSEED": "0", "UV_LINK_MODE": "copy",
-                     # no interpreter started during the build may leave timestamp pycs behind
-                     "PYTHONDONTWRITEBYTECODE": "1"},
-            )
-            uv = ["/.build/uv", "pip", "install", "--python", f"{ENV_PREFIX}/bin/python", "--offline", "--no-index",
-                  "--find-links", "/.build/wheels", "--no-deps", "--quiet"]
-            phase("wheels", "installing the locked wheels with uv")
-            _check(sandbox.run(uv + ["--require-hashes", "-r", "/.build/requirements.txt"],
-                               capture_output=True, text=True), "installing the locked wheels")
-            for name in local_names:
-                phase("local", f"building and installing the local project {name}")
-                _check(sandbox.run(uv + [f"/.build/src/{name}"], capture_output=True, text=True),
-                       f"building the local project {name}")
-            _scrub_install_metadata(root / ENV_PREFIX.lstrip("/") / "lib" / f"python{lock.python}" / "site-packages")
-            phase("bytecode", "compiling bytecode (unchecked-hash)")
-            _compile_bytecode(sandbox, root, stage, lock.python)
-            _write_envgen_dir(root, lock, snap.manifest)
-            shutil.rmtree(root / ".build")  # the mount points bwrap made for the build inputs
-            for d in ("tmp", "run"):
-                for child in (root / d).iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-            clamp_mtimes(root, epoch)
-            phase("digest", "hashing the tree")
-            digest, lines = tree_digest(root)
-            size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(root) for f in fs)
-            make_readonly(root)
-            meta = {
-                "format-version": FORMAT_VERSION, "kind": "envgen-tree", "builder": BUILDER,
-                "builder-version": BUILDER_VERSION, "key": key, "snapshot": snap.id, "platform": platform,
-                "tree-digest": digest, "files": len(lines), "bytes": size, "network-isolated": isolated,
-            }
-            (stage / "listing.txt").write_text("\n".join(lines) + "\n")
-            (stage / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
-            shutil.rmtree(wheels)
-            shutil.rmtree(src)
-            os.unlink(stage / "requirements.txt")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                _remove_tree(dest)
-            os.rename(stage, dest)
-            os.chmod(dest, 0o755)
-            phase("done", "done")
-        except BaseException:
-            _remove_tree(stage)
-            raise
-    res = BuildResult(key, digest, dest / "rootfs", snap.id, False, isolated, time.perf_counter() - t0,
-                      len(lines), size)
-    res.phases = {k: v for k, v in phases.items() if k != "done"}
-    return res
-
-
-# Bytecode is compiled in this many fixed chunks of the sorted file list, each by
-# a fresh interpreter: parallel, yet independent of the machine's core count.
-COMPILE_CHUNKS = 8
-COMPILE_EXCLUDE = ("/lib2to3/tests/data/", "/test/bad")
-
-
-def _compile_bytecode(sandbox: Sandbox, root: Path, stage: Path, python: str) -> None:
-    dirs = [f"{ENV_PREFIX}/lib/python{python}/site-packages", f"/usr/lib/python{python}"]
+def compile_bytecode(sandbox: Sandbox, root: Path, stage: Path, python: str) -> None:
+    """Unchecked-hash pycs for the env and the standard library, in fixed chunks, by the tree's own Python."""
     files: list[str] = []
-    for d in dirs:
+    for d in (layout.site_packages(python), f"/usr/lib/python{python}"):
         for dirpath, dirnames, filenames in os.walk(root / d.lstrip("/")):
             dirnames[:] = [n for n in dirnames if n != "__pycache__"]
             for name in filenames:
                 if name.endswith(".py"):
                     path = "/" + os.path.relpath(os.path.join(dirpath, name), root)
-                    if not any(x in path for x in COMPILE_EXCLUDE):
+                    if not any(x in path for x in layout.COMPILE_EXCLUDE):
                         files.append(path)
     files.sort()
-    chunks = [files[i::COMPILE_CHUNKS] for i in range(COMPILE_CHUNKS)]
+    n = layout.COMPILE_CHUNKS
     lists = stage / "compile"
     lists.mkdir()
-    for i, chunk in enumerate(chunks):
-        (lists / f"{i}.txt").write_text("\n".join(chunk) + "\n")
+    for i in range(n):
+        (lists / f"{i}.txt").write_text("\n".join(files[i::n]) + "\n")
     inner = Sandbox(root=sandbox.root, writable_root=True, network=sandbox.network,
                     binds=[Bind(lists, "/.build/compile")], env=sandbox.env)
-    procs = []
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(i: int):
-        return inner.run([f"{ENV_PREFIX}/bin/python", "-B", "-m", "compileall", "-q", "-f",
+        return inner.run([f"{layout.ENV_PREFIX}/bin/python", "-B", "-m", "compileall", "-q", "-f",
                           "--invalidation-mode", "unchecked-hash", "-i", f"/.build/compile/{i}.txt"],
                          capture_output=True, text=True)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, COMPILE_CHUNKS))) as pool:
-        procs = list(pool.map(one, range(COMPILE_CHUNKS)))
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
+        procs = list(pool.map(one, range(n)))
     for proc in procs:
         # 1 = some file did not compile (e.g. Python 2 test data a wheel ships), which
         # installers tolerate too; anything else is a failure of the step itself
         if proc.returncode not in (0, 1):
             _check(proc, "compiling bytecode")
-    shutil.rmtree(lists)
-
-
-# Files installers write that record the build machine's state, not the env's.
-SCRUB = ("uv_cache.json",)
+    remove_tree(lists)
 
 
 def _scrub_install_metadata(site: Path) -> None:
@@ -323,25 +314,10 @@ def _scrub_install_metadata(site: Path) -> None:
             record.write_text("".join(lines))
 
 
-def _write_envgen_dir(root: Path, lock: pylock.Lock, manifest: dict) -> None:
-    d = root / ".envgen"
-    d.mkdir()
-    (d / "pylock.toml").write_text(pylock.dumps(lock))
-    (d / "snapshot.json").write_bytes(canonical_json(manifest))
-
-
 def _check(proc, what: str) -> None:
     if proc.returncode != 0:
-        err = (proc.stderr or "").strip().splitlines()
-        tail = " | ".join(line.strip() for line in err[-4:]) or f"exit status {proc.returncode}"
-        raise EnvgenError(f"build failed while {what}: {tail}")
-
-
-def _remove_tree(path: Path) -> None:
-    if path.exists():
-        make_writable(path)
-        shutil.rmtree(path, ignore_errors=True)
+        raise BuildError(f"build failed while {what}: {tail(proc.stderr, 4) if proc.stderr else f'exit status {proc.returncode}'}")
 
 
 def remove_build(store: Store, key: str) -> None:
-    _remove_tree(tree_dir(store, key))
+    remove_tree(store.paths.tree(key))

@@ -27,18 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import FORMAT_VERSION
+from .. import formats
 from ..errors import EnvgenError
-from ..fsutil import file_sha256, canonical_json
+from ..fsutil import atomic_write, canonical_json, file_sha256
 from ..lock import pylock
-from ..snapshot import local_sources, snapshot
-from ..snapshot.store import Store
+from ..snapshot import Store
 from . import debs
-from .embedded import BuildResult, _python_full_version, build_key, check_objects
+from .base import BuildInputs, BuildResult, Note, build_key, quiet
 from .tree import tree_digest
 
-BUILDER = "nix"
-BUILDER_VERSION = 1
+NAME = "nix"
+VERSION = 1
 NIX_SETTINGS = {
     "experimental-features": "nix-command flakes",
     "sandbox": "true",
@@ -196,7 +195,7 @@ def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
         if name.startswith("data.tar"):
             with debs._open_data_tar(name, member, deb.name) as tf:
                 for m in tf.getmembers():
-                    if m.isfile() and m.name.lstrip("./") == "bin/busybox":
+                    if m.isfile() and debs.member_path(m.name) == "bin/busybox":
                         return tf.extractfile(m).read()
     raise EnvgenError(f"{deb.filename}: no bin/busybox inside")
 
@@ -205,32 +204,30 @@ def _artifact(filename: str, url: str, sha256: str) -> dict:
     return {"name": clean_name(filename), "url": url, "sha256": sha256}
 
 
-def spec_data(store: Store, lock: pylock.Lock, spec=None) -> tuple[dict, dict[str, bytes]]:
-    """(the JSON data the flake reads for this spec, {sha256: bytes} of the generated inputs)."""
-    spec_path = spec.path if spec is not None else None
-    check_objects(store, lock, spec_path)
-    snap = snapshot(store, lock, spec_path)  # offline: every object is present; packs the local sources
-    lock_bytes = pylock.dumps(lock).encode()
-    manifest_bytes = canonical_json(snap.manifest)
+def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
+    """(the JSON data the flake reads for a snapshot, {sha256: bytes} of the generated inputs)."""
+    store, lock = inputs.store, inputs.lock
+    lock_bytes = inputs.lock_bytes
+    manifest_bytes = canonical_json(inputs.manifest)
     generated = {hashlib.sha256(b).hexdigest(): b for b in (lock_bytes, manifest_bytes)}
     bb_deb = _busybox_deb(lock)
     bb = busybox_binary(store, lock)
     runtime = sorted((d for d in lock.debian.packages if d.role == "runtime"), key=lambda d: d.name)
-    command = list(spec.command) if spec is not None else ["python3"]
+    command = inputs.run_command()
     locals_ = []
-    for project, o in local_sources(lock, snap.manifest):
+    for project, o in inputs.local_sources():
         name = clean_name(f"{project}-source.tar")
         locals_.append({"project": project, "name": name, "url": f"file:///envgen-nix-seed/{name}",
                         "sha256": o["sha256"]})
     lock_sha = hashlib.sha256(lock_bytes).hexdigest()
     data = {
-        "format-version": FORMAT_VERSION,
+        **formats.header("envgen-nix-data"),
         "generator": "envgen nix",
         "name": lock.name,
-        "snapshot": snap.id,
+        "snapshot": inputs.snapshot_id,
         "python": lock.python,
-        "pythonFull": _python_full_version(lock),
-        "epoch": int(lock.snapshot_date.timestamp()),
+        "pythonFull": inputs.python_full_version(),
+        "epoch": inputs.epoch,
         "command": command,
         "commandIsPython": Path(command[0]).name not in PYTHON_COMMANDS | {f"python{lock.python}"},
         "busybox": {
@@ -247,22 +244,18 @@ def spec_data(store: Store, lock: pylock.Lock, spec=None) -> tuple[dict, dict[st
         "locals": locals_,
         "lock": {"name": clean_name(f"pylock.{lock.name}.toml"), "sha256": lock_sha,
                  "url": f"file:///envgen-nix-seed/pylock.{lock.name}.toml"},
-        "manifest": {"name": clean_name(f"snapshot-{lock.name}.json"), "sha256": snap.id,
+        "manifest": {"name": clean_name(f"snapshot-{lock.name}.json"), "sha256": inputs.snapshot_id,
                      "url": f"file:///envgen-nix-seed/snapshot-{lock.name}.json"},
     }
-    if hashlib.sha256(manifest_bytes).hexdigest() != snap.id:
-        data["manifest"]["sha256"] = hashlib.sha256(manifest_bytes).hexdigest()
     return data, generated
 
 
-def generate(store: Store, lock: pylock.Lock, spec=None, flake_dir: Path | None = None) -> tuple[Path, dict, dict]:
+def generate(inputs: BuildInputs, flake_dir: Path) -> tuple[Path, dict, dict]:
     """Write nix/specs/NAME.json (and the flake, if *flake_dir* has none); return (json path, data, generated)."""
-    if flake_dir is None:
-        flake_dir = flake_dir_for(spec.path if spec is not None else lock.path)
     flake_dir = Path(flake_dir)
     ensure_flake(flake_dir)
-    data, generated = spec_data(store, lock, spec)
-    out = flake_dir / "nix" / "specs" / f"{lock.name}.json"
+    data, generated = spec_data(inputs)
+    out = flake_dir / "nix" / "specs" / f"{inputs.lock.name}.json"
     _write_if_changed(out, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     return out, data, generated
 
@@ -374,53 +367,74 @@ def nix_build(flake_dir: Path, attr: str, out_link: Path | None = None, *, check
     return out.stdout.strip()
 
 
-def build(store: Store, lock: pylock.Lock, spec=None, *, force: bool = False, flake_dir: Path | None = None,
-          note=lambda msg: None) -> BuildResult:
-    """Generate, seed, ``nix build`` NAME-env; return the result with the tree digest of the output."""
-    t0 = time.perf_counter()
-    require_nix()
-    note("writing the flake's data for the spec")
-    json_path, data, generated = generate(store, lock, spec, flake_dir)
-    flake_dir = json_path.parents[2]
-    seed(store, data, generated, lock, note)
-    roots = store.paths.nix_roots
-    roots.mkdir(exist_ok=True)
-    note(f"nix build {lock.name}-env (sandboxed, offline)")
-    out = nix_build(flake_dir, f"{lock.name}-env", roots / f"{lock.name}-env", data=data)
-    if force:
-        note(f"rebuilding {lock.name}-env to check it (nix build --rebuild)")
-        nix_build(flake_dir, f"{lock.name}-env", check=True, data=data)
-    key = build_key(data["snapshot"], lock.platforms[0], BUILDER, BUILDER_VERSION)
-    cache = store.paths.nix_trees / f"{Path(out).name}.json"
-    cached = False
-    meta = None
-    if cache.is_file() and not force:
-        try:
-            meta = json.loads(cache.read_text())
-            cached = True
-        except ValueError:
-            meta = None
-    if meta is None:
-        note("hashing the tree")
-        digest, lines = tree_digest(Path(out))
-        size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(out) for f in fs)
-        meta = {"format-version": FORMAT_VERSION, "kind": "envgen-nix-tree", "builder": BUILDER,
-                "builder-version": BUILDER_VERSION, "key": key, "snapshot": data["snapshot"], "store-path": out,
-                "tree-digest": digest, "files": len(lines), "bytes": size}
-        cache.parent.mkdir(exist_ok=True)
-        cache.with_suffix(".listing.txt").write_text("\n".join(lines) + "\n")
-        cache.write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
-    return BuildResult(key, meta["tree-digest"], Path(out), data["snapshot"], cached, True,
-                       time.perf_counter() - t0, meta["files"], meta["bytes"], builder=BUILDER)
+class NixBuilder:
+    """The same tree, built by Nix in its sandbox from a nixpkgs-free flake (docs/nix.md)."""
+
+    name = NAME
+    version = VERSION
+
+    def cached(self, store: Store, snapshot_id: str) -> BuildResult | None:
+        """The Nix-built tree of *snapshot_id* if its out-link and digest are recorded."""
+        inputs = BuildInputs.load(store, snapshot_id)
+        link = store.paths.nix_roots / f"{inputs.lock.name}-{snapshot_id[:16]}-env"
+        if not link.is_symlink() or not Path(os.readlink(link)).is_dir():
+            return None
+        meta = _read_tree_meta(store, os.readlink(link))
+        if meta is None:
+            return None
+        return BuildResult(NAME, meta["key"], meta["tree-digest"], Path(os.readlink(link)), snapshot_id, True, True,
+                           0.0, meta["files"], meta["bytes"])
+
+    def build(self, store: Store, snapshot_id: str, *, force: bool = False, note: Note = quiet) -> BuildResult:
+        """Generate the flake's data in the store, seed, ``nix build`` NAME-env; digest the output."""
+        t0 = time.perf_counter()
+        require_nix()
+        inputs = BuildInputs.load(store, snapshot_id)
+        lock = inputs.lock
+        note("writing the flake's data for the snapshot")
+        json_path, data, generated = generate(inputs, store.paths.nix_flakes / snapshot_id)
+        flake_dir = json_path.parents[2]
+        seed(store, data, generated, lock, note)
+        store.paths.nix_roots.mkdir(parents=True, exist_ok=True)
+        note(f"nix build {lock.name}-env (sandboxed, offline)")
+        link = store.paths.nix_roots / f"{lock.name}-{snapshot_id[:16]}-env"
+        out = nix_build(flake_dir, f"{lock.name}-env", link, data=data)
+        if force:
+            note(f"rebuilding {lock.name}-env to check it (nix build --rebuild)")
+            nix_build(flake_dir, f"{lock.name}-env", check=True, data=data)
+        key = build_key(snapshot_id, inputs.platform, NAME, VERSION)
+        meta = None if force else _read_tree_meta(store, out)
+        cached = meta is not None
+        if meta is None:
+            note("hashing the tree")
+            meta = _write_tree_meta(store, out, key, snapshot_id)
+        return BuildResult(NAME, key, meta["tree-digest"], Path(out), snapshot_id, cached, True,
+                           time.perf_counter() - t0, meta["files"], meta["bytes"])
 
 
-def acquire_nix(store: Store, spec_arg: str, ui=None):
-    """``envgen run --runtime nix``: build (or find) the Nix-built tree; it then runs under bwrap like any tree."""
-    from ..lock import load_lock_for
-    from ..run.execute import EnvRef
+def _tree_meta_path(store: Store, out: str) -> Path:
+    return store.paths.nix_trees / f"{Path(out).name}.json"
 
-    spec, lock = load_lock_for(spec_arg, ui)
-    note = (lambda m: ui.info(m)) if ui is not None else (lambda m: None)
-    res = build(store, lock, spec, note=note)
-    return EnvRef(rootfs=res.rootfs, runtime="nix", builder=res.builder, snapshot_id=res.snapshot_id,
-                  tree_digest=res.digest, build_key=res.key, env_name=lock.name), spec
+
+def _read_tree_meta(store: Store, out: str) -> dict | None:
+    try:
+        doc = json.loads(_tree_meta_path(store, out).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format-version", 99) > formats.current("envgen-nix-tree"):
+        return None
+    return doc
+
+
+def _write_tree_meta(store: Store, out: str, key: str, snapshot_id: str) -> dict:
+    digest, lines = tree_digest(Path(out))
+    size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(out) for f in fs)
+    meta = {**formats.header("envgen-nix-tree"), "builder": NAME, "builder-version": VERSION, "key": key,
+            "snapshot": snapshot_id, "store-path": out, "tree-digest": digest, "files": len(lines), "bytes": size}
+    path = _tree_meta_path(store, out)
+    atomic_write(path.with_suffix(".listing.txt"), "\n".join(lines) + "\n")
+    atomic_write(path, json.dumps(meta, sort_keys=True, indent=2) + "\n")
+    return meta
+
+
+BUILDER = NixBuilder()

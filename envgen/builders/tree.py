@@ -82,13 +82,3 @@ def make_readonly(root: Path) -> None:
             p = os.path.join(dirpath, name)
             if not os.path.islink(p):
                 os.chmod(p, stat.S_IMODE(os.lstat(p).st_mode) & ~0o222)
-
-
-def make_writable(root: Path) -> None:
-    """Undo make_readonly (so a tree can be deleted)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, stat.S_IMODE(os.lstat(dirpath).st_mode) | 0o700)
-        for name in dirnames:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, stat.S_IMODE(os.lstat(p).st_mode) | 0o700)

@@ -42,15 +42,10 @@ def register(sub, parents, fmt):
 def run(args, ui) -> int:
     store = open_store(args.store)
     spec, lock = load_lock_for(args.spec, ui)
+    from ..builders import build_spec
+
     with ui.status(f"building {lock.name}") as update:
-        if args.builder == "nix":
-            from ..builders import nix
-
-            res = nix.build(store, lock, spec, force=args.force, note=update)
-        else:
-            from ..builders.embedded import build
-
-            res = build(store, lock, spec.path if spec else None, force=args.force, note=update)
+        res = build_spec(store, lock, spec.path if spec else None, args.builder, force=args.force, note=update)
     if not res.network_isolated:
         ui.warn("no network namespace was available: the build ran with the network visible (it used only store objects)")
     data = res.as_dict()

@@ -55,12 +55,14 @@ def register(sub, parents, fmt):
     p.add_argument("--revision", metavar="REV",
                    help="org.opencontainers.image.revision (e.g. $(git rev-parse HEAD)); none by default, "
                         "so unrelated commits leave the image unchanged")
+    p.add_argument("--builder", choices=["embedded", "nix"], default="embedded",
+                   help="which builder makes the tree that is exported (the trees are identical; default: embedded)")
     p.add_argument("--force", action="store_true", help="overwrite OUT even if it is not an envgen export")
     p.set_defaults(func=run)
 
 
 def run(args, ui) -> int:
-    from ..builders.embedded import build
+    from ..builders import build_spec
     from ..export import check_output_path, meta_for
 
     out = Path(args.output)
@@ -68,7 +70,7 @@ def run(args, ui) -> int:
     store = open_store(args.store)
     spec, lock = load_lock_for(args.spec, ui)
     with ui.status(f"building {lock.name}") as update:
-        res = build(store, lock, spec.path if spec else None, note=update)
+        res = build_spec(store, lock, spec.path if spec else None, args.builder, note=update)
     meta = meta_for(spec, lock, res, revision=args.revision)
     t0 = time.perf_counter()
     with ui.status(f"exporting {lock.name} as {args.fmt}"):

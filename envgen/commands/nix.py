@@ -46,14 +46,15 @@ def run(args, ui) -> int:
         action = words.pop(0)
     if len(words) != 1:
         raise EnvgenError(f"expected one SPEC, got {' '.join(words)}", hint="envgen nix [seed] SPEC")
-    from ..builders import nix
+    from ..builders import BuildInputs, nix, snapshot_offline
 
     store = open_store(args.store)
     spec, lock = load_lock_for(words[0], ui)
-    flake_dir = Path(args.flake_dir) if args.flake_dir else None
+    flake_dir = Path(args.flake_dir) if args.flake_dir else nix.flake_dir_for(spec.path if spec else lock.path)
     if action == "seed":
         nix.require_nix()
-    path, data, generated = nix.generate(store, lock, spec, flake_dir)
+    inputs = BuildInputs.load(store, snapshot_offline(store, lock, spec.path if spec else None))
+    path, data, generated = nix.generate(inputs, flake_dir)
     result = {"spec": lock.name, "data": str(path), "flake": str(path.parents[2]), "snapshot": data["snapshot"]}
     if action == "seed":
         with ui.status(f"seeding the Nix store for {lock.name}") as update:

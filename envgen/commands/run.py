@@ -6,6 +6,7 @@ import json
 import sys
 import textwrap
 
+from ..runtimes.base import RUNTIMES
 from ..sandbox import Bind
 from ..snapshot.store import open_store
 
@@ -51,7 +52,7 @@ def register(sub, parents, fmt):
     p.add_argument("--reason", help="why this run was made")
     p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     p.add_argument("--workdir", help="working directory inside the env (default: the spec's, else /)")
-    p.add_argument("--runtime", default="bwrap",
+    p.add_argument("--runtime", default="bwrap", choices=sorted(RUNTIMES),
                    help="how to run: bwrap (default), nix (the Nix-built tree), podman (the OCI image), "
                         "sif (the SIF's squashfs under bwrap), apptainer (where installed)")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments (after --)")
@@ -59,24 +60,22 @@ def register(sub, parents, fmt):
 
 
 def run(args, ui) -> int:
-    from ..run.env import acquire, nondeterministic_of, spec_label
-    from ..run.execute import run_recorded
+    from ..run.execute import RunRequest, run_recorded
+    from ..runtimes import prepare
 
     store = open_store(args.store)
     binds = [Bind.parse(b) for b in args.bind]
-    env, spec = acquire(store, args.spec, args.runtime, ui)
+    runtime, env, spec = prepare(store, args.spec, args.runtime, ui)
     command = list(args.cmd) or (list(spec.command) if spec else [])
     if not command:
-        from ..errors import EnvgenError
+        from ..errors import RunError
 
-        raise EnvgenError("no command given and the spec has no [run] command", hint="envgen run SPEC -- CMD …")
+        raise RunError("no command given and the spec has no [run] command", hint="envgen run SPEC -- CMD …")
     sys.stdout.flush()
-    rec = run_recorded(
-        store, env, command, binds, network=args.network, label=args.label, reason=args.reason, tags=args.tag,
-        spec=spec_label(spec, args.spec), extra_env=dict(spec.run_env) if spec else {},
-        workdir=args.workdir or (spec.workdir if spec else None), nondeterministic=nondeterministic_of(spec),
-        stdout_to_stderr=ui.json,
-    )
+    req = RunRequest.for_spec(command, binds, spec, args.spec, network=args.network, label=args.label,
+                              reason=args.reason, tags=list(args.tag), workdir=args.workdir,
+                              stdout_to_stderr=ui.json)
+    rec = run_recorded(store, runtime, env, req)
     summary = {"run": rec.id, "exit_status": rec.exit_status, "duration": rec.duration,
                "outputs": len(rec.outputs), "inputs": len(rec.inputs), "tree_digest": rec.tree_digest,
                "snapshot_id": rec.snapshot_id, "records": str(store.paths.records)}
@@ -84,5 +83,5 @@ def run(args, ui) -> int:
         sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     else:
         ui.info(f"envgen: run {rec.id} recorded (exit {rec.exit_status}, {rec.duration:.1f} s, "
-                f"{len(rec.inputs)} inputs, {len(rec.outputs)} outputs) in {store.root / 'records.sqlite'}")
+                f"{len(rec.inputs)} inputs, {len(rec.outputs)} outputs) in {store.paths.records}")
     return rec.exit_status or 0

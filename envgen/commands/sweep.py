@@ -96,7 +96,7 @@ def run(args, ui) -> int:
 
 def _create(args, ui) -> int:
     from ..lock import load_lock_for
-    from ..run.env import acquire
+    from ..runtimes import prepare
     from ..sandbox import Bind
     from ..sweep import engine as sw
     from ..snapshot.store import open_store
@@ -121,7 +121,7 @@ def _create(args, ui) -> int:
     doc = sw.create(spec.path if spec else Path(args.target), store.root, args.param, list(args.cmd), binds,
                     args.runtime, args.engine, Path(args.out) if args.out else None, resources, lock.name)
     with ui.status("building the environment once for every point") as update:
-        acquire(store, doc["spec"], args.runtime)
+        prepare(store, doc["spec"], args.runtime)
         update("")
     ui.info(f"sweep {doc['id']}: {len(doc['points'])} points in {doc['dir']}")
     if args.engine == "local":

@@ -131,3 +131,10 @@ def _looks_like_ours(path: Path) -> bool:
         return True
     # docker-archive: a tar whose first member is our manifest.json
     return head[:13] == b"manifest.json"
+
+
+def export_image(meta: ImageMeta, fmt: str, out: Path, **options) -> dict:
+    """Write *meta*'s tree as *fmt* to *out* (the runtimes' entry to the exporters)."""
+    from ..commands.export import export
+
+    return export(meta, fmt, out, **options)

@@ -9,12 +9,13 @@ import signal
 import sys
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EnvgenError
+from ..errors import RunError
 from ..fsutil import file_sha256
-from ..snapshot.store import Store
+from ..runtimes.base import Env, Launch, Runtime, RunSpec
+from ..snapshot import Store
 from .records import Record, Records, host_facts, new_run_id, now_iso
 from ..layout import DEFAULT_PATH, RUN_ENV
 from ..sandbox import Bind, Sandbox
@@ -96,94 +97,107 @@ def find_command(rootfs: Path, argv0: str, path: str = DEFAULT_PATH) -> str:
     if "/" in argv0:
         if exists(argv0 if argv0.startswith("/") else "/" + argv0):
             return argv0
-        raise EnvgenError(f"command {argv0!r} not found inside the env")
+        raise RunError(f"command {argv0!r} not found inside the env")
     dirs = path.split(":")
     for d in dirs:
         if exists(posixpath.join(d, argv0)):
             return posixpath.join(d, argv0)
-    raise EnvgenError(f"command {argv0!r} not found inside the env (searched {path})",
+    raise RunError(f"command {argv0!r} not found inside the env (searched {path})",
                       hint="is it provided by a package in the spec's requirements?")
 
 
 @dataclass
-class EnvRef:
-    """What a runtime runs in: a tree on disk and its identity."""
+class RunRequest:
+    """What to run and how to record it (everything but the env and the runtime)."""
 
-    rootfs: Path
-    runtime: str
-    builder: str
-    snapshot_id: str
-    tree_digest: str
-    build_key: str
-    env_name: str
+    command: list[str]
+    binds: list[Bind] = field(default_factory=list)
+    network: bool = False
+    env_vars: dict[str, str] = field(default_factory=dict)  # on top of RUN_ENV
+    workdir: str | None = None
+    label: str | None = None
+    reason: str | None = None
+    tags: list[str] = field(default_factory=list)
+    spec: str | None = None  # the spec (or lock, or SIF) the env came from, as given
+    nondeterministic: dict = field(default_factory=dict)
+    rerun_of: str | None = None
+    cwd: Path | None = None  # where the code revision is read (default: the working directory)
+    stdout_to_stderr: bool = False  # for --json (stdout holds one JSON document) and reruns
+
+    @classmethod
+    def for_spec(cls, command: list[str], binds: list[Bind], spec: RunSpec | None, target: str,
+                 **kw) -> "RunRequest":
+        """A request that takes the spec's [run] env, workdir and declared nondeterminism."""
+        return cls(command=command, binds=binds, env_vars=dict(spec.run_env) if spec else {},
+                   workdir=kw.pop("workdir", None) or (spec.workdir if spec else None),
+                   spec=spec.path if spec else target, nondeterministic=spec.nondeterministic if spec else {}, **kw)
 
 
-def run_recorded(store: Store, env: EnvRef, command: list[str], binds: list[Bind], *, network: bool = False,
-                 label: str | None = None, reason: str | None = None, tags: list[str] | None = None,
-                 spec: str | None = None, extra_env: dict[str, str] | None = None, workdir: str | None = None,
-                 nondeterministic: dict | None = None, rerun_of: str | None = None, cwd: Path | None = None,
-                 launcher=None, stdout_to_stderr: bool = False) -> Record:
-    """Run *command* in *env* with *binds*; stream its output; record it; return the record.
+def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> Record:
+    """Run *req* in *env* with *runtime*; stream its output; record it; return the record."""
+    find_command(env.rootfs, req.command[0])
+    rec = _new_record(env, req)
+    launch = Launch(command=list(req.command), env_vars=rec.env, binds=req.binds, network=req.network,
+                    workdir=rec.workdir or "/")
+    argv = runtime.argv(env, launch)
+    before = {b.dst: _fingerprints(b.src) for b in req.binds if b.writable}
+    records = Records(store.paths.records)
+    try:
+        records.add(rec)
+        t0 = time.perf_counter()
+        status = _wait(subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None))
+        rec.duration = round(time.perf_counter() - t0, 3)
+        rec.exit_status = status if status >= 0 else 128 - status
+        rec.outputs = _collect_outputs(store, req.binds, before)
+        records.update_result(rec.id, outputs=rec.outputs, exit_status=rec.exit_status, duration=rec.duration)
+    finally:
+        records.close()
+    return rec
 
-    With *stdout_to_stderr* the command's stdout goes to stderr (for ``--json``,
-    whose stdout must hold one JSON document, and for reruns).
 
-    *launcher(command, env_vars, binds, network, workdir)* returns the argv to exec
-    (bwrap by default; other runtimes pass theirs).
-    """
-    find_command(env.rootfs, command[0])
+def _new_record(env: Env, req: RunRequest) -> Record:
     inputs: dict[str, dict] = {}
-    for b in binds:
+    for b in req.binds:
         if not b.writable:
             inputs.update(hash_tree(b.src, b.dst))
-    env_vars = {**RUN_ENV, **(extra_env or {})}
-    rec = Record(
-        id=new_run_id(), started=now_iso(), runtime=env.runtime, command=list(command),
-        binds=[{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"} for b in binds],
-        network=network, env=env_vars, code=code_revision(cwd or Path.cwd()), inputs=inputs, outputs={},
-        host=host_facts(), nondeterministic=nondeterministic or {}, label=label, reason=reason, spec=spec,
-        env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
-        build_key=env.build_key, workdir=workdir or "/", rerun_of=rerun_of, tags=list(tags or []),
+    return Record(
+        id=new_run_id(), started=now_iso(), runtime=env.runtime, command=list(req.command),
+        binds=[{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"} for b in req.binds],
+        network=req.network, env={**RUN_ENV, **req.env_vars}, code=code_revision(req.cwd or Path.cwd()),
+        inputs=inputs, outputs={}, host=host_facts(), nondeterministic=req.nondeterministic or {}, label=req.label,
+        reason=req.reason, spec=req.spec, env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id,
+        tree_digest=env.tree_digest, build_key=env.build_key, workdir=req.workdir or "/", rerun_of=req.rerun_of,
+        tags=list(req.tags),
     )
-    launcher = launcher or getattr(env, "launcher", None)  # container runtimes attach theirs to the EnvRef
-    if launcher is None:
-        sandbox = Sandbox(root=env.rootfs, network=network, binds=binds, env=env_vars, cwd=workdir or "/")
-        argv = sandbox.argv(command)
-    else:
-        argv = launcher(command, env_vars, binds, network, workdir or "/")
-    before = {b.dst: _fingerprints(b.src) for b in binds if b.writable}
-    records = Records(store.paths.records)
-    records.add(rec)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=sys.stderr if stdout_to_stderr else None)
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """Wait for *proc*, passing Ctrl-C on to it; never leave it running."""
     try:
         while True:
             try:
-                status = proc.wait()
-                break
+                return proc.wait()
             except KeyboardInterrupt:
                 proc.send_signal(signal.SIGINT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    duration = time.perf_counter() - t0
-    exit_status = status if status >= 0 else 128 - status
+
+
+def _collect_outputs(store: Store, binds: list[Bind], before: dict) -> dict[str, dict]:
+    """Every file the run wrote under its writable binds, hashed and kept as a store object."""
     outputs: dict[str, dict] = {}
     for b in binds:
-        if b.writable:
-            after = _fingerprints(b.src)
-            changed = {rel for rel, fp in after.items() if before[b.dst].get(rel) != fp}
-            for path, info in hash_tree(b.src, b.dst).items():
-                rel = posixpath.relpath(path, b.dst) if path != b.dst else "."
-                if rel not in changed:
-                    continue  # there before the run, untouched: not an output of it
-                host = b.src if b.src.is_file() else b.src / rel
-                store.add_file(host, info["sha256"], label=path)
-                outputs[path] = info
-    rec.outputs = outputs
-    rec.exit_status = exit_status
-    rec.duration = round(duration, 3)
-    records.update_result(rec.id, outputs=outputs, exit_status=exit_status, duration=rec.duration)
-    records.close()
-    return rec
+        if not b.writable:
+            continue
+        after = _fingerprints(b.src)
+        changed = {rel for rel, fp in after.items() if before[b.dst].get(rel) != fp}
+        for path, info in hash_tree(b.src, b.dst).items():
+            rel = posixpath.relpath(path, b.dst) if path != b.dst else "."
+            if rel not in changed:
+                continue  # there before the run, untouched: not an output of it
+            host = b.src if b.src.is_file() else b.src / rel
+            store.add_file(host, info["sha256"], label=path)
+            outputs[path] = info
+    return outputs

@@ -5,11 +5,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..builders.embedded import read_meta, tree_dir
 from ..errors import EnvgenError
 from ..snapshot.store import Store
 from .compare import compare_outputs
-from .execute import EnvRef, hash_tree, run_recorded
+from ..runtimes import Env, Runtime, get_runtime, prepare
+from .execute import RunRequest, hash_tree, run_recorded
 from .records import Records
 from ..sandbox import Bind
 
@@ -18,25 +18,7 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
     records = Records(store.paths.records)
     rec = records.get(run_id)
     records.close()
-    meta = read_meta(store, rec.build_key) if rec.build_key else None
-    rootfs = tree_dir(store, rec.build_key) / "rootfs" if rec.build_key else None
-    if meta is None or rootfs is None or not rootfs.is_dir():
-        if rec.spec and Path(rec.spec).is_file():
-            from .env import acquire
-
-            env, _ = acquire(store, rec.spec, rec.runtime if rec.runtime else "bwrap", ui)
-            if env.tree_digest != rec.tree_digest:
-                raise EnvgenError(f"the env of {rec.spec} now has tree digest {env.tree_digest[:16]}…, "
-                                  f"not the recorded {rec.tree_digest[:16]}…", hint="the spec or lock changed since the run")
-        else:
-            raise EnvgenError(f"the env of run {rec.id} (build {rec.build_key}) is not in this store",
-                              hint="rebuild it with `envgen build SPEC`")
-    else:
-        if meta["tree-digest"] != rec.tree_digest:
-            raise EnvgenError(f"the stored env {rec.build_key} has digest {meta['tree-digest']}, not the recorded one")
-        env = EnvRef(rootfs=rootfs, runtime=rec.runtime, builder=rec.builder or "embedded",
-                     snapshot_id=rec.snapshot_id, tree_digest=rec.tree_digest, build_key=rec.build_key,
-                     env_name=rec.env_name or "")
+    runtime, env = _env_of(store, rec, ui)
 
     base = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"envgen-rerun-{rec.id}-"))
     base.mkdir(parents=True, exist_ok=True)
@@ -59,9 +41,10 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
             fresh = base / f"bind{i}"
             fresh.mkdir(exist_ok=True)
             binds.append(Bind(fresh, b["dst"], True))
-    new = run_recorded(store, env, rec.command, binds, network=rec.network, label=rec.label, reason=f"rerun of {rec.id}",
-                       spec=rec.spec, extra_env={k: v for k, v in rec.env.items()}, workdir=rec.workdir,
-                       nondeterministic=rec.nondeterministic, rerun_of=rec.id, stdout_to_stderr=True)
+    new = run_recorded(store, runtime, env, RunRequest(
+        command=rec.command, binds=binds, network=rec.network, label=rec.label, reason=f"rerun of {rec.id}",
+        spec=rec.spec, env_vars=dict(rec.env), workdir=rec.workdir, nondeterministic=rec.nondeterministic,
+        rerun_of=rec.id, stdout_to_stderr=True))
 
     def read(info_map):
         return lambda path: store.path_of(info_map[path]["sha256"]).read_bytes()
@@ -71,3 +54,28 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
         comparison["verdict"] = "differing"
         comparison["exit_status"] = {"original": rec.exit_status, "rerun": new.exit_status}
     return {"original": rec.id, "rerun": new.id, "out": str(base), "comparison": comparison}
+
+
+def _env_of(store: Store, rec, ui) -> tuple[Runtime, Env]:
+    """The recorded run's env: the tree still in the store (bwrap, nix), else rebuilt from its spec."""
+    from ..builders import BUILDERS, get_builder
+
+    if rec.runtime in ("bwrap", "nix") and rec.snapshot_id and rec.builder in BUILDERS:
+        try:
+            hit = get_builder(rec.builder).cached(store, rec.snapshot_id)
+        except EnvgenError:
+            hit = None  # the snapshot or its objects are gone: rebuild from the spec below
+        if hit is not None:
+            if hit.digest != rec.tree_digest:
+                raise EnvgenError(f"the stored env {hit.key} has digest {hit.digest}, not the recorded one")
+            return get_runtime(rec.runtime), Env(
+                rootfs=hit.rootfs, runtime=rec.runtime, builder=hit.builder, snapshot_id=hit.snapshot_id,
+                tree_digest=hit.digest, build_key=hit.key, env_name=rec.env_name or "")
+    if rec.spec and Path(rec.spec).is_file():
+        runtime, env, _ = prepare(store, rec.spec, rec.runtime or "bwrap", ui)
+        if env.tree_digest != rec.tree_digest:
+            raise EnvgenError(f"the env of {rec.spec} now has tree digest {env.tree_digest[:16]}…, "
+                              f"not the recorded {rec.tree_digest[:16]}…", hint="the spec or lock changed since the run")
+        return runtime, env
+    raise EnvgenError(f"the env of run {rec.id} (build {rec.build_key}) is not in this store",
+                      hint="rebuild it with `envgen build SPEC`")

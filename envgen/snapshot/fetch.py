@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import FORMAT_VERSION, __version__
-from ..errors import EnvgenError, FetchError
+from ..errors import EnvgenError, FetchError, LockError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
 from ..spec import format_date
@@ -265,98 +265,117 @@ def _schedule(fetches: list[Fetch]) -> list[Fetch]:
 
 
 def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, with_sdists: bool = False,
-             jobs: int = 8, progress_factory=None, retries: int = 2, timeout: float = 60.0,
+             offline: bool = False, jobs: int = 8, progress_factory=None, retries: int = 2, timeout: float = 60.0,
              note: Callable[[str], None] | None = None) -> SnapshotResult:
     """Fetch what the store lacks, pack local sources, write the root; return the id.
 
+    With *offline*, nothing is downloaded: an object the store lacks is a
+    :class:`StoreError` naming it (the builders' entry: they take the id).
     *progress_factory(total_bytes)* may return a context manager yielding
     ``advance(nbytes)``; it is used only when something must be downloaded.
     """
     plan = make_plan(lock, spec_path, with_sdists)
-    objects: list[dict] = []
     res = SnapshotResult(id="", manifest={})
     with store.session():
-        # local items first: cheap, and they fail early on a broken tree
-        for it in plan.locals:
-            if it.role == "local-source":
-                data = srcpack.pack_tree_bytes(it.source, plan.epoch)
-            else:
-                data = it.source.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
-            if not store.has(sha):
-                store.add_bytes(data, sha, it.name)
-                res.local_added += 1
-            objects.append({"role": it.role, "name": it.name, "path": it.path, "sha256": sha, "size": len(data)})
-
-        # de-duplicate by hash (the same file may appear under two roles)
-        unique: dict[str, Fetch] = {}
-        for f in plan.fetches:
-            unique.setdefault(f.sha256, f)
-        missing = _schedule([f for f in unique.values() if not store.has(f.sha256)])
-        total = sum(f.size or 0 for f in missing)
-        if missing and note:
-            note(f"fetching {len(missing)} of {len(unique)} artifacts ({total / 1e6:.1f} MB)")
-
-        sizes: dict[str, int] = {}
-        fetched: set[str] = set()
-
-        stop = threading.Event()
-
-        def run(advance):
-            pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-            try:
-                futs = {pool.submit(_fetch_one, store, f, advance, retries, timeout, stop): f for f in missing}
-                for fut in as_completed(futs):
-                    sha, n, downloaded = fut.result()
-                    sizes[sha] = n
-                    if downloaded:
-                        fetched.add(sha)
-            except BaseException:
-                stop.set()  # workers abort between chunks; their temporary files are removed
-                _abort_active()  # and blocked reads return at once
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
-
-        if missing:
-            if progress_factory is not None:
-                with progress_factory(total) as advance:
-                    run(advance)
-            else:
-                run(None)
-
-        for f in plan.fetches:
-            size = sizes.get(f.sha256)
-            if size is None:
-                size = store.size_of(f.sha256)
-            if f.size is not None and size != f.size:
-                raise EnvgenError(f"{f.name}: the lock says {f.size} bytes, the object has {size}",
-                                  hint="the lock is inconsistent; re-lock")
-            objects.append({"role": f.role, "name": f.name, "sha256": f.sha256, "size": size})
-            if f.sha256 in fetched:
-                res.fetched.append(f.name)
-                res.fetched_bytes += size
-                fetched.discard(f.sha256)
-            else:
-                res.present += 1
-                res.present_bytes += size
-
-        manifest = {
+        objects = _add_local_items(store, plan, res)  # cheap, and they fail early on a broken tree
+        missing = _missing(store, plan)
+        if missing and offline:
+            names = ", ".join(f.name for f in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise StoreError(f"{len(missing)} store objects missing: {names}", hint="run `envgen snapshot SPEC` first")
+        sizes, fetched = _fetch_all(store, missing, jobs, progress_factory, retries, timeout, note,
+                                    len({f.sha256 for f in plan.fetches}))
+        objects += _fetched_objects(store, plan, sizes, fetched, res)
+        res.manifest = {
             "format-version": FORMAT_VERSION,
             "kind": KIND,
             "name": plan.name,
             "snapshot-date": plan.snapshot_date,
             "objects": sorted(objects, key=lambda o: (o["role"], o["name"], o["sha256"], o.get("path", ""))),
         }
-        data = canonical_json(manifest)
-        sid = hashlib.sha256(data).hexdigest()
-        if store.read_root(sid) != data:
-            res.root = store.write_root(sid, data)
-        else:
-            res.root = store.root_path(sid)
-    res.id = sid
-    res.manifest = manifest
+        data = canonical_json(res.manifest)
+        res.id = hashlib.sha256(data).hexdigest()
+        res.root = store.write_root(res.id, data) if store.read_root(res.id) != data else store.root_path(res.id)
     return res
+
+
+def _add_local_items(store: Store, plan: Plan, res: SnapshotResult) -> list[dict]:
+    """Pack the local projects, read the lock and spec, and add them as objects."""
+    objects = []
+    for it in plan.locals:
+        data = srcpack.pack_tree_bytes(it.source, plan.epoch) if it.role == "local-source" else it.source.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if not store.has(sha):
+            store.add_bytes(data, sha, it.name)
+            res.local_added += 1
+        objects.append({"role": it.role, "name": it.name, "path": it.path, "sha256": sha, "size": len(data)})
+    return objects
+
+
+def _missing(store: Store, plan: Plan) -> list[Fetch]:
+    """The artifacts the store lacks, once each (the same file may appear under two roles), in start order."""
+    unique: dict[str, Fetch] = {}
+    for f in plan.fetches:
+        unique.setdefault(f.sha256, f)
+    return _schedule([f for f in unique.values() if not store.has(f.sha256)])
+
+
+def _fetch_all(store: Store, missing: list[Fetch], jobs: int, progress_factory, retries: int, timeout: float,
+               note, n_unique: int) -> tuple[dict[str, int], set[str]]:
+    """Download *missing* in parallel; return ({sha: size}, {sha downloaded})."""
+    sizes: dict[str, int] = {}
+    fetched: set[str] = set()
+    if not missing:
+        return sizes, fetched
+    total = sum(f.size or 0 for f in missing)
+    if note:
+        note(f"fetching {len(missing)} of {n_unique} artifacts ({total / 1e6:.1f} MB)")
+    stop = threading.Event()
+
+    def run(advance):
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            futs = {pool.submit(_fetch_one, store, f, advance, retries, timeout, stop): f for f in missing}
+            for fut in as_completed(futs):
+                sha, n, downloaded = fut.result()
+                sizes[sha] = n
+                if downloaded:
+                    fetched.add(sha)
+        except BaseException:
+            stop.set()  # workers abort between chunks; their temporary files are removed
+            _abort_active()  # and blocked reads return at once
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    if progress_factory is not None:
+        with progress_factory(total) as advance:
+            run(advance)
+    else:
+        run(None)
+    return sizes, fetched
+
+
+def _fetched_objects(store: Store, plan: Plan, sizes: dict[str, int], fetched: set[str],
+                     res: SnapshotResult) -> list[dict]:
+    """Manifest entries of the plan's artifacts, checked against the lock's sizes; counts what was fetched."""
+    objects = []
+    fetched = set(fetched)
+    for f in plan.fetches:
+        size = sizes.get(f.sha256)
+        if size is None:
+            size = store.size_of(f.sha256)
+        if f.size is not None and size != f.size:
+            raise LockError(f"{f.name}: the lock says {f.size} bytes, the object has {size}",
+                            hint="the lock is inconsistent; re-lock")
+        objects.append({"role": f.role, "name": f.name, "sha256": f.sha256, "size": size})
+        if f.sha256 in fetched:
+            res.fetched.append(f.name)
+            res.fetched_bytes += size
+            fetched.discard(f.sha256)
+        else:
+            res.present += 1
+            res.present_bytes += size
+    return objects
 
 
 # --------------------------------------------------------------------------- reading manifests

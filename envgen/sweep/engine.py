@@ -106,8 +106,8 @@ def read_status(point: dict) -> dict | None:
 
 def run_task(sweep_dir: str | Path, index: int) -> int:
     """Run one point, as `envgen run` would, and write its status.json."""
-    from ..run.env import acquire, nondeterministic_of, spec_label
-    from ..run.execute import run_recorded
+    from ..run.execute import RunRequest, run_recorded
+    from ..runtimes import prepare
     from ..sandbox import Bind
     from ..snapshot.store import open_store
 
@@ -119,13 +119,11 @@ def run_task(sweep_dir: str | Path, index: int) -> int:
     atomic_write(status_path(point), json.dumps({"state": "running", "started": started, "host": os.uname().nodename,
                                                  "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
     store = open_store(doc["store"])
-    env, spec = acquire(store, doc["spec"], doc["runtime"])
+    runtime, env, spec = prepare(store, doc["spec"], doc["runtime"])
     binds = [Bind.parse(b) for b in doc["binds"]] + [Bind(Path(point["dir"]), OUT_IN_ENV, True)]
-    rec = run_recorded(
-        store, env, point["command"], binds, label=f"{doc['name']}[{index}]", reason=f"sweep {doc['id']}",
-        tags=[f"sweep:{doc['id']}"], spec=spec_label(spec, doc["spec"]), extra_env=dict(spec.run_env) if spec else {},
-        workdir=spec.workdir if spec else None, nondeterministic=nondeterministic_of(spec),
-    )
+    rec = run_recorded(store, runtime, env, RunRequest.for_spec(
+        point["command"], binds, spec, doc["spec"], label=f"{doc['name']}[{index}]", reason=f"sweep {doc['id']}",
+        tags=[f"sweep:{doc['id']}"]))
     state = "completed" if rec.exit_status == 0 else "failed"
     atomic_write(status_path(point), json.dumps({
         "state": state, "exit_status": rec.exit_status, "run_id": rec.id, "started": started, "finished": _now(),

@@ -1,0 +1,172 @@
+"""The builder contract: a snapshot id in, an environment tree and its digest out.
+
+Every builder implements :class:`Builder` and is reached through
+:func:`get_builder`; ``envgen build``, ``export``, ``verify`` and the runtimes
+call builders only this way.  A builder reads nothing but the store: the
+snapshot manifest named by the id, the lock stored in it, and the objects it
+lists (:class:`BuildInputs`).  It never re-runs the snapshot stage, never
+reads the spec file or the user's checkout, and never touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..errors import BuildError, StoreError
+from ..fsutil import canonical_json
+from ..lock import pylock
+from ..snapshot import Store, load_root
+
+Note = Callable[[str], None]
+
+
+def quiet(msg: str) -> None:
+    """A *note* callback that says nothing."""
+
+
+@dataclass
+class BuildResult:
+    builder: str
+    key: str
+    digest: str
+    rootfs: Path
+    snapshot_id: str
+    cached: bool
+    network_isolated: bool
+    seconds: float
+    files: int = 0
+    size: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for a fresh build
+
+    def as_dict(self) -> dict:
+        return {
+            "builder": self.builder, "key": self.key, "tree_digest": self.digest, "path": str(self.rootfs),
+            "snapshot_id": self.snapshot_id, "cached": self.cached, "network_isolated": self.network_isolated,
+            "seconds": round(self.seconds, 3), "files": self.files, "bytes": self.size,
+            **({"phases": self.phases} if self.phases else {}),
+        }
+
+
+@dataclass
+class BuildInputs:
+    """What a build may read, all of it from the store by snapshot id."""
+
+    store: Store
+    snapshot_id: str
+    manifest: dict
+    lock: pylock.Lock
+    lock_bytes: bytes
+    spec_bytes: bytes | None
+
+    @classmethod
+    def load(cls, store: Store, snapshot_id: str) -> "BuildInputs":
+        manifest = load_root(store, snapshot_id)
+        lock_obj = _one(manifest, "lock", snapshot_id)
+        lock_bytes = store.read_verified(lock_obj["sha256"], lock_obj["name"])
+        lock = pylock.loads(lock_bytes.decode(), Path(lock_obj["name"]))
+        spec_obj = next((o for o in manifest["objects"] if o["role"] == "spec"), None)
+        spec_bytes = store.read_verified(spec_obj["sha256"], spec_obj["name"]) if spec_obj else None
+        inputs = cls(store, snapshot_id, manifest, lock, lock_bytes, spec_bytes)
+        inputs.check_objects()
+        return inputs
+
+    @property
+    def platform(self) -> str:
+        return self.lock.platforms[0]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.lock.snapshot_date.timestamp())
+
+    def objects(self, *roles: str) -> list[dict]:
+        return [o for o in self.manifest["objects"] if o["role"] in roles]
+
+    def check_objects(self) -> None:
+        """Fail (offline, one line) if any object the build needs is absent from the store."""
+        missing = [o for o in self.manifest["objects"] if o["role"] not in ("sdist", "build-sdist")
+                   and not self.store.has(o["sha256"])]
+        if missing:
+            names = ", ".join(o["name"] for o in missing[:3]) + (f" and {len(missing) - 3} more"
+                                                                 if len(missing) > 3 else "")
+            raise StoreError(f"{len(missing)} store objects of snapshot {self.snapshot_id[:16]}… missing: {names}",
+                             hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE` first")
+
+    def local_sources(self) -> list[tuple[str, dict]]:
+        """(project name, its local-source object) for each local project of the lock."""
+        objs = {o["name"]: o for o in self.objects("local-source")}
+        out = []
+        for p in self.lock.packages:
+            if p.is_local:
+                if p.name not in objs:
+                    raise StoreError(f"snapshot {self.snapshot_id[:16]}… has no source for local project {p.name}",
+                                     hint="run `envgen snapshot SPEC` again")
+                out.append((p.name, objs[p.name]))
+        return out
+
+    def run_command(self) -> list[str]:
+        """The spec's [run] command (for launchers that builders make), or python3."""
+        if self.spec_bytes is None:
+            return ["python3"]
+        from ..spec import parse_spec
+
+        return list(parse_spec(self.spec_bytes, "spec of snapshot " + self.snapshot_id[:16]).command)
+
+    def python_full_version(self) -> str:
+        """The upstream version of the lock's Debian interpreter (``3.11.2``), for pyvenv.cfg."""
+        deb = self.lock.deb(f"python{self.lock.python}")
+        if deb is None:
+            raise BuildError(f"the lock has no python{self.lock.python} .deb; re-lock the spec")
+        return deb.version.split(":")[-1].split("-")[0]
+
+
+def _one(manifest: dict, role: str, sid: str) -> dict:
+    objs = [o for o in manifest["objects"] if o["role"] == role]
+    if len(objs) != 1:
+        raise StoreError(f"snapshot {sid[:16]}… has {len(objs)} objects of role {role}, expected one")
+    return objs[0]
+
+
+def build_key(snapshot_id: str, platform: str, builder: str, version: int) -> str:
+    """The input key of a build: what the tree is a function of."""
+    return hashlib.sha256(canonical_json(
+        {"builder": builder, "builder-version": version, "platform": platform, "snapshot": snapshot_id})).hexdigest()
+
+
+class Builder(Protocol):
+    """Turns a snapshot into an environment tree (the shared layout of :mod:`envgen.layout`)."""
+
+    name: str
+    version: int  # bumped when the recipe changes what a build produces
+
+    def build(self, store: Store, snapshot_id: str, *, force: bool = False, note: Note = quiet) -> BuildResult:
+        """Build (or find already built) the tree of *snapshot_id*; *force* rebuilds to prove it."""
+        ...
+
+    def cached(self, store: Store, snapshot_id: str) -> BuildResult | None:
+        """The tree of *snapshot_id* if it is already built, without building anything."""
+        ...
+
+
+def _embedded() -> Builder:
+    from .embedded import BUILDER
+
+    return BUILDER
+
+
+def _nix() -> Builder:
+    from .nix import BUILDER
+
+    return BUILDER
+
+
+# name -> loader of the builder object (imported on first use: the Nix module is not needed to run)
+BUILDERS: dict[str, Callable[[], Builder]] = {"embedded": _embedded, "nix": _nix}
+
+
+def get_builder(name: str) -> Builder:
+    if name not in BUILDERS:
+        raise BuildError(f"unknown builder {name!r}; choose one of {', '.join(BUILDERS)}")
+    return BUILDERS[name]()
