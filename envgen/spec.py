@@ -58,15 +58,15 @@ MIRROR_EXPECTED = (
 SNAPSHOT_DATE_EXPECTED = "an RFC 3339 UTC time such as 2025-05-08T00:00:00Z"
 
 
-def _described(type_: Any, description: str, **constraints: Any) -> Any:
-    return Annotated[type_, Meta(description=description, **constraints)]
-
-
-NonEmpty = _described(str, "a non-empty string", min_length=1)
-PlatformName = _described(Literal[tuple(sorted(PLATFORMS))], f"one of {', '.join(sorted(PLATFORMS))}")
-DistroName = _described(Literal[tuple(sorted(DISTROS))], f"one of {', '.join(sorted(DISTROS))}")
-DebName = _described(str, "a Debian package name", pattern=DEB_NAME_PATTERN)
-SlurmValue = _described(Annotated[str, Meta(min_length=1)] | int | None, "a non-empty string or an integer")
+# Field types: each names what it expects, in the words an error shows after "expected".
+NonEmpty = Annotated[str, Meta(min_length=1, description="a non-empty string")]
+PlatformName = Annotated[Literal[tuple(sorted(PLATFORMS))], Meta(description=f"one of {', '.join(sorted(PLATFORMS))}")]
+DistroName = Annotated[Literal[tuple(sorted(DISTROS))], Meta(description=f"one of {', '.join(sorted(DISTROS))}")]
+DebName = Annotated[str, Meta(pattern=DEB_NAME_PATTERN, description="a Debian package name")]
+MirrorTemplate = Annotated[str, Meta(pattern=r"^https?://\S+$", description=MIRROR_EXPECTED)]
+SlurmValue = Annotated[Annotated[str, Meta(min_length=1)] | int | None,
+                       Meta(description="a non-empty string or an integer")]
+Table = Meta(description="a table")
 
 
 class _Table(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="kebab"):
@@ -75,21 +75,21 @@ class _Table(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="k
 
 class OsTable(_Table, kw_only=True):
     base: DistroName = "debian/bookworm"
-    packages: _described(list[DebName], "a list of Debian package names") = []
-    mirror: _described(str, MIRROR_EXPECTED, pattern=r"^https?://\S+$") | None = None
+    packages: Annotated[list[DebName], Meta(description="a list of Debian package names")] = []
+    mirror: MirrorTemplate | None = None
 
 
 class RunTable(_Table, kw_only=True):
-    command: _described(list[NonEmpty], "a non-empty list of non-empty strings", min_length=1) = \
+    command: Annotated[list[NonEmpty], Meta(min_length=1, description="a non-empty list of non-empty strings")] = \
         msgspec.field(default_factory=lambda: ["python3"])
-    env: _described(dict[str, str], "a table of string values") = {}
+    env: Annotated[dict[str, str], Meta(description="a table of string values")] = {}
     workdir: NonEmpty | None = None
 
 
 class OutputsTable(_Table, kw_only=True):
-    nondeterministic_files: _described(list[NonEmpty], "a list of file globs") = []
-    nondeterministic_columns: _described(
-        dict[str, list[str]], 'a table like { "results.csv" = ["*_time"] }') = {}
+    nondeterministic_files: Annotated[list[NonEmpty], Meta(description="a list of file globs")] = []
+    nondeterministic_columns: Annotated[
+        dict[str, list[str]], Meta(description='a table like { "results.csv" = ["*_time"] }')] = {}
 
 
 class SlurmTable(_Table, kw_only=True):
@@ -107,19 +107,21 @@ class SlurmTable(_Table, kw_only=True):
 class SpecFile(_Table, kw_only=True):
     """The schema of a spec file, as :func:`tomllib.loads` gives it."""
 
-    format_version: _described(int, "a positive integer", ge=1) = formats.current("envgen-spec")
-    name: _described(str, "lower-case letters, digits and '-' (no dots), like 'abide'", pattern=NAME_PATTERN)
-    description: _described(str, "a string") = ""
-    snapshot_date: _described(SnapshotDate, SNAPSHOT_DATE_EXPECTED)
-    python: _described(str, 'a Python minor version string such as "3.11"', pattern=PYTHON_PATTERN)
-    platforms: _described(list[PlatformName], "a non-empty list of platforms", min_length=1) = \
+    format_version: Annotated[int, Meta(ge=1, description="a positive integer")] = formats.current("envgen-spec")
+    name: Annotated[str, Meta(pattern=NAME_PATTERN,
+                              description="lower-case letters, digits and '-' (no dots), like 'abide'")]
+    description: Annotated[str, Meta(description="a string")] = ""
+    snapshot_date: Annotated[SnapshotDate, Meta(description=SNAPSHOT_DATE_EXPECTED)]
+    python: Annotated[str, Meta(pattern=PYTHON_PATTERN, description='a Python minor version string such as "3.11"')]
+    platforms: Annotated[list[PlatformName], Meta(min_length=1, description="a non-empty list of platforms")] = \
         msgspec.field(default_factory=lambda: ["linux-x86_64"])
-    requirements: _described(list[NonEmpty], "a list of PEP 508 requirement strings") = []
-    local: _described(list[NonEmpty], "a list of paths relative to the spec's directory") = []
-    os: _described(OsTable, "a table") = msgspec.field(default_factory=OsTable)
-    run: _described(RunTable, "a table") = msgspec.field(default_factory=RunTable)
-    outputs: _described(OutputsTable, "a table") = msgspec.field(default_factory=OutputsTable)
-    slurm: _described(SlurmTable, 'a table of sbatch resources, like { time = "00:30:00", cpus-per-task = 2 }') = \
+    requirements: Annotated[list[NonEmpty], Meta(description="a list of PEP 508 requirement strings")] = []
+    local: Annotated[list[NonEmpty], Meta(description="a list of paths relative to the spec's directory")] = []
+    os: Annotated[OsTable, Table] = msgspec.field(default_factory=OsTable)
+    run: Annotated[RunTable, Table] = msgspec.field(default_factory=RunTable)
+    outputs: Annotated[OutputsTable, Table] = msgspec.field(default_factory=OutputsTable)
+    slurm: Annotated[SlurmTable, Meta(
+        description='a table of sbatch resources, like { time = "00:30:00", cpus-per-task = 2 }')] = \
         msgspec.field(default_factory=SlurmTable)
 
 
