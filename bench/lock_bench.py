@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from envgen.lock.resolve import uv_bin  # noqa: E402
-from envgen.spec import format_date, load_spec  # noqa: E402
+from envgen.spec import load_spec  # noqa: E402
 
 
 def timed(cmd, env=None, cwd=None) -> float:
@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
 
     spec = load_spec(REPO / "specs" / "abide.toml")
-    date = format_date(spec.snapshot_date)
+    date = spec.snapshot_date.iso
     work = Path(tempfile.mkdtemp(prefix="envgen-lock-bench-"))
     # a private copy of the spec + local project, so the repo's lock is untouched
     (work / "specs").mkdir()

@@ -12,48 +12,130 @@ Example (``specs/abide.toml``)::
     [os]
     base = "debian/bookworm"
     packages = []
+    mirror = "https://snapshot.debian.org/archive/{archive}/{snapshot-date}"
 
     [run]
     command = ["abide-pipeline"]
 
-Every validation error names the file, the key and what was expected.
+The file's shape is the msgspec schema :class:`SpecFile`; what a schema
+cannot say (the Python must be the OS base's, requirements parse as PEP 508,
+each project once, local projects hold a pyproject.toml, the mirror template's
+placeholders) is one small ``_check_*`` function each.  Every error is a
+:class:`~envgen.errors.SpecError` of one line naming the file, the key and
+what was expected.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import Meta
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import FORMAT_VERSION
-from .distros import DISTROS, PLATFORMS
-from .errors import EnvgenError
+from . import formats
+from .clock import SnapshotDate
+from .distros import DISTROS, PLATFORMS, Distro
+from .errors import SpecError
+from .schema import convert
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-DEB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-PY_RE = re.compile(r"^3\.\d{1,2}$")
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+DEB_NAME_PATTERN = r"^[a-z0-9][a-z0-9+.-]+$"
+PYTHON_PATTERN = r"^3\.\d{1,2}$"
+# What `[os] mirror` may contain: {archive} (required) and {snapshot-date}
+# (snapshot.debian.org's 20250508T000000Z form of the spec's snapshot date).
+MIRROR_PLACEHOLDERS = ("archive", "snapshot-date")
+MIRROR_EXPECTED = (
+    "an http(s) URL template with {archive} and optionally {snapshot-date}, such as "
+    "'https://snapshot.debian.org/archive/{archive}/{snapshot-date}'"
+)
+SNAPSHOT_DATE_EXPECTED = "an RFC 3339 UTC time such as 2025-05-08T00:00:00Z"
 
-TOP_KEYS = {
-    "format-version", "name", "description", "snapshot-date", "python", "platforms",
-    "requirements", "local", "os", "run", "outputs", "slurm",
-}
-OS_KEYS = {"base", "packages", "mirror"}
-RUN_KEYS = {"command", "env", "workdir"}
-OUTPUT_KEYS = {"nondeterministic-files", "nondeterministic-columns"}
-SLURM_KEYS = {"time", "cpus-per-task", "mem", "partition", "gres", "account", "qos"}
+
+# Field types: each names what it expects, in the words an error shows after "expected".
+NonEmpty = Annotated[str, Meta(min_length=1, description="a non-empty string")]
+PlatformName = Annotated[Literal[tuple(sorted(PLATFORMS))], Meta(description=f"one of {', '.join(sorted(PLATFORMS))}")]
+DistroName = Annotated[Literal[tuple(sorted(DISTROS))], Meta(description=f"one of {', '.join(sorted(DISTROS))}")]
+DebName = Annotated[str, Meta(pattern=DEB_NAME_PATTERN, description="a Debian package name")]
+MirrorTemplate = Annotated[str, Meta(pattern=r"^https?://\S+$", description=MIRROR_EXPECTED)]
+SlurmValue = Annotated[Annotated[str, Meta(min_length=1)] | int | None,
+                       Meta(description="a non-empty string or an integer")]
+Table = Meta(description="a table")
+
+
+class _Table(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="kebab"):
+    """A TOML table: kebab-case keys, unknown keys refused."""
+
+
+class OsTable(_Table, kw_only=True):
+    base: DistroName = "debian/bookworm"
+    packages: Annotated[list[DebName], Meta(description="a list of Debian package names")] = []
+    mirror: MirrorTemplate | None = None
+
+
+class RunTable(_Table, kw_only=True):
+    command: Annotated[list[NonEmpty], Meta(min_length=1, description="a non-empty list of non-empty strings")] = \
+        msgspec.field(default_factory=lambda: ["python3"])
+    env: Annotated[dict[str, str], Meta(description="a table of string values")] = {}
+    workdir: NonEmpty | None = None
+
+
+class OutputsTable(_Table, kw_only=True):
+    nondeterministic_files: Annotated[list[NonEmpty], Meta(description="a list of file globs")] = []
+    nondeterministic_columns: Annotated[
+        dict[str, list[str]], Meta(description='a table like { "results.csv" = ["*_time"] }')] = {}
+
+
+class SlurmTable(_Table, kw_only=True):
+    """sbatch resources; each becomes ``#SBATCH --KEY=VALUE``."""
+
+    time: SlurmValue = None
+    cpus_per_task: SlurmValue = None
+    mem: SlurmValue = None
+    partition: SlurmValue = None
+    gres: SlurmValue = None
+    account: SlurmValue = None
+    qos: SlurmValue = None
+
+
+class SpecFile(_Table, kw_only=True):
+    """The schema of a spec file, as :func:`tomllib.loads` gives it."""
+
+    format_version: Annotated[int, Meta(ge=1, description="a positive integer")] = formats.current("envgen-spec")
+    name: Annotated[str, Meta(pattern=NAME_PATTERN,
+                              description="lower-case letters, digits and '-' (no dots), like 'abide'")]
+    description: Annotated[str, Meta(description="a string")] = ""
+    snapshot_date: Annotated[SnapshotDate, Meta(description=SNAPSHOT_DATE_EXPECTED)]
+    python: Annotated[str, Meta(pattern=PYTHON_PATTERN, description='a Python minor version string such as "3.11"')]
+    platforms: Annotated[list[PlatformName], Meta(min_length=1, description="a non-empty list of platforms")] = \
+        msgspec.field(default_factory=lambda: ["linux-x86_64"])
+    requirements: Annotated[list[NonEmpty], Meta(description="a list of PEP 508 requirement strings")] = []
+    local: Annotated[list[NonEmpty], Meta(description="a list of paths relative to the spec's directory")] = []
+    os: Annotated[OsTable, Table] = msgspec.field(default_factory=OsTable)
+    run: Annotated[RunTable, Table] = msgspec.field(default_factory=RunTable)
+    outputs: Annotated[OutputsTable, Table] = msgspec.field(default_factory=OutputsTable)
+    slurm: Annotated[SlurmTable, Meta(
+        description='a table of sbatch resources, like { time = "00:30:00", cpus-per-task = 2 }')] = \
+        msgspec.field(default_factory=SlurmTable)
 
 
 @dataclass(frozen=True)
 class LocalProject:
     path: str  # as written in the spec, relative to the spec's directory (POSIX)
-    abspath: Path
+    abspath: Path | None  # the directory on disk; None when the spec was parsed without its directory
+
+    @property
+    def dir(self) -> Path:
+        """The project's directory on disk (only for a spec loaded from its file)."""
+        if self.abspath is None:
+            raise SpecError(f"local project {self.path}: the spec was read without its directory")
+        return self.abspath
 
 
 @dataclass
@@ -61,7 +143,7 @@ class Spec:
     path: Path
     sha256: str
     name: str
-    snapshot_date: dt.datetime
+    snapshot_date: SnapshotDate
     python: str
     platforms: list[str]
     requirements: list[str]
@@ -86,225 +168,140 @@ class Spec:
         return self.dir / f"pylock.{self.name}.toml"
 
     @property
-    def distro(self):
+    def distro(self) -> Distro:
         return DISTROS[self.os_base]
 
     @property
     def snapshot_epoch(self) -> int:
-        return int(self.snapshot_date.timestamp())
+        return self.snapshot_date.epoch
 
 
-def format_date(d: dt.datetime) -> str:
-    """RFC 3339 UTC with a Z, seconds precision."""
-    return d.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_date(value: Any) -> dt.datetime | None:
-    """An aware UTC datetime from a TOML datetime or an RFC 3339 string, else None."""
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return None
-    if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        return None
-    if value.utcoffset() != dt.timedelta(0):
-        return None
-    return value.astimezone(dt.timezone.utc).replace(microsecond=0)
-
-
-class _Checker:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, expected: str, got: Any = None) -> EnvgenError:
-        msg = f"{self.path}: key '{key}': expected {expected}"
-        if got is not None:
-            msg += f", got {got!r}"
-        return EnvgenError(msg)
-
-    def unknown(self, table: dict, allowed: set[str], prefix: str = "") -> None:
-        for key in sorted(table):
-            if key not in allowed:
-                where = f"{prefix}{key}"
-                raise EnvgenError(
-                    f"{self.path}: unknown key '{where}'; allowed here: {', '.join(sorted(allowed))}"
-                )
-
-    def string(self, table: dict, key: str, prefix: str = "", required: bool = True) -> str | None:
-        if key not in table:
-            if required:
-                raise EnvgenError(f"{self.path}: missing required key '{prefix}{key}'")
-            return None
-        value = table[key]
-        if not isinstance(value, str) or not value:
-            raise self.fail(prefix + key, "a non-empty string", value)
-        return value
-
-    def strlist(self, table: dict, key: str, prefix: str = "", default=None) -> list[str]:
-        if key not in table:
-            if default is None:
-                raise EnvgenError(f"{self.path}: missing required key '{prefix}{key}'")
-            return list(default)
-        value = table[key]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self.fail(prefix + key, "a list of non-empty strings", value)
-        return list(value)
+# --------------------------------------------------------------------------- loading
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file."""
+    """Read and validate a spec file, checking its local projects on disk."""
     path = Path(path)
-    shown = path
     if not path.is_file():
-        raise EnvgenError(f"{shown}: spec file not found")
-    raw = path.read_bytes()
+        raise SpecError(f"{path}: spec file not found")
+    return parse_spec(path.read_bytes(), str(path), path.parent)
+
+
+def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
+    """Validate the bytes of a spec; *where* names it in errors and becomes :attr:`Spec.path`.
+
+    Pure unless *base_dir* (the spec's directory) is given: only then are the
+    local projects looked up on disk (each must hold a pyproject.toml).
+    """
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise EnvgenError(f"{shown}: not UTF-8 text") from None
+        raise SpecError(f"{where}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise EnvgenError(f"{shown}: invalid TOML: {exc}") from None
-    c = _Checker(shown)
-    c.unknown(data, TOP_KEYS)
+        raise SpecError(f"{where}: invalid TOML: {exc}") from None
+    # before the schema, so that a newer spec says "upgrade" rather than "unknown key"
+    formats.check("envgen-spec", raw.get("format-version"), where, default=formats.current("envgen-spec"))
+    doc = convert(raw, SpecFile, where, SpecError)
+    _check_unique(where, "platforms", doc.platforms)
+    _check_python(where, doc)
+    _check_requirements(where, doc.requirements)
+    _check_local_paths(where, doc.local)
+    if base_dir is not None:
+        _check_local_dirs(where, doc.local, base_dir)
+    _check_something_to_install(where, doc)
+    if doc.os.mirror is not None:
+        _check_mirror(where, doc.os.mirror)
+    return Spec(
+        path=Path(where),
+        sha256=hashlib.sha256(data).hexdigest(),
+        name=doc.name,
+        description=doc.description,
+        snapshot_date=doc.snapshot_date,
+        python=doc.python,
+        platforms=list(doc.platforms),
+        requirements=list(doc.requirements),
+        local=[LocalProject(Path(lp).as_posix(), (base_dir / lp).resolve() if base_dir is not None else None)
+               for lp in doc.local],
+        os_base=doc.os.base,
+        os_packages=list(doc.os.packages),
+        os_mirror=doc.os.mirror,
+        command=list(doc.run.command),
+        run_env=dict(sorted(doc.run.env.items())),
+        workdir=doc.run.workdir,
+        nondeterministic_files=list(doc.outputs.nondeterministic_files),
+        nondeterministic_columns={k: list(v) for k, v in sorted(doc.outputs.nondeterministic_columns.items())},
+        slurm=_slurm(doc.slurm),
+    )
 
-    fv = data.get("format-version", FORMAT_VERSION)
-    if not isinstance(fv, int) or isinstance(fv, bool) or fv < 1:
-        raise c.fail("format-version", "a positive integer", fv)
-    if fv > FORMAT_VERSION:
-        raise EnvgenError(
-            f"{shown}: format-version {fv} is newer than this envgen understands "
-            f"(it reads up to {FORMAT_VERSION})",
-            hint="upgrade envgen",
-        )
 
-    name = c.string(data, "name")
-    if not NAME_RE.match(name):
-        raise c.fail("name", "lower-case letters, digits and '-' (no dots), like 'abide'", name)
+# --------------------------------------------------------------------------- what the schema cannot say
 
-    if "snapshot-date" not in data:
-        raise EnvgenError(f"{shown}: missing required key 'snapshot-date' (an RFC 3339 UTC time such as 2025-05-08T00:00:00Z)")
-    date = parse_date(data["snapshot-date"])
-    if date is None:
-        raise c.fail("snapshot-date", "an RFC 3339 UTC time such as 2025-05-08T00:00:00Z", data["snapshot-date"])
 
-    if "python" not in data:
-        raise EnvgenError(f"{shown}: missing required key 'python' (the Python minor version, such as \"3.11\")")
-    python = data["python"]
-    if not isinstance(python, str) or not PY_RE.match(python):
-        raise c.fail("python", 'a Python minor version string such as "3.11"', python)
+def _fail(where: str, key: str, expected: str, got: Any = None) -> SpecError:
+    msg = f"{where}: key '{key}': expected {expected}"
+    if got is not None:
+        msg += f", got {got!r}"
+    return SpecError(msg)
 
-    platforms = c.strlist(data, "platforms", default=["linux-x86_64"])
-    if not platforms:
-        raise c.fail("platforms", "at least one platform")
-    for p in platforms:
-        if p not in PLATFORMS:
-            raise c.fail("platforms", f"one of {', '.join(sorted(PLATFORMS))}", p)
-    if len(set(platforms)) != len(platforms):
-        raise c.fail("platforms", "no duplicates", platforms)
 
-    requirements = c.strlist(data, "requirements", default=[])
+def _check_unique(where: str, key: str, values: list[str]) -> None:
+    if len(set(values)) != len(values):
+        raise _fail(where, key, "no duplicates", values)
+
+
+def _check_python(where: str, doc: SpecFile) -> None:
+    """The env runs on the OS base's interpreter, so its Python is the base's."""
+    distro = DISTROS[doc.os.base]
+    if doc.python != distro.python:
+        raise _fail(where, "python",
+                    f'"{distro.python}", the Python that {distro.name} ships (the env runs on its interpreter)',
+                    doc.python)
+
+
+def _check_requirements(where: str, requirements: list[str]) -> None:
+    """Each a PEP 508 PyPI requirement (no URLs), each project once."""
     seen: dict[str, str] = {}
     for i, r in enumerate(requirements):
+        key = f"requirements[{i}]"
         try:
             req = Requirement(r)
         except InvalidRequirement as exc:
-            raise c.fail(f"requirements[{i}]", f"a PEP 508 requirement ({exc})", r) from None
+            reason = str(exc).splitlines()[0]  # packaging adds a caret diagram below
+            raise _fail(where, key, f"a PEP 508 requirement ({reason})", r) from None
         if req.url:
-            raise c.fail(f"requirements[{i}]", "a PyPI requirement; put local projects under 'local'", r)
+            raise _fail(where, key, "a PyPI requirement; put local projects under 'local'", r)
         cname = canonicalize_name(req.name)
         if cname in seen:
-            raise c.fail(f"requirements[{i}]", f"each project once ({req.name} already given as {seen[cname]!r})", r)
+            raise _fail(where, key, f"each project once ({req.name} already given as {seen[cname]!r})", r)
         seen[cname] = r
 
-    local: list[LocalProject] = []
-    for i, lp in enumerate(c.strlist(data, "local", default=[])):
+
+def _check_local_paths(where: str, local: list[str]) -> None:
+    for i, lp in enumerate(local):
         if Path(lp).is_absolute():
-            raise c.fail(f"local[{i}]", "a path relative to the spec's directory", lp)
-        ap = (path.parent / lp).resolve()
-        if not (ap / "pyproject.toml").is_file():
-            raise c.fail(f"local[{i}]", "a directory holding a pyproject.toml", lp)
-        local.append(LocalProject(Path(lp).as_posix(), ap))
-    if not requirements and not local:
-        raise EnvgenError(f"{shown}: nothing to install: give 'requirements' or 'local'")
+            raise _fail(where, f"local[{i}]", "a path relative to the spec's directory", lp)
+    _check_unique(where, "local", [Path(lp).as_posix() for lp in local])
 
-    os_table = data.get("os", {})
-    if not isinstance(os_table, dict):
-        raise c.fail("os", "a table")
-    c.unknown(os_table, OS_KEYS, "os.")
-    base = os_table.get("base", "debian/bookworm")
-    if base not in DISTROS:
-        raise c.fail("os.base", f"one of {', '.join(sorted(DISTROS))}", base)
-    distro = DISTROS[base]
-    if python != distro.python:
-        raise c.fail("python", f'"{distro.python}", the Python that {base} ships (the env runs on its interpreter)', python)
-    os_packages = c.strlist(os_table, "packages", "os.", default=[])
-    for i, p in enumerate(os_packages):
-        if not DEB_NAME_RE.match(p):
-            raise c.fail(f"os.packages[{i}]", "a Debian package name", p)
-    mirror = c.string(os_table, "mirror", "os.", required=False)
-    if mirror is not None and (not re.match(r"^https?://", mirror) or "{archive}" not in mirror):
-        raise c.fail(
-            "os.mirror",
-            "an http(s) URL template with {archive}, such as "
-            "'https://snapshot.debian.org/archive/{archive}/20250508T000000Z'",
-            mirror,
-        )
 
-    run = data.get("run", {})
-    if not isinstance(run, dict):
-        raise c.fail("run", "a table")
-    c.unknown(run, RUN_KEYS, "run.")
-    command = c.strlist(run, "command", "run.", default=["python3"])
-    if not command:
-        raise c.fail("run.command", "a non-empty list of strings")
-    env = run.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise c.fail("run.env", "a table of string values", env)
-    workdir = c.string(run, "workdir", "run.", required=False)
+def _check_local_dirs(where: str, local: list[str], base_dir: Path) -> None:
+    for i, lp in enumerate(local):
+        if not ((base_dir / lp).resolve() / "pyproject.toml").is_file():
+            raise _fail(where, f"local[{i}]", "a directory holding a pyproject.toml", lp)
 
-    outputs = data.get("outputs", {})
-    if not isinstance(outputs, dict):
-        raise c.fail("outputs", "a table")
-    c.unknown(outputs, OUTPUT_KEYS, "outputs.")
-    nd_files = c.strlist(outputs, "nondeterministic-files", "outputs.", default=[])
-    nd_cols_raw = outputs.get("nondeterministic-columns", {})
-    if not isinstance(nd_cols_raw, dict) or not all(
-        isinstance(v, list) and all(isinstance(x, str) for x in v) for v in nd_cols_raw.values()
-    ):
-        raise c.fail("outputs.nondeterministic-columns", 'a table like { "results.csv" = ["*_time"] }', nd_cols_raw)
 
-    slurm = data.get("slurm", {})
-    if not isinstance(slurm, dict):
-        raise c.fail("slurm", "a table of sbatch resources, like { time = \"00:30:00\", cpus-per-task = 2 }")
-    c.unknown(slurm, SLURM_KEYS, "slurm.")
-    for k, v in slurm.items():
-        if not isinstance(v, (str, int)) or isinstance(v, bool) or str(v) == "":
-            raise c.fail(f"slurm.{k}", "a string or an integer", v)
+def _check_something_to_install(where: str, doc: SpecFile) -> None:
+    if not doc.requirements and not doc.local:
+        raise SpecError(f"{where}: nothing to install: give 'requirements' or 'local'")
 
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise c.fail("description", "a string", description)
 
-    return Spec(
-        path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        name=name,
-        description=description,
-        snapshot_date=date,
-        python=python,
-        platforms=platforms,
-        requirements=requirements,
-        local=local,
-        os_base=base,
-        os_packages=os_packages,
-        os_mirror=mirror,
-        command=command,
-        run_env=dict(sorted(env.items())),
-        workdir=workdir,
-        nondeterministic_files=nd_files,
-        nondeterministic_columns={k: list(v) for k, v in sorted(nd_cols_raw.items())},
-        slurm={k: str(v) for k, v in sorted(slurm.items())},
-    )
+def _check_mirror(where: str, mirror: str) -> None:
+    """{archive} present; no placeholder but {archive} and {snapshot-date}."""
+    names = re.findall(r"\{([^{}]*)\}", mirror)
+    if "archive" not in names or any(n not in MIRROR_PLACEHOLDERS for n in names):
+        raise _fail(where, "os.mirror", MIRROR_EXPECTED, mirror)
+
+
+def _slurm(table: SlurmTable) -> dict[str, str]:
+    return {f.encode_name: str(getattr(table, f.name)) for f in sorted(msgspec.structs.fields(table),
+                                                                       key=lambda f: f.encode_name)
+            if getattr(table, f.name) is not None}

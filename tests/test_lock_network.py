@@ -14,7 +14,7 @@ import pytest
 from helpers import run_envgen
 
 from envgen.lock import pylock
-from envgen.spec import parse_date
+from envgen.clock import parse_utc
 
 pytestmark = pytest.mark.network
 
@@ -60,7 +60,7 @@ def test_lock_is_pep751_with_pinned_artifacts(abide_lock):
     _, lock_path, b1, *_ = abide_lock
     data = tomllib.loads(b1.decode())
     assert data["lock-version"] == "1.0"
-    snap = parse_date(data["tool"]["envgen"]["snapshot-date"])
+    snap = parse_utc(data["tool"]["envgen"]["snapshot-date"])
     count = 0
     for p in data["packages"]:
         if "directory" in p:

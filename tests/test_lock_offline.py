@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers import make_lock, run_envgen
 
-from envgen.errors import EnvgenError
+from envgen.clock import SnapshotDate
+from envgen.errors import EnvgenError, FormatError, LockError, NewerFormatError
 from envgen.lock import pylock
+from envgen.lock.debian import mirror_uri
 from envgen.lock.diff import diff_locks
 from envgen.lock.export import requirements_txt
 from envgen.lock.graph import build_graph, why
@@ -31,8 +33,47 @@ def test_newer_lock_format_refused(tmp_path):
     text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1", "format-version = 7")
     p = tmp_path / "pylock.demo.toml"
     p.write_text(text)
-    with pytest.raises(EnvgenError, match="lock format 7; this envgen reads up to 1"):
+    with pytest.raises(NewerFormatError, match="lock format 7 needs a newer envgen") as exc:
         pylock.load(p)
+    msg = str(exc.value)
+    assert str(p) in msg and "upgrade envgen" in msg and "\n" not in msg
+
+
+def test_newer_lock_format_refused_on_the_cli(tmp_path):
+    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1", "format-version = 7")
+    p = tmp_path / "pylock.demo.toml"
+    p.write_text(text)
+    proc = run_envgen("graph", str(p))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a newer envgen" in lines[0] and "upgrade envgen" in lines[0], proc.stderr
+
+
+def test_lock_without_format_version_refused(tmp_path):
+    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1\n", "")
+    p = tmp_path / "pylock.demo.toml"
+    p.write_text(text)
+    with pytest.raises(FormatError, match="lock without a valid format-version"):
+        pylock.load(p)
+
+
+def test_lock_snapshot_date_is_a_snapshot_date(tmp_path):
+    p = tmp_path / "pylock.demo.toml"
+    p.write_text(pylock.dumps(make_lock({"a": ("1.0", [])})))
+    lock = pylock.load(p)
+    assert isinstance(lock.snapshot_date, SnapshotDate)
+    assert lock.snapshot_date.iso == "2025-05-08T00:00:00Z"
+
+
+def test_mirror_uri_substitutes_archive_and_snapshot_date():
+    date = SnapshotDate.parse("2025-05-08T00:00:00Z")
+    template = "https://snapshot.debian.org/archive/{archive}/{snapshot-date}/"
+    assert mirror_uri(template, "debian-security", date) == \
+        "https://snapshot.debian.org/archive/debian-security/20250508T000000Z"
+    assert mirror_uri("http://mirror.example/{archive}", "debian", date) == "http://mirror.example/debian"
+    assert mirror_uri(None, "debian") == "http://deb.debian.org/debian"
+    with pytest.raises(LockError, match="snapshot-date"):
+        mirror_uri(template, "debian")
 
 
 def test_not_an_envgen_lock(tmp_path):

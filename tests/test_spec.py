@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from envgen.errors import EnvgenError
-from envgen.spec import load_spec
+from envgen.errors import EnvgenError, FormatError, NewerFormatError, SpecError
+from envgen.spec import load_spec, parse_spec
 
 from helpers import REPO, run_envgen
 
@@ -51,7 +51,15 @@ def test_minimal_spec_defaults(write_spec):
         (('"six"', '"six >>> 1"'), "requirements[0]", "PEP 508"),
         (('"six"', '"six @ https://example.org/six.whl"'), "requirements[0]", "local"),
         (('name = "demo"', 'name = "My.Env"'), "name", "lower-case"),
-        (('["linux-x86_64"]', '["windows-arm"]'), "platforms", "linux-x86_64"),
+        (('["linux-x86_64"]', '["windows-arm"]'), "platforms[0]", "linux-x86_64"),
+        (('["linux-x86_64"]', '[]'), "platforms", "non-empty list"),
+        (('"six"', '"six", "Six"'), "requirements[1]", "each project once"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nbase = "debian/sid"'), "os.base", "debian/bookworm"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\npackages = ["ok", "Not_A_Deb"]'), "os.packages[1]", "Debian package"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nmirror = "https://x.org/{archive}/{date}"'), "os.mirror", "{snapshot-date}"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nmirror = "ftp://x.org/{archive}"'), "os.mirror", "http(s)"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[run]\nenv = { A = 1 }'), "run.env", "string values"),
+        (('"packaging>=24"]', '"packaging>=24"]\nos = 3'), "os", "a table"),
     ],
 )
 def test_bad_values_name_file_and_key(write_spec, edit, key, expected):
@@ -95,9 +103,12 @@ def test_invalid_toml(write_spec):
 
 
 def test_newer_format_version_refused(write_spec):
-    path = write_spec("format-version = 99\n" + GOOD)
-    with pytest.raises(EnvgenError, match="format-version 99 is newer"):
+    path = write_spec("format-version = 99\n" + GOOD + 'a-key-from-the-future = 1\n')
+    with pytest.raises(NewerFormatError, match=r"spec format 99 needs a newer envgen") as exc:
         load_spec(path)
+    assert str(path) in str(exc.value) and "upgrade envgen" in str(exc.value)
+    with pytest.raises(FormatError, match=r"format-version \(got 'x'\)"):
+        load_spec(write_spec('format-version = "x"\n' + GOOD))
 
 
 def test_cli_bad_spec_is_one_line_exit_2_and_writes_nothing(write_spec):
@@ -142,3 +153,32 @@ def test_slurm_resources(write_spec):
         load_spec(write_spec(GOOD + '[slurm]\ngpus = 1\n'))
     with pytest.raises(EnvgenError, match=r"'slurm.mem'"):
         load_spec(write_spec(GOOD + '[slurm]\nmem = true\n'))
+
+
+def test_errors_are_spec_errors_on_one_line(write_spec):
+    with pytest.raises(SpecError) as exc:
+        load_spec(write_spec(GOOD.replace('"six"', '"six >>> 1"')))
+    assert "\n" not in str(exc.value)
+
+
+def test_parse_spec_is_pure_without_base_dir(tmp_path):
+    data = (GOOD + 'local = ["../pipelines/x"]\n').encode()
+    spec = parse_spec(data, "snapshot:specs/demo.toml")
+    assert [(lp.path, lp.abspath) for lp in spec.local] == [("../pipelines/x", None)]
+    assert spec.name == "demo" and spec.snapshot_date.compact == "20250508T000000Z"
+    with pytest.raises(SpecError, match=r"snapshot:specs/demo.toml: key 'local\[0\]'.*pyproject.toml"):
+        parse_spec(data, "snapshot:specs/demo.toml", base_dir=tmp_path / "specs")
+    with pytest.raises(SpecError, match=r"key 'local\[0\]': expected a path relative"):
+        parse_spec((GOOD + 'local = ["/abs/x"]\n').encode(), "demo.toml")
+
+
+def test_snapshot_date_is_a_snapshot_date(write_spec):
+    spec = load_spec(write_spec(GOOD))
+    assert spec.snapshot_date.iso == "2025-05-08T00:00:00Z"
+    assert spec.snapshot_epoch == spec.snapshot_date.epoch == 1746662400
+
+
+def test_mirror_accepts_snapshot_date_placeholder(write_spec):
+    mirror = "https://snapshot.debian.org/archive/{archive}/{snapshot-date}"
+    spec = load_spec(write_spec(GOOD + f'[os]\nmirror = "{mirror}"\n'))
+    assert spec.os_mirror == mirror

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ..lock.make import lock_spec
-from ..spec import format_date, load_spec
+from ..spec import load_spec
 
 
 def register(sub, parents, fmt):
@@ -46,7 +46,7 @@ def run(args, ui) -> int:
         "spec": str(spec.path),
         "lock": str(result.path),
         "changed": result.changed,
-        "snapshot_date": format_date(lock.snapshot_date),
+        "snapshot_date": lock.snapshot_date.iso,
         "python_packages": len(lock.packages),
         "wheel_bytes": sum(w.size or 0 for w in wheels),
         "debian_packages": len(runtime_debs),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import EnvgenError
 from ..layout import DEFAULT_PATH, IMAGE_USER
-from ..spec import format_date
+from ..clock import format_utc
 
 FORMATS = ("oci", "docker-archive", "sif", "sqsh")
 MARKER = ".envgen-export"  # written inside an OCI layout dir we made; lets --force-less overwrite
@@ -47,7 +47,7 @@ class ImageMeta:
 
     @property
     def created(self) -> str:
-        return format_date(self.snapshot_date)
+        return format_utc(self.snapshot_date)
 
     @property
     def ref(self) -> str:

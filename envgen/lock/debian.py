@@ -36,8 +36,9 @@ from pathlib import Path
 
 from .pylock import DebPackage, DebRelease as ReleaseInfo
 
+from ..clock import SnapshotDate
 from ..distros import DEFAULT_MIRROR, Distro
-from ..errors import EnvgenError
+from ..errors import EnvgenError, LockError
 from ..fsutil import atomic_write
 from ..paths import apt_state_dir
 
@@ -56,20 +57,32 @@ class DebianResolution:
     packages: list[DebPackage]
 
 
-def mirror_uri(template: str | None, archive: str) -> str:
-    if template:
-        return template.replace("{archive}", archive).rstrip("/")
-    return f"{DEFAULT_MIRROR}/{archive}"
+def mirror_uri(template: str | None, archive: str, snapshot_date: dt.datetime | None = None) -> str:
+    """The apt URI of *archive* under the spec's ``[os] mirror`` template (else the default mirror).
+
+    ``{archive}`` becomes the archive (``debian``, ``debian-security``);
+    ``{snapshot-date}`` becomes *snapshot_date* in snapshot.debian.org's form
+    (``20250508T000000Z``), so the spec's one date freezes the OS layer too.
+    """
+    if not template:
+        return f"{DEFAULT_MIRROR}/{archive}"
+    uri = template.replace("{archive}", archive)
+    if "{snapshot-date}" in uri:
+        if snapshot_date is None:
+            raise LockError(f"the mirror {template} names {{snapshot-date}}, but no snapshot date was given")
+        uri = uri.replace("{snapshot-date}", SnapshotDate.parse(snapshot_date).compact)
+    return uri.rstrip("/")
 
 
 class Apt:
     """apt-get and apt-cache confined to a private state directory."""
 
-    def __init__(self, distro: Distro, arch: str, mirror: str | None, state: Path | None = None):
+    def __init__(self, distro: Distro, arch: str, mirror: str | None, state: Path | None = None,
+                 snapshot_date: dt.datetime | None = None):
         self.distro = distro
         self.arch = arch
         self.mirror = mirror
-        self.sources = [(s, mirror_uri(mirror, s.archive)) for s in distro.suites]
+        self.sources = [(s, mirror_uri(mirror, s.archive, snapshot_date)) for s in distro.suites]
         key = hashlib.sha256(repr((distro.name, arch, self.sources)).encode()).hexdigest()[:16]
         self.state = state or apt_state_dir() / f"{distro.codename}-{arch}-{key}"
         for tool in ("apt-get", "apt-cache"):
@@ -237,7 +250,7 @@ def _reachable(roots: list[str], edges: dict[str, list[str]]) -> set[str]:
 
 
 def stamp(date: dt.datetime) -> str:
-    return date.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return SnapshotDate.parse(date.astimezone(dt.timezone.utc)).compact
 
 
 def _fetch(url: str) -> bytes | None:
@@ -298,10 +311,11 @@ def _save_cached(path: Path, res: DebianResolution) -> None:
     atomic_write(path, json.dumps(data, sort_keys=True))
 
 
-def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mirror: str | None) -> DebianResolution:
+def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mirror: str | None,
+                   snapshot_date: dt.datetime | None = None) -> DebianResolution:
     roots = sorted({f"python{python}", *distro.runtime_roots, *extra})
     build_roots = sorted(set(BUILD_ROOTS) - set(roots))
-    apt = Apt(distro, arch, mirror)
+    apt = Apt(distro, arch, mirror, snapshot_date=snapshot_date)
     with apt.locked():
         if not _inrelease_unchanged(apt):
             apt.update()

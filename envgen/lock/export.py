@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from ..spec import format_date
 from .pylock import Lock
 
 
 def requirements_txt(lock: Lock) -> tuple[str, int, list[str]]:
     lines = [
         f"# Exported by `envgen export-requirements` from the lock of {lock.spec}",
-        f"# (snapshot date {format_date(lock.snapshot_date)}, Python {lock.python}, {', '.join(lock.platforms)}).",
+        f"# (snapshot date {lock.snapshot_date.iso}, Python {lock.python}, {', '.join(lock.platforms)}).",
         "# Install with: pip install --require-hashes --no-deps -r THIS_FILE",
     ]
     skipped = []

@@ -18,9 +18,10 @@ from packaging.requirements import Requirement
 
 from .. import __version__
 from ..distros import PLATFORMS
-from ..errors import EnvgenError
+from ..errors import EnvgenError, SpecError
 from ..fsutil import atomic_write
-from ..spec import Spec, format_date
+from ..clock import format_utc
+from ..spec import Spec
 from . import debian as deb
 from . import pylock
 from .resolve import index_url, resolve
@@ -84,7 +85,7 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
             if a.upload_time is None:
                 raise EnvgenError(f"{a.filename}: the index gave no upload time, so the snapshot date cannot be enforced")
             if a.upload_time > spec.snapshot_date:
-                raise EnvgenError(f"{a.filename} was uploaded {format_date(a.upload_time)}, after the snapshot date")
+                raise EnvgenError(f"{a.filename} was uploaded {format_utc(a.upload_time)}, after the snapshot date")
         out.append(pylock.PyPackage(
             name=name, version=p.get("version"), wheels=wheels, sdist=sdist, marker=p.get("marker"),
             index=index_url(), dependencies=children.get(name, []),
@@ -95,24 +96,25 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
 def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
     now = dt.datetime.now(dt.timezone.utc)
     if spec.snapshot_date > now:
-        raise EnvgenError(
-            f"{spec.path}: key 'snapshot-date': {format_date(spec.snapshot_date)} is in the future; "
+        raise SpecError(
+            f"{spec.path}: key 'snapshot-date': {spec.snapshot_date.iso} is in the future; "
             "a snapshot can only freeze what has been published"
         )
     if len(spec.platforms) != 1:
-        raise EnvgenError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
+        raise SpecError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
     platform = spec.platforms[0]
     plat = PLATFORMS[platform]
     warnings: list[str] = []
     locals_: dict[str, tuple[str, str | None]] = {}
     for lp in spec.local:
-        name, version = local_name(lp.abspath)
+        name, version = local_name(lp.dir)
         locals_[name] = (lp.path, version)
 
     say = progress or (lambda msg: None)
     with ThreadPoolExecutor(max_workers=1) as pool:
         say("resolving the Debian runtime with apt")
-        fut = pool.submit(deb.resolve_debian, spec.distro, plat.deb_arch, spec.python, spec.os_packages, spec.os_mirror)
+        fut = pool.submit(deb.resolve_debian, spec.distro, plat.deb_arch, spec.python, spec.os_packages, spec.os_mirror,
+                          spec.snapshot_date)
         say("resolving PyPI with uv")
         res = resolve(spec, platform)
         debres = fut.result()
@@ -129,9 +131,9 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
     for r in debres.releases:
         if r.date > spec.snapshot_date:
             warnings.append(
-                f"the Debian {r.suite} index is dated {format_date(r.date)}, after the snapshot date; "
+                f"the Debian {r.suite} index is dated {format_utc(r.date)}, after the snapshot date; "
                 "every .deb is still pinned by sha256, but to freeze the OS layer at the snapshot date too, "
-                "set [os] mirror to a snapshot.debian.org URL for that date"
+                "set [os] mirror = \"https://snapshot.debian.org/archive/{archive}/{snapshot-date}\""
             )
             break
 

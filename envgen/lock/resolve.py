@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from ..distros import PLATFORMS
 from ..errors import EnvgenError
-from ..spec import Spec, format_date
+from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Tools every lock carries besides the local projects' build backends.
@@ -101,7 +101,7 @@ def _common_args(spec: Spec, platform: str) -> list[str]:
     return [
         "--no-config",
         "--default-index", index_url(),
-        "--exclude-newer", format_date(spec.snapshot_date),
+        "--exclude-newer", spec.snapshot_date.iso,
         "--python-version", spec.python,
         "--python-platform", f"{plat.machine}-manylinux_{glibc[0]}_{glibc[1]}",
         "--quiet",
@@ -113,7 +113,7 @@ def build_requirements(spec: Spec) -> list[str]:
     reqs: list[str] = list(BASE_BUILD_TOOLS)
     for lp in spec.local:
         try:
-            data = tomllib.loads((lp.abspath / "pyproject.toml").read_text())
+            data = tomllib.loads((lp.dir / "pyproject.toml").read_text())
         except tomllib.TOMLDecodeError as exc:
             raise EnvgenError(f"{lp.path}/pyproject.toml: invalid TOML: {exc}") from None
         bs = data.get("build-system", {})
@@ -139,7 +139,7 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
     common = _common_args(spec, platform)
     if cache_dir:
         common += ["--cache-dir", cache_dir]
-    runtime_in = "\n".join(spec.requirements + [f"./{Path(os.path.relpath(lp.abspath, spec.dir)).as_posix()}" for lp in spec.local]) + "\n"
+    runtime_in = "\n".join(spec.requirements + [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]) + "\n"
     build_in = "\n".join(build_requirements(spec)) + "\n"
     with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
         t = Path(tmp)

@@ -36,7 +36,7 @@ from .. import FORMAT_VERSION, __version__
 from ..errors import EnvgenError, FetchError, LockError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
-from ..spec import format_date
+from ..clock import format_utc
 from .store import HashMismatch, Store, is_sha256
 from . import srcpack
 
@@ -139,7 +139,7 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
         locals_.append(LocalItem("spec", sp.name, _rel(sp, base), sp))
     for name, d in local_dirs:
         locals_.append(LocalItem("local-source", name, _rel(d, base), d))
-    return Plan(lock.name, format_date(lock.snapshot_date), int(lock.snapshot_date.timestamp()), fetches, locals_, lock)
+    return Plan(lock.name, format_utc(lock.snapshot_date), int(lock.snapshot_date.timestamp()), fetches, locals_, lock)
 
 
 # --------------------------------------------------------------------------- fetching
