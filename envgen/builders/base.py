@@ -79,7 +79,7 @@ class BuildInputs:
 
     @property
     def epoch(self) -> int:
-        return int(self.lock.snapshot_date.timestamp())
+        return self.lock.snapshot_date.epoch
 
     def objects(self, *roles: str) -> list[dict]:
         return [o for o in self.manifest["objects"] if o["role"] in roles]

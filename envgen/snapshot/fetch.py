@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import FORMAT_VERSION, __version__
-from ..errors import EnvgenError, FetchError, LockError, StoreError
+from .. import __version__, formats
+from ..errors import EnvgenError, FetchError, FormatError, LockError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
 from ..clock import format_utc
@@ -139,7 +139,7 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
         locals_.append(LocalItem("spec", sp.name, _rel(sp, base), sp))
     for name, d in local_dirs:
         locals_.append(LocalItem("local-source", name, _rel(d, base), d))
-    return Plan(lock.name, format_utc(lock.snapshot_date), int(lock.snapshot_date.timestamp()), fetches, locals_, lock)
+    return Plan(lock.name, format_utc(lock.snapshot_date), lock.snapshot_date.epoch, fetches, locals_, lock)
 
 
 # --------------------------------------------------------------------------- fetching
@@ -286,8 +286,7 @@ def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, 
                                     len({f.sha256 for f in plan.fetches}))
         objects += _fetched_objects(store, plan, sizes, fetched, res)
         res.manifest = {
-            "format-version": FORMAT_VERSION,
-            "kind": KIND,
+            **formats.header(KIND),
             "name": plan.name,
             "snapshot-date": plan.snapshot_date,
             "objects": sorted(objects, key=lambda o: (o["role"], o["name"], o["sha256"], o.get("path", ""))),
@@ -397,23 +396,10 @@ def local_sources(lock: pylock.Lock, manifest: dict) -> list[tuple[str, dict]]:
 
 
 def parse_manifest(data: bytes, where: str) -> dict:
-    import json
-
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise EnvgenError(f"{where}: not a snapshot manifest (invalid JSON)") from None
-    if not isinstance(doc, dict) or doc.get("kind") != KIND:
-        raise EnvgenError(f"{where}: not an envgen snapshot manifest")
-    fv = doc.get("format-version")
-    if not isinstance(fv, int):
-        raise EnvgenError(f"{where}: snapshot manifest without a format-version")
-    if fv > FORMAT_VERSION:
-        raise EnvgenError(f"{where}: snapshot format {fv} needs a newer envgen (this one reads up to {FORMAT_VERSION})",
-                          hint="upgrade envgen")
+    doc = formats.load_json(KIND, data, where)
     objs = doc.get("objects")
     if not isinstance(objs, list) or not all(isinstance(o, dict) and is_sha256(o.get("sha256")) for o in objs):
-        raise EnvgenError(f"{where}: snapshot manifest with a malformed object list")
+        raise FormatError(f"{where}: snapshot manifest with a malformed object list")
     return doc
 
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from .. import FORMAT_VERSION
-from ..errors import EnvgenError, HashMismatch, StoreError
+from .. import formats
+from ..errors import EnvgenError, FormatError, HashMismatch, NewerFormatError, StoreError
 from ..fsutil import atomic_write, canonical_json, fsync_dir, remove_tree
 from ..paths import StorePaths, store_dir
 
@@ -125,14 +125,12 @@ class Store:
         marker = self.paths.marker
         if marker.is_file():
             try:
-                meta = json.loads(marker.read_text())
-                fv = int(meta["format-version"])
-            except (ValueError, KeyError, TypeError):
-                raise EnvgenError(f"{marker}: not an envgen store marker",
-                                  hint="point --store at an envgen store or an empty directory") from None
-            if fv > FORMAT_VERSION:
-                raise EnvgenError(f"{self.root}: store format {fv} needs a newer envgen "
-                                  f"(this one reads up to {FORMAT_VERSION})", hint="upgrade envgen")
+                formats.load_json("envgen-store", marker.read_bytes(), str(self.root))
+            except NewerFormatError:
+                raise
+            except FormatError:
+                raise StoreError(f"{marker}: not an envgen store marker",
+                                 hint="point --store at an envgen store or an empty directory") from None
         elif create:
             if self.root.exists() and not self.root.is_dir():
                 raise EnvgenError(f"{self.root}: exists and is not a directory", hint="choose another --store")
@@ -143,7 +141,7 @@ class Store:
             for d in (self.objects, self.tmp, self.roots, self.locks):
                 d.mkdir(parents=True, exist_ok=True)
             if not marker.is_file():
-                atomic_write(marker, canonical_json({"format-version": FORMAT_VERSION, "kind": "envgen-store"}) + b"\n")
+                atomic_write(marker, canonical_json(formats.header("envgen-store")) + b"\n")
 
     # ------------------------------------------------------------------ objects
 
@@ -321,14 +319,12 @@ class Store:
         for name in self.list_roots():
             p = self.root_path(name)
             try:
-                doc = json.loads(p.read_bytes())
-                fv = int(doc.get("format-version", 0))
+                doc = formats.load_json("envgen-snapshot", p.read_bytes(), str(p))
                 objs = doc["objects"]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise EnvgenError(f"{p}: unreadable gc root", hint="remove it by hand if it is garbage") from None
-            if fv > FORMAT_VERSION:
-                raise EnvgenError(f"{p}: root format {fv} needs a newer envgen (this one reads up to {FORMAT_VERSION})",
-                                  hint="upgrade envgen")
+            except NewerFormatError:
+                raise
+            except (FormatError, KeyError):
+                raise StoreError(f"{p}: unreadable gc root", hint="remove it by hand if it is garbage") from None
             for o in objs:
                 sha = o.get("sha256") if isinstance(o, dict) else None
                 if is_sha256(sha):
