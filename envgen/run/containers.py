@@ -96,12 +96,12 @@ def ensure_podman_image(store: Store, meta, ui=None) -> str:
     ref = meta.ref
     if podman_image_digest_label(ref) == meta.tree_digest:
         return ref
-    from ..export.dockerarchive import write_docker_archive
+    from ..export import EXPORTERS
 
     archive = _exports_dir(store) / f"{meta.tree_digest}.docker.tar"
     _note(ui, f"envgen: exporting {ref} for podman")
     try:
-        write_docker_archive(meta, archive)
+        EXPORTERS["docker-archive"](meta, archive)
         _podman("load", "-q", "-i", str(archive))
     finally:
         archive.unlink(missing_ok=True)
@@ -177,12 +177,12 @@ def acquire_apptainer(store: Store, spec_arg: str, ui=None):
 
 
 def _exported_sif(store: Store, meta, ui=None) -> Path:
-    from ..export.sif import write_env_sif
+    from ..export import EXPORTERS
 
     path = _exports_dir(store) / f"{meta.tree_digest}.sif"
     if not path.is_file():
         _note(ui, f"envgen: exporting {meta.ref} as a SIF")
-        write_env_sif(meta, path)
+        EXPORTERS["sif"](meta, path)
     return path
 
 
