@@ -263,6 +263,10 @@ def _lay_out_tree(bundle: Path, staged: _Staged, snap: dict, tree: Path) -> Path
                 srcpack.unpack(src, target, f"{bundle}: local project {o['name']}")
             except tarfile.TarError as exc:
                 raise _refuse(bundle, f"local project {o['name']}: damaged tar: {exc}") from None
+            except BundleRefused:
+                raise
+            except EnvgenError as exc:  # srcpack's refusal of an unsafe member, as a bundle refusal
+                raise BundleRefused(exc.message, hint="nothing was restored") from None
         else:
             if target.exists():
                 raise _refuse(bundle, f"two files at {rel!r}")
