@@ -65,7 +65,7 @@ def main() -> int:
     from envgen.export.dockerarchive import write_docker_archive
     from envgen.export.oci import write_oci
     from envgen.export.sif import write_env_sif, write_env_sqsh
-    from envgen.export.squashfs import REPRO_FLAGS, mksquashfs_path
+    from envgen.export.squashfs import QUIET, REPRO_FLAGS, mksquashfs_path, time_flags
     from envgen.lock import load_lock_for
     from envgen.snapshot.store import open_store
 
@@ -98,7 +98,8 @@ def main() -> int:
         Z["tar | gzip -6"] = (work / "raw.tar.gz").stat().st_size
         env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
         T["mksquashfs"], _ = timed(lambda: subprocess.run(
-            [mksquashfs_path(), str(root), str(work / "raw.sqsh"), *REPRO_FLAGS], env=env, check=True))
+            [mksquashfs_path(), str(root), str(work / "raw.sqsh"), *REPRO_FLAGS, *time_flags(meta.epoch), *QUIET],
+            env=env, check=True))
         if "umoci" not in skip and shutil.which("umoci"):
             def umoci():
                 img = work / "umoci.oci"

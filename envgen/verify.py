@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .archive import restore_bundle
-from .errors import EnvgenError
+from .errors import EnvgenError, NewerFormatError, NotABundle
 from .fsutil import remove_tree
 from .snapshot.store import Store
 
@@ -71,7 +71,7 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         try:
             res = restore_bundle(store, bundle, work / "tree")
         except EnvgenError as exc:
-            if "not an envgen bundle" in exc.message or "needs envgen" in exc.message:
+            if isinstance(exc, (NotABundle, NewerFormatError)):
                 raise
             checks.add("available", "bundle complete and intact", False, exc.message)
             return _finish(result, checks, stages, None)

@@ -11,7 +11,7 @@ import pytest
 
 from envgen.archive import MANIFEST, restore_bundle, write_bundle
 from envgen.cli import main
-from envgen.errors import EnvgenError
+from envgen.errors import BundleRefused, EnvgenError, NewerFormatError, NotABundle
 from envgen.lock import pylock
 from envgen.snapshot import snapshot
 from envgen.snapshot.store import Store
@@ -205,6 +205,8 @@ def test_hostile_bundles_are_refused_and_leave_nothing(snapped, tmp_path, case):
     with pytest.raises(EnvgenError) as ei:
         restore_bundle(st, bad, into)
     assert needle in str(ei.value), str(ei.value)
+    kind = {"not-a-bundle": NotABundle, "newer-format": NewerFormatError}.get(case, BundleRefused)
+    assert isinstance(ei.value, kind), type(ei.value)
     assert list(st.iter_objects()) == [] and st.list_roots() == [] and not list(st.tmp.iterdir())
     assert not into.exists() and not (tmp_path / "escape.txt").exists() and not (tmp_path / "evil").exists()
 

@@ -25,7 +25,7 @@ import pytest
 from helpers import REPO, run_envgen
 
 from envgen.errors import EnvgenError
-from envgen.export import ImageMeta, check_output_path
+from envgen.export import EXPORTERS, FORMATS, ExportOptions, ImageMeta, check_output_path
 from envgen.export import layers as L
 from envgen.export import sif as S
 from envgen.export.dockerarchive import write_docker_archive
@@ -334,7 +334,7 @@ def test_sif_is_reproducible_and_round_trips(sif_file, tmp_path):
     raw = sif_file.path.read_bytes()
     assert raw[:32].rstrip(b"\0") == b"#!/usr/bin/env run-singularity\n"
     assert raw[0x20:0x2A] == b"SIF_MAGIC\0" and raw[0x30:0x40] == b"\0" * 16
-    assert struct.unpack_from("<qq", raw, 0x40) == (S.ZERO_TIME, S.ZERO_TIME)
+    assert struct.unpack_from("<qq", raw, 0x40) == (EPOCH, EPOCH)  # created, modified: the snapshot date
     info = S.read_sif(sif_file.path)
     kinds = [d.datatype for d in info.descriptors]
     assert kinds == [S.DT_DEFFILE, S.DT_LABELS, S.DT_SBOM, S.DT_PARTITION]
@@ -362,6 +362,70 @@ def test_sqsh_is_reproducible(tree, tmp_path):
     a = S.write_env_sqsh(meta_of(tree), tmp_path / "a.sqsh")
     b = S.write_env_sqsh(meta_of(tree), tmp_path / "b.sqsh")
     assert a["sha256"] == b["sha256"] and (tmp_path / "a.sqsh").read_bytes()[:4] == b"hsqs"
+
+
+def _mkfs_time(raw: bytes, offset: int = 0) -> int:
+    """The squashfs superblock's mkfs_time (little-endian u32 at byte 8) of the image at *offset*."""
+    assert raw[offset:offset + 4] == b"hsqs"
+    return struct.unpack_from("<I", raw, offset + 8)[0]
+
+
+def test_sif_and_sqsh_are_dated_at_the_snapshot_date(tree, tmp_path):
+    """One clock: squashfs and SIF times are the snapshot date, as the OCI config's "created" is, not 1970."""
+    need("mksquashfs")
+    m = meta_of(tree)
+    assert m.epoch == EPOCH
+    S.write_env_sqsh(m, tmp_path / "a.sqsh")
+    S.write_env_sqsh(meta_of(tree), tmp_path / "b.sqsh")
+    raw = (tmp_path / "a.sqsh").read_bytes()
+    assert _mkfs_time(raw) == EPOCH and raw == (tmp_path / "b.sqsh").read_bytes()
+    S.write_env_sif(m, tmp_path / "a.sif")
+    S.write_env_sif(meta_of(tree), tmp_path / "b.sif")
+    raw = (tmp_path / "a.sif").read_bytes()
+    assert raw == (tmp_path / "b.sif").read_bytes()
+    info = S.read_sif(tmp_path / "a.sif")
+    assert _mkfs_time(raw, info.primary().offset) == EPOCH
+    assert (info.created, info.modified) == (EPOCH, EPOCH)
+    for d in info.descriptors:  # each descriptor's ctime and mtime (int64s at byte 41 of the 585-byte record)
+        i = d.id - 1
+        assert struct.unpack_from("<qq", raw, S.DESCR_OFFSET + i * S.DESCR_SIZE + 41) == (EPOCH, EPOCH)
+    if shutil.which("unsquashfs"):
+        p = subprocess.run(["unsquashfs", "-o", str(info.primary().offset), "-lls", str(tmp_path / "a.sif")],
+                           capture_output=True, text=True, env={**os.environ, "TZ": "UTC"})
+        assert p.returncode == 0 and "2025-05-08 00:00" in p.stdout, p.stdout[-500:]
+
+
+def test_failed_exports_leave_nothing_behind(tree, tmp_path, monkeypatch):
+    need("mksquashfs")
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = meta_of(tmp_path / "no-such-tree")
+    for fmt in ("sqsh", "sif"):
+        with pytest.raises(EnvgenError):
+            EXPORTERS[fmt](gone, out / f"x.{fmt}")
+    (out / "keep.oci").mkdir()
+    (out / "keep.oci" / "old").write_text("old")
+    import envgen.export.oci as O
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(O, "make_manifest", boom)  # after the layers are written
+    for fmt in ("oci", "docker-archive"):
+        with pytest.raises(RuntimeError):
+            EXPORTERS[fmt](meta_of(tree), out / ("keep.oci" if fmt == "oci" else "x.tar"))
+    assert sorted(p.name for p in out.iterdir()) == ["keep.oci"] and (out / "keep.oci" / "old").read_text() == "old"
+
+
+def test_exporters_registry_has_one_signature(tree, tmp_path):
+    need("mksquashfs")
+    assert FORMATS == tuple(EXPORTERS) == ("oci", "docker-archive", "sif", "sqsh")
+    assert EXPORTERS["oci"].output == "dir" and {EXPORTERS[f].output for f in FORMATS[1:]} == {"file"}
+    opts = ExportOptions(compression="zstd", jobs=1)
+    for fmt in FORMATS:
+        summary = EXPORTERS[fmt](meta_of(tree), tmp_path / f"x.{fmt}", opts)
+        assert summary["format"] == fmt and summary["path"] == str(tmp_path / f"x.{fmt}")
+    assert json.loads((tmp_path / "x.oci" / "index.json").read_bytes())["manifests"][0]["size"] > 0
 
 
 def _corrupt(src: Path, dst: Path, offset: int, data: bytes) -> Path:

@@ -63,10 +63,11 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     from ..builders import build_spec
-    from ..export import check_output_path, meta_for
+    from ..export import EXPORTERS, ExportOptions, check_output_path, meta_for
 
+    exporter = EXPORTERS[args.fmt]
     out = Path(args.output)
-    check_output_path(out, args.force, "dir" if args.fmt == "oci" else "file")
+    check_output_path(out, args.force, exporter.output)
     store = open_store(args.store)
     spec, lock = load_lock_for(args.spec, ui)
     with ui.status(f"building {lock.name}") as update:
@@ -74,7 +75,7 @@ def run(args, ui) -> int:
     meta = meta_for(spec, lock, res, revision=args.revision)
     t0 = time.perf_counter()
     with ui.status(f"exporting {lock.name} as {args.fmt}"):
-        summary = export(meta, args.fmt, out, compression=args.compression, level=args.level, jobs=args.jobs)
+        summary = exporter(meta, out, ExportOptions(compression=args.compression, level=args.level, jobs=args.jobs))
     summary.update({"seconds": round(time.perf_counter() - t0, 3), "snapshot_id": res.snapshot_id,
                     "tree_digest": res.digest})
 
@@ -93,20 +94,3 @@ def run(args, ui) -> int:
     ui.emit(summary, human)
     return 0
 
-
-def export(meta, fmt: str, out: Path, *, compression: str = "gzip", level: int | None = None, jobs: int = 2) -> dict:
-    if fmt == "oci":
-        from ..export.oci import write_oci
-
-        return write_oci(meta, out, compression, level, jobs)
-    if fmt == "docker-archive":
-        from ..export.dockerarchive import write_docker_archive
-
-        return write_docker_archive(meta, out, jobs)
-    if fmt == "sif":
-        from ..export.sif import write_env_sif
-
-        return write_env_sif(meta, out)
-    from ..export.sif import write_env_sqsh
-
-    return write_env_sqsh(meta, out)

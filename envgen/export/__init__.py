@@ -3,23 +3,26 @@
 Formats: an OCI image layout (:mod:`.oci`), a docker-archive tar for
 ``podman load`` (:mod:`.dockerarchive`), an Apptainer SIF (:mod:`.sif`) and a
 plain squashfs for enroot/pyxis (:mod:`.squashfs`).  Every byte derives from
-the tree, the lock and the spec: no clock, no randomness, no host user.
+the tree, the lock and the spec: no clock but the snapshot date, no
+randomness, no host user.
+
+:data:`EXPORTERS` maps each format name to an :class:`Exporter`, all called
+the same way: ``EXPORTERS[fmt](meta, out, options) -> summary dict``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from .. import proc
 from ..errors import EnvgenError
 from ..layout import DEFAULT_PATH, IMAGE_USER
-from ..clock import format_utc
+from ..clock import SnapshotDate, format_utc
 
-FORMATS = ("oci", "docker-archive", "sif", "sqsh")
 MARKER = ".envgen-export"  # written inside an OCI layout dir we made; lets --force-less overwrite
-
 
 
 @dataclass
@@ -43,7 +46,7 @@ class ImageMeta:
 
     @property
     def epoch(self) -> int:
-        return int(self.snapshot_date.timestamp())
+        return SnapshotDate.parse(self.snapshot_date).epoch
 
     @property
     def created(self) -> str:
@@ -79,8 +82,8 @@ class ImageMeta:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        p = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True)
-    except OSError:
+        p = proc.run(["git", "-C", str(cwd), *args], f"git {args[0]}", check=False)
+    except (EnvgenError, OSError):  # no git: no source label
         return None
     return p.stdout.strip() or None if p.returncode == 0 else None
 
@@ -133,8 +136,58 @@ def _looks_like_ours(path: Path) -> bool:
     return head[:13] == b"manifest.json"
 
 
-def export_image(meta: ImageMeta, fmt: str, out: Path, **options) -> dict:
-    """Write *meta*'s tree as *fmt* to *out* (the runtimes' entry to the exporters)."""
-    from ..commands.export import export
+# --------------------------------------------------------------------------- the exporters
 
-    return export(meta, fmt, out, **options)
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Settings of an export; each format reads the ones it has (OCI all, docker-archive *jobs*, SIF/sqsh none)."""
+
+    compression: str = "gzip"  # OCI layer compression: gzip or zstd
+    level: int | None = None  # compression level (gzip 6, zstd 3 by default)
+    jobs: int = 2  # layers compressed in parallel
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One image format: ``exporter(meta, out, options)`` writes it at *out* and returns a summary."""
+
+    name: str
+    output: str  # "dir" (a layout directory) or "file"
+    write: Callable[[ImageMeta, Path, ExportOptions], dict]
+
+    def __call__(self, meta: ImageMeta, out: str | Path, options: ExportOptions | None = None) -> dict:
+        return self.write(meta, Path(out), options or ExportOptions())
+
+
+def _oci(meta: ImageMeta, out: Path, options: ExportOptions) -> dict:
+    from .oci import write_oci
+
+    return write_oci(meta, out, options.compression, options.level, options.jobs)
+
+
+def _docker_archive(meta: ImageMeta, out: Path, options: ExportOptions) -> dict:
+    from .dockerarchive import write_docker_archive
+
+    return write_docker_archive(meta, out, options.jobs)
+
+
+def _sif(meta: ImageMeta, out: Path, options: ExportOptions) -> dict:
+    from .sif import write_env_sif
+
+    return write_env_sif(meta, out)
+
+
+def _sqsh(meta: ImageMeta, out: Path, options: ExportOptions) -> dict:
+    from .sif import write_env_sqsh
+
+    return write_env_sqsh(meta, out)
+
+
+EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
+    Exporter("oci", "dir", _oci),
+    Exporter("docker-archive", "file", _docker_archive),
+    Exporter("sif", "file", _sif),
+    Exporter("sqsh", "file", _sqsh),
+)}
+FORMATS = tuple(EXPORTERS)

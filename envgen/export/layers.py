@@ -40,6 +40,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .. import layout
+from ..tarfmt import entry
 
 ENV_PREFIX = layout.ENV_PREFIX.lstrip("/")
 ENVGEN_DIR = ".envgen"
@@ -329,14 +330,6 @@ def image_mode(rel: str, st: os.stat_result) -> int:
     return stat.S_IMODE(st.st_mode) | 0o200
 
 
-def _info(name: str, mtime: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    ti.mtime = mtime
-    return ti
-
-
 def write_tar(root: Path, layer: Layer, out, epoch: int, *, modes=image_mode) -> None:
     """Write *layer* of the tree at *root* as a reproducible tar to the file-like *out*."""
     root = Path(root)
@@ -355,42 +348,28 @@ def write_tar(root: Path, layer: Layer, out, epoch: int, *, modes=image_mode) ->
                       errors="surrogateescape") as tar:
         for _, rel, extra in items:
             if isinstance(extra, Extra):
-                ti = _info(rel, epoch)
-                ti.type = tarfile.REGTYPE
-                ti.mode = extra.mode
-                ti.size = len(extra.data)
-                tar.addfile(ti, io.BytesIO(extra.data))
+                tar.addfile(entry(rel, mtime=epoch, size=len(extra.data), mode=extra.mode), io.BytesIO(extra.data))
                 continue
             if extra == "dir":
-                ti = _info(rel, epoch)
-                ti.type = tarfile.DIRTYPE
-                ti.mode = 0o755
-                tar.addfile(ti)
+                tar.addfile(entry(rel, mtime=epoch, type=tarfile.DIRTYPE, mode=0o755))
                 continue
             full = root / rel
             st = os.lstat(full)
-            ti = _info(rel, min(int(st.st_mtime), epoch))
-            ti.mode = modes(rel, st)
+            mtime = min(int(st.st_mtime), epoch)
+            mode = modes(rel, st)
             if stat.S_ISDIR(st.st_mode):
-                ti.type = tarfile.DIRTYPE
-                tar.addfile(ti)
+                tar.addfile(entry(rel, mtime=mtime, type=tarfile.DIRTYPE, mode=mode))
             elif stat.S_ISLNK(st.st_mode):
-                ti.type = tarfile.SYMTYPE
-                ti.linkname = os.readlink(full)
-                tar.addfile(ti)
+                tar.addfile(entry(rel, mtime=mtime, type=tarfile.SYMTYPE, mode=mode, linkname=os.readlink(full)))
             elif stat.S_ISREG(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in seen_inodes:
-                    ti.type = tarfile.LNKTYPE
-                    ti.linkname = seen_inodes[key]
-                    tar.addfile(ti)
+                    tar.addfile(entry(rel, mtime=mtime, type=tarfile.LNKTYPE, mode=mode, linkname=seen_inodes[key]))
                     continue
                 if st.st_nlink > 1:
                     seen_inodes[key] = rel
-                ti.type = tarfile.REGTYPE
-                ti.size = st.st_size
                 with open(full, "rb") as fh:
-                    tar.addfile(ti, fh)
+                    tar.addfile(entry(rel, mtime=mtime, size=st.st_size, mode=mode), fh)
             # sockets, fifos and devices are not part of an env tree: skipped
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import canonical_json
-from ..fsutil import remove_tree
+from ..fsutil import atomic_dir, canonical_json
 from . import MARKER, IMAGE_USER, ImageMeta
 from .layers import GZIP, Extra, LayerBlob, plan_layers, write_layer_blob
 
@@ -112,9 +109,7 @@ def write_oci(meta: ImageMeta, out: Path, compression: str = GZIP, level: int | 
               jobs: int = 2) -> dict:
     """Write the OCI layout at *out* (replacing an earlier envgen export there); return a summary."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # the old layout stays until the new one is whole
         blobs = tmp / "blobs" / "sha256"
         img = build_image(meta, blobs, compression, level, jobs)
         (blobs / img.config_digest).write_bytes(img.config)
@@ -133,12 +128,6 @@ def write_oci(meta: ImageMeta, out: Path, compression: str = GZIP, level: int | 
         (tmp / MARKER).write_bytes(canonical_json({"kind": "envgen-oci-layout", "ref": meta.ref}))
         for p in [tmp, *tmp.rglob("*")]:
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        if out.exists():
-            remove_tree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"format": "oci", "path": str(out), "ref": meta.ref, "manifest_digest": f"sha256:{img.manifest_digest}",
             "config_digest": f"sha256:{img.config_digest}",
             "layers": [{"name": b.name, "digest": f"sha256:{b.digest}", "diff_id": f"sha256:{b.diff_id}",

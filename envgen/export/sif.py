@@ -9,8 +9,9 @@ descriptors of 585 bytes from offset 4096, then the objects in this order:
 3. SBOM (0x4009, CycloneDX JSON);
 4. the squashfs PrimSys partition (0x4004), aligned to 4096.
 
-Deterministic like ``apptainer build`` under SOURCE_DATE_EPOCH: nil UUID, every
-time −62135596800 (Go's zero time), uid/gid 0.
+Deterministic: nil UUID, uid/gid 0, and every time (the header's created and
+modified, each descriptor's) the snapshot date, as in the squashfs inside it
+and the OCI image's ``created``: one clock.
 
 The image has no ``/bin/sh``: the runscript is a Python script
 (``#!/opt/env/bin/python``) that execs the spec's command (or its arguments);
@@ -30,15 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvgenError
-from ..fsutil import file_sha256, canonical_json
+from ..fsutil import atomic_output, canonical_json, file_sha256
 from . import ImageMeta
-from .squashfs import make_squashfs, mksquashfs_version
+from .squashfs import REPRO_FLAGS, make_squashfs, mksquashfs_version, path_of, time_flags
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"
 MAGIC = b"SIF_MAGIC\0"
 VERSION = b"01\0"
 ARCH_AMD64 = b"02\0"
-ZERO_TIME = -62135596800
 HEADER_SIZE = 128
 DESCR_OFFSET = 4096
 DESCR_SIZE = 585
@@ -127,56 +127,47 @@ def _name(s: str) -> bytes:
     return b
 
 
-def pack_descriptor(d: Descriptor) -> bytes:
+def pack_descriptor(d: Descriptor, epoch: int) -> bytes:
+    """Descriptor *d*, created and modified at *epoch*, uid/gid 0."""
     return DESCR.pack(d.datatype, 1, d.id, d.groupid, d.link, d.offset, d.size, d.size_padded,
-                      ZERO_TIME, ZERO_TIME, 0, 0, _name(d.name), d.extra)
+                      epoch, epoch, 0, 0, _name(d.name), d.extra)
 
 
-def write_sif(out: Path, objects: list[tuple[int, str, bytes | Path, bytes]]) -> Path:
+def write_sif(out: Path, objects: list[tuple[int, str, bytes | Path, bytes]], epoch: int) -> Path:
     """Write a SIF at *out* from *objects*: (datatype, name, data or a file path, extra) in order.
 
-    Partitions are aligned to 4096; every object is in group 1.
+    Partitions are aligned to 4096; every object is in group 1; every time
+    (header and descriptors) is *epoch*.  *out* appears whole or not at all.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b"\0" * DATA_OFFSET)
-            descrs = []
-            pos = DATA_OFFSET
-            for i, (dt, name, data, extra) in enumerate(objects, start=1):
-                start = pos
-                if dt == DT_PARTITION and pos % ALIGN:
-                    pad = ALIGN - pos % ALIGN
-                    fh.write(b"\0" * pad)
-                    start = pos + pad
-                if isinstance(data, (bytes, bytearray)):
-                    fh.write(data)
-                    size = len(data)
-                else:
-                    with open(data, "rb") as src:
-                        shutil.copyfileobj(src, fh, 1 << 20)
-                    size = os.path.getsize(data)
-                descrs.append(Descriptor(dt, i, 1 | GROUP_MASK, 0, start, size, size + (start - pos), name, extra))
-                pos = start + size
-            fh.seek(DESCR_OFFSET)
-            for d in descrs:
-                fh.write(pack_descriptor(d))
-            part = next((d for d in descrs if d.datatype == DT_PARTITION and d.parttype == PART_PRIMSYS), None)
-            arch = part.extra[8:11] if part else b"\0\0\0"
-            fh.seek(0)
-            fh.write(HEADER.pack(LAUNCH, MAGIC, VERSION, arch, b"\0" * 16, ZERO_TIME, ZERO_TIME,
-                                 DESCR_TOTAL - len(descrs), DESCR_TOTAL, DESCR_OFFSET, DESCR_SIZE * DESCR_TOTAL,
-                                 DATA_OFFSET, pos - DATA_OFFSET))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_output(out) as fh:
+        fh.write(b"\0" * DATA_OFFSET)
+        descrs = []
+        pos = DATA_OFFSET
+        for i, (dt, name, data, extra) in enumerate(objects, start=1):
+            start = pos
+            if dt == DT_PARTITION and pos % ALIGN:
+                pad = ALIGN - pos % ALIGN
+                fh.write(b"\0" * pad)
+                start = pos + pad
+            if isinstance(data, (bytes, bytearray)):
+                fh.write(data)
+                size = len(data)
+            else:
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, fh, 1 << 20)
+                size = os.path.getsize(data)
+            descrs.append(Descriptor(dt, i, 1 | GROUP_MASK, 0, start, size, size + (start - pos), name, extra))
+            pos = start + size
+        fh.seek(DESCR_OFFSET)
+        for d in descrs:
+            fh.write(pack_descriptor(d, epoch))
+        part = next((d for d in descrs if d.datatype == DT_PARTITION and d.parttype == PART_PRIMSYS), None)
+        arch = part.extra[8:11] if part else b"\0\0\0"
+        fh.seek(0)
+        fh.write(HEADER.pack(LAUNCH, MAGIC, VERSION, arch, b"\0" * 16, epoch, epoch,
+                             DESCR_TOTAL - len(descrs), DESCR_TOTAL, DESCR_OFFSET, DESCR_SIZE * DESCR_TOTAL,
+                             DATA_OFFSET, pos - DATA_OFFSET))
     return out
 
 
@@ -333,7 +324,7 @@ def deffile(meta: ImageMeta, tool: str) -> bytes:
         "%help",
         f"    envgen env {meta.name}: snapshot {meta.snapshot_id}, tree digest {meta.tree_digest}.",
         f"    Built offline from the snapshot's pinned wheels and .debs; squashed with {tool}",
-        "    (-noappend -comp gzip -all-root -mkfs-time 0 -all-time 0 -no-xattrs -processors 1).",
+        f"    ({' '.join(REPRO_FLAGS + time_flags(meta.epoch))}).",
         "",
         "%environment",
         *[f"    export {item}" for item in meta.env()],
@@ -353,7 +344,7 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
     try:
         labels = dict(meta.labels())
         files, dirs = singularity_files(meta, labels)
-        sqsh = make_squashfs(meta.root, work / "rootfs.sqsh", files, dirs)
+        sqsh = make_squashfs(meta.root, work / "rootfs.sqsh", meta.epoch, files, dirs)
         part_sha = file_sha256(sqsh)
         labels_obj = dict(labels)
         labels_obj["dev.envgen.partition-sha256"] = part_sha
@@ -365,7 +356,7 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
         if meta.sbom is not None:
             objects.append((DT_SBOM, "sbom.cdx.json", meta.sbom, struct.pack("<i", SBOM_CYCLONEDX_JSON)))
         objects.append((DT_PARTITION, "", sqsh, partition_extra()))
-        write_sif(out, objects)
+        write_sif(out, objects, meta.epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"format": "sif", "path": str(out), "sha256": file_sha256(out), "partition_sha256": part_sha,
@@ -375,7 +366,8 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
 def write_env_sqsh(meta: ImageMeta, out: Path) -> dict:
     """The plain squashfs of the env for enroot/pyxis (/tmp made 1777, nothing added)."""
     out = Path(out)
-    make_squashfs(meta.root, out, mode_fixes={"/tmp": 0o1777})
+    with atomic_output(out) as fh:  # mksquashfs writes the temporary file; it becomes *out* only whole
+        make_squashfs(meta.root, path_of(fh), meta.epoch, mode_fixes={"/tmp": 0o1777})
     return {"format": "sqsh", "path": str(out), "sha256": file_sha256(out), "size": out.stat().st_size,
             "mksquashfs": mksquashfs_version()}
 

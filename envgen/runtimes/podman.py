@@ -41,12 +41,12 @@ def ensure_image(store: Store, meta, ui: UI) -> str:
     """Load the env's image into podman unless it is there already; return its reference."""
     if image_digest_label(meta.ref) == meta.tree_digest:
         return meta.ref
-    from ..export import export_image
+    from ..export import EXPORTERS
 
     archive = exports_dir(store) / f"{meta.tree_digest}.docker.tar"
     ui.info(f"envgen: exporting {meta.ref} for podman")
     try:
-        export_image(meta, "docker-archive", archive)
+        EXPORTERS["docker-archive"](meta, archive)
         podman("load", "-q", "-i", str(archive))
     finally:
         archive.unlink(missing_ok=True)

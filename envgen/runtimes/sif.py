@@ -34,12 +34,12 @@ def is_sif(path: str) -> bool:
 
 
 def exported_sif(store: Store, meta, ui: UI) -> Path:
-    from ..export import export_image
+    from ..export import EXPORTERS
 
     path = exports_dir(store) / f"{meta.tree_digest}.sif"
     if not path.is_file():
         ui.info(f"envgen: exporting {meta.ref} as a SIF")
-        export_image(meta, "sif", path)
+        EXPORTERS["sif"](meta, path)
     return path
 
 

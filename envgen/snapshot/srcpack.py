@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterable
 
 from ..errors import EnvgenError
+from ..tarfmt import entry
 
 ALWAYS_SKIP_DIRS = {".git", "__pycache__"}
 ALWAYS_SKIP_SUFFIXES = (".pyc",)
@@ -120,17 +121,6 @@ def _norm_mode(st_mode: int) -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def _tarinfo(name: str, mtime: int, *, is_dir: bool = False, size: int = 0, mode: int = 0o644) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    ti.mode = 0o755 if is_dir else mode
-    ti.size = 0 if is_dir else size
-    ti.mtime = int(mtime)
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    return ti
-
-
 def _dirs_of(files: Iterable[str]) -> set[str]:
     dirs = set()
     for f in files:
@@ -152,7 +142,7 @@ def pack_files(entries: list[tuple[str, Path]], out: BinaryIO, mtime: int, prefi
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tf:
         for name, src in items:
             if src is None:
-                tf.addfile(_tarinfo(name.rstrip("/"), mtime, is_dir=True))
+                tf.addfile(entry(name.rstrip("/"), mtime=int(mtime), type=tarfile.DIRTYPE, mode=0o755))
                 continue
             st = os.lstat(src)
             if stat.S_ISLNK(st.st_mode):
@@ -161,7 +151,7 @@ def pack_files(entries: list[tuple[str, Path]], out: BinaryIO, mtime: int, prefi
             if not stat.S_ISREG(st.st_mode):
                 raise EnvgenError(f"{src}: not a regular file")
             with open(src, "rb") as fh:
-                tf.addfile(_tarinfo(name, mtime, size=st.st_size, mode=_norm_mode(st.st_mode)), fh)
+                tf.addfile(entry(name, mtime=int(mtime), size=st.st_size, mode=_norm_mode(st.st_mode)), fh)
 
 
 def pack_tree(root: str | os.PathLike, out: BinaryIO, mtime: int, use_git: bool | None = None) -> list[str]:
