@@ -188,6 +188,8 @@ def test_unseeded_artifact_offline_is_named(tiny):
         (d / "nix" / "specs").mkdir(parents=True)
         shutil.copytree(tiny.proj / "nix" / "lib", d / "nix" / "lib")
         shutil.copy(tiny.proj / "nix" / "default.nix", d / "nix" / "default.nix")
+        (d / "envgen").mkdir()
+        shutil.copy(tiny.proj / "envgen" / "layout.py", d / "envgen" / "layout.py")  # the shared tree layout
         bad = dict(data, wheels=data["wheels"] + [fake])
         (d / "nix" / "specs" / "tiny.json").write_text(json.dumps(bad))
         nixb.nix_build(d, "tiny-env", data=bad)

@@ -99,15 +99,17 @@ def _ensure_parent(root: Path, rel: str) -> Path:
     return parent
 
 
-def extract_deb(fh: BinaryIO, root: Path, label: str) -> list[str]:
-    """Unpack the data member of one .deb into *root*; return the paths written."""
-    data_tar = None
+def open_data(fh: BinaryIO, label: str) -> tarfile.TarFile:
+    """The data member of a .deb (what it installs), as an open tar archive."""
     for name, data in ar_members(fh, label):
         if name.startswith("data.tar"):
-            data_tar = _open_data_tar(name, data, label)
-            break
-    if data_tar is None:
-        raise EnvgenError(f"{label}: no data.tar member")
+            return _open_data_tar(name, data, label)
+    raise EnvgenError(f"{label}: no data.tar member")
+
+
+def extract_deb(fh: BinaryIO, root: Path, label: str) -> list[str]:
+    """Unpack the data member of one .deb into *root*; return the paths written."""
+    data_tar = open_data(fh, label)
     written: list[str] = []
     with data_tar:
         for m in data_tar.getmembers():

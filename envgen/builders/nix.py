@@ -28,8 +28,10 @@ import time
 from pathlib import Path
 
 from .. import formats
-from ..errors import EnvgenError
+from ..errors import BuildError, EnvgenError
 from ..fsutil import atomic_write, canonical_json, file_sha256
+from ..proc import run as run_tool
+from ..proc import tail as _tail
 from ..lock import pylock
 from ..snapshot import Store
 from . import debs
@@ -44,7 +46,7 @@ NIX_SETTINGS = {
     "substituters": "",  # no binary cache: nothing is downloaded, and no time is lost retrying one
 }
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding flake.nix and nix/lib
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix")
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix", "envgen/layout.py")
 PYTHON_COMMANDS = {"python", "python3"}
 
 
@@ -131,16 +133,8 @@ def require_nix() -> None:
                 hint="apt-get install nix-bin (Debian/Ubuntu); the embedded builder (`envgen build SPEC`) works without Nix")
 
 
-def _nix(args: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, env=nix_env(), capture_output=True, text=True, **kw)
-    if proc.returncode != 0:
-        raise EnvgenError(f"{what} failed: {_tail(proc.stderr)}")
-    return proc
-
-
-def _tail(stderr: str, n: int = 3) -> str:
-    lines = [ln.strip() for ln in (stderr or "").strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:]) or "no message"
+def _nix(args: list[str], what: str) -> subprocess.CompletedProcess:
+    return run_tool(args, what, env=nix_env())
 
 
 # --------------------------------------------------------------------------- per-spec data
@@ -191,13 +185,11 @@ def _busybox_deb(lock: pylock.Lock) -> pylock.DebPackage:
 def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
     deb = _busybox_deb(lock)
     data = store.read_verified(deb.sha256, Path(deb.filename).name)
-    for name, member in debs.ar_members(io.BytesIO(data), deb.name):
-        if name.startswith("data.tar"):
-            with debs._open_data_tar(name, member, deb.name) as tf:
-                for m in tf.getmembers():
-                    if m.isfile() and debs.member_path(m.name) == "bin/busybox":
-                        return tf.extractfile(m).read()
-    raise EnvgenError(f"{deb.filename}: no bin/busybox inside")
+    with debs.open_data(io.BytesIO(data), deb.name) as tf:
+        for m in tf.getmembers():
+            if m.isfile() and debs.member_path(m.name) == "bin/busybox":
+                return tf.extractfile(m).read()
+    raise BuildError(f"{deb.filename}: no bin/busybox inside")
 
 
 def _artifact(filename: str, url: str, sha256: str) -> dict:
@@ -346,7 +338,7 @@ def nix_build(flake_dir: Path, attr: str, out_link: Path | None = None, *, check
     args += ["--out-link", str(out_link)] if out_link else ["--no-link"]
     if check:
         args.append("--rebuild")
-    proc = subprocess.run(args, env=nix_env(), capture_output=True, text=True)
+    proc = run_tool(args, f"nix build of {attr}", env=nix_env(), check=False)
     if proc.returncode != 0:
         m = re.search(r"unable to download '([^']+)'|cannot download \S+ from '([^']+)'|error: .*'(file:///[^']+)'",
                       proc.stderr)

@@ -26,7 +26,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +40,7 @@ from ..distros import DEFAULT_MIRROR, Distro
 from ..errors import EnvgenError, LockError
 from ..fsutil import atomic_write
 from ..paths import apt_state_dir
+from ..proc import run as run_tool
 
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
 # The static busybox is the trust root of the Nix builder.
@@ -139,7 +139,7 @@ class Apt:
     def _run(self, tool: str, args: list[str], what: str) -> str:
         env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
         env.pop("APT_CONFIG", None)
-        proc = subprocess.run([tool, *self.options(), *args], capture_output=True, text=True, env=env)
+        proc = run_tool([tool, *self.options(), *args], f"apt ({what})", env=env, check=False)
         errors = [ln[3:].strip() for ln in proc.stderr.splitlines() if ln.startswith("E: ")]
         if proc.returncode != 0 or errors:
             raise EnvgenError(f"apt could not {what}: {'; '.join(errors) or proc.stderr.strip()[-400:]}")

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from ..distros import PLATFORMS
 from ..errors import EnvgenError
+from ..proc import run as run_tool
 from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -43,7 +44,7 @@ def uv_bin() -> str:
 
 
 def uv_version() -> str:
-    out = subprocess.run([uv_bin(), "--version"], capture_output=True, text=True, check=True).stdout
+    out = run_tool([uv_bin(), "--version"], "uv --version").stdout
     return out.split()[1]
 
 

@@ -28,16 +28,26 @@ import tarfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
+import importlib.util
+
+
+def _load_layout():
+    """envgen/layout.py, the tree layout both builders share (passed in by env.nix), imported by path."""
+    spec = importlib.util.spec_from_file_location("envgen_layout", os.environ["layoutPy"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+layout = _load_layout()
 OUT = os.environ["out"]
 PY = os.environ["pythonVersion"]
-ENV_PREFIX = "/opt/env"
+ENV_PREFIX = layout.ENV_PREFIX
 PREFIX = OUT + ENV_PREFIX
-SITE = f"{PREFIX}/lib/python{PY}/site-packages"
+SITE = OUT + layout.site_packages(PY)
 INTERPRETER = f"{ENV_PREFIX}/bin/python"
-MOUNTPOINTS = ("proc", "dev", "tmp", "sys", "run", "home")
-USER, UID = "envgen", 1000
-COMPILE_CHUNKS = 8
-COMPILE_EXCLUDE = ("/lib2to3/tests/data/", "/test/bad")
+COMPILE_CHUNKS = layout.COMPILE_CHUNKS
+COMPILE_EXCLUDE = layout.COMPILE_EXCLUDE
 
 
 def write(path, data, mode=0o644):
@@ -50,7 +60,7 @@ def write(path, data, mode=0o644):
 
 
 def skeleton():
-    for d in MOUNTPOINTS:
+    for d in layout.MOUNTPOINTS:
         os.makedirs(f"{OUT}/{d}", exist_ok=True)
     os.chmod(f"{OUT}/tmp", 0o1777)
     os.makedirs(f"{PREFIX}/bin", exist_ok=True)
@@ -58,15 +68,10 @@ def skeleton():
     os.symlink(f"/usr/bin/python{PY}", f"{PREFIX}/bin/python")
     os.symlink("python", f"{PREFIX}/bin/python3")
     os.symlink("python", f"{PREFIX}/bin/python{PY}")
-    write(f"{PREFIX}/pyvenv.cfg",
-          f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {os.environ['pythonFull']}\n")
-    etc = f"{OUT}/etc"
-    write(f"{etc}/passwd", f"root:x:0:0:root:/root:/bin/sh\n{USER}:x:{UID}:{UID}:envgen:/home/{USER}:/bin/sh\n"
-          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
-    write(f"{etc}/hosts", "127.0.0.1 localhost\n::1 localhost\n")
-    write(f"{etc}/resolv.conf", "")
-    write(f"{etc}/group", f"root:x:0:\n{USER}:x:{UID}:\nnogroup:x:65534:\n")
-    os.makedirs(f"{OUT}/home/{USER}", exist_ok=True)
+    write(f"{PREFIX}/pyvenv.cfg", layout.pyvenv_cfg(os.environ["pythonFull"]))
+    for rel, text in sorted(layout.etc_files().items()):
+        write(f"{OUT}/{rel}", text)
+    os.makedirs(f"{OUT}/home/{layout.USER}", exist_ok=True)
     os.makedirs(f"{OUT}/root", exist_ok=True)
 
 
@@ -253,10 +258,10 @@ def main():
         install_wheel(wheel, {"direct_url.json": ('{"url":"file:///.build/src/%s","dir_info":{}}' % name).encode(),
                               "uv_build.json": b"{}"})
     compile_bytecode(work)
-    os.makedirs(f"{OUT}/.envgen")
-    shutil.copyfile(os.environ["lockFile"], f"{OUT}/.envgen/pylock.toml")
-    shutil.copyfile(os.environ["manifestFile"], f"{OUT}/.envgen/snapshot.json")
-    for p in (f"{OUT}/.envgen/pylock.toml", f"{OUT}/.envgen/snapshot.json"):
+    os.makedirs(f"{OUT}/{layout.ENVGEN_DIR}")
+    shutil.copyfile(os.environ["lockFile"], f"{OUT}/{layout.ENVGEN_DIR}/pylock.toml")
+    shutil.copyfile(os.environ["manifestFile"], f"{OUT}/{layout.ENVGEN_DIR}/snapshot.json")
+    for p in (f"{OUT}/{layout.ENVGEN_DIR}/pylock.toml", f"{OUT}/{layout.ENVGEN_DIR}/snapshot.json"):
         os.chmod(p, 0o644)
 
 

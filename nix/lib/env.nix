@@ -20,6 +20,7 @@ derivation {
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;   # the trust root is checked before anything runs
   buildEnvPy = ./build_env.py;
+  layoutPy = ../../envgen/layout.py;  # the tree layout, shared with the embedded builder
   debs = fetchAll data.debs;          # runtime .debs, sorted by package name
   wheels = fetchAll data.wheels;
   buildWheels = fetchAll data.buildWheels;
