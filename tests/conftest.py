@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
 from pathlib import Path
-
-import pytest
-
-import json
 from types import SimpleNamespace
 
-from helpers import REPO, run_envgen
+import pytest
+from helpers import REPO, missing_tools, require_tool, run_envgen  # noqa: F401  (one policy, re-exported)
+
+# --------------------------------------------------------------------------- missing tools: one policy
+# require_tool(*names) (tests/helpers.py): skip when a tool is missing here, fail when CI is set.
+
+
+@pytest.fixture(autouse=True)
+def _requires_tool_marker(request):
+    """``@pytest.mark.requires_tool("podman", "umoci")``: require_tool before the test."""
+    for mark in request.node.iter_markers("requires_tool"):
+        require_tool(*mark.args, **mark.kwargs)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import REPO, run_envgen
+from helpers import REPO, require_tool, run_envgen
 
 from envgen.errors import EnvgenError
 from envgen.export import ImageMeta, check_output_path
@@ -112,10 +112,7 @@ def tree(tmp_path):
 
 
 def need(*tools):
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install podman runc umoci skopeo "
-                    "squashfs-tools siftool)")
+    require_tool(*tools, why="apt-get install podman runc umoci skopeo squashfs-tools siftool")
 
 
 # --------------------------------------------------------------------------- layering
@@ -453,9 +450,7 @@ def test_tiny_runs_under_the_sif_runtime_and_is_recorded(tiny_env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.network
 def test_tiny_runs_under_podman_as_non_root(tiny_env, tmp_path):
-    why = _podman_ok()
-    if why:
-        pytest.skip(why)
+    require_tool("podman", "runc")
     t = tiny_env
     out = tmp_path / "out"
     out.mkdir()
@@ -477,9 +472,7 @@ def test_abide_image_runs_the_locked_scikit_learn(abide):
     b = _export(t, "oci", abide.root / "abide.oci")
     assert a["manifest_digest"] == b["manifest_digest"]
     assert {"debian", "numpy-scipy", "scikit-learn", "project"} <= {x["name"] for x in a["layers"]}
-    why = _podman_ok()
-    if why:
-        pytest.skip(why)
+    require_tool("podman", "runc")
     proc = run_envgen("run", str(abide.spec), "--store", str(abide.store), "--runtime", "podman", "--", "python", "-c",
                       "import os, sklearn; print(sklearn.__version__, os.getuid())", check=True)
     assert "1.6.1 1000" in proc.stdout
@@ -516,5 +509,4 @@ def test_abide_pipeline_outputs_are_identical_across_runtimes(abide, tmp_path):
         return [[r[i] for i in keep] for r in rows]
 
     assert len({json.dumps(score_columns(outs[rt] / "cv_results.csv")) for rt in runtimes}) == 1
-    if _podman_ok():
-        pytest.skip(f"compared {runtimes}; podman missing: {_podman_ok()}")
+    require_tool("podman", "runc", why=f"compared {runtimes} only")

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from helpers import REPO, run_envgen
+from helpers import REPO, require_tool, run_envgen
 
 from envgen.errors import EnvgenError
 from envgen.sweep.grid import Param, expand, parse_param, point_command
@@ -136,6 +136,8 @@ def test_collect_plots_a_named_column_or_says_how_to(tmp_path, monkeypatch):
 def slurm(tmp_path_factory):
     from slurm_cluster import SlurmCluster
 
+    require_tool("slurmctld", "slurmd", "munged", "sbatch", "sinfo",
+                 why="apt-get install slurmctld slurmd slurm-client munge")
     cluster = SlurmCluster()
     try:
         cluster.start()
