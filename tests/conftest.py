@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from helpers import REPO, missing_tools, require_tool, run_envgen  # noqa: F401  (one policy, re-exported)
 
 # --------------------------------------------------------------------------- missing tools: one policy
@@ -179,7 +180,7 @@ def synth_project(tmp_path, file_server):
     spec_text = 'name = "demo"\nsnapshot-date = 2025-05-08T00:00:00Z\npython = "3.11"\n'
     (root / "specs" / "demo.toml").write_text(spec_text)
 
-    date = dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    date = dt.datetime(2025, 5, 8, tzinfo=dt.UTC)
     arts: dict[str, bytes] = {}
 
     def art(kind, fn, size):

@@ -58,7 +58,7 @@ def make_lock(py: dict[str, tuple[str, list[str]]] | None = None, debs: dict[str
     def sha(s: str) -> str:
         return hashlib.sha256(s.encode()).hexdigest()
 
-    date = dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    date = dt.datetime(2025, 5, 8, tzinfo=dt.UTC)
     packages = []
     for pname, (ver, deps) in sorted((py or {}).items()):
         fn = f"{pname.replace('-', '_')}-{ver}-py3-none-any.whl"

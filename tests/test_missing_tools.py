@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from helpers import missing_tools, require_tool
 
 NOT_A_TOOL = "envgen-no-such-tool-xyz"

@@ -102,9 +102,8 @@ def _create(args, ui) -> int:
     from ..lock import load_lock_for
     from ..run.env import acquire
     from ..sandbox import Bind
-    from ..sweep import engine as sw
     from ..snapshot.store import open_store
-
+    from ..sweep import engine as sw
     from ..sweep.grid import expand, parse_param
 
     expand([parse_param(p) for p in args.param])  # bad --param or an empty grid: fail before anything else
@@ -133,7 +132,8 @@ def _create(args, ui) -> int:
 
         def progress(i, rc):
             done.append(i)
-            ui.info(f"  point {i} {'completed' if rc == 0 else f'failed (exit {rc})'} [{len(done)}/{len(doc['points'])}]")
+            state = "completed" if rc == 0 else f"failed (exit {rc})"
+            ui.info(f"  point {i} {state} [{len(done)}/{len(doc['points'])}]")
 
         sw.run_local(doc, list(range(len(doc["points"]))), args.jobs, progress)
         rows = sw.status(doc)
@@ -196,7 +196,8 @@ def _collect(doc: dict, args, ui) -> int:
         cols = res["columns"]
         out.print("  ".join(cols))
         for row in res["rows"]:
-            out.print("  ".join(f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols))
+            out.print("  ".join(f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                                for c in cols))
         out.print(f"table: {res['csv']}" + (f"   plot: {res['plot']}" if res["plot"] else ""))
         if res["plot_hint"]:
             out.print(res["plot_hint"])

@@ -75,7 +75,8 @@ def collect(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict
 def _default_column(metric_cols: list[str]) -> str | None:
     """The first ``mean_*`` column, else the first column."""
     means = [c for c in metric_cols if c.startswith("mean_")]
-    return (means or metric_cols or [None])[0]
+    candidates = means or metric_cols
+    return candidates[0] if candidates else None
 
 
 def _cell(v: Any) -> str:

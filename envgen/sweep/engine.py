@@ -27,11 +27,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .. import FORMAT_VERSION
 from ..errors import EnvgenError
 from ..fsutil import atomic_write, canonical_json
 from .grid import expand, parse_param, point_command
+
+if TYPE_CHECKING:
+    from ..spec import Spec
 
 KIND = "envgen-sweep"
 OUT_IN_ENV = "/out"
@@ -39,7 +43,7 @@ SBATCH_FLAGS = ("time", "cpus-per-task", "mem", "partition", "gres", "account", 
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def load(sweep_dir: str | Path) -> dict:
@@ -67,7 +71,8 @@ def create(spec_path: Path, store_root: Path, params: list[str], template: list[
     grid = expand([parse_param(p) for p in params])
     if not template:
         raise EnvgenError("no command to sweep", hint="envgen sweep SPEC --param … -- CMD …")
-    sweep_id = hashlib.sha256(canonical_json([str(spec_path), params, template, binds, runtime, _now()])).hexdigest()[:12]
+    key = [str(spec_path), params, template, binds, runtime, _now()]
+    sweep_id = hashlib.sha256(canonical_json(key)).hexdigest()[:12]
     d = Path(out_dir) if out_dir else Path("sweeps") / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if d.exists() and any(d.iterdir()):
         raise EnvgenError(f"{d}: exists and is not empty", hint="give a new --out directory")
@@ -119,7 +124,8 @@ def run_task(sweep_dir: str | Path, index: int) -> int:
     atomic_write(status_path(point), json.dumps({"state": "running", "started": started, "host": os.uname().nodename,
                                                  "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
     store = open_store(doc["store"])
-    env, spec = acquire(store, doc["spec"], doc["runtime"])
+    env, found = acquire(store, doc["spec"], doc["runtime"])
+    spec = cast("Spec | None", found)
     binds = [Bind.parse(b) for b in doc["binds"]] + [Bind(Path(point["dir"]), OUT_IN_ENV, True)]
     rec = run_recorded(
         store, env, point["command"], binds, label=f"{doc['name']}[{index}]", reason=f"sweep {doc['id']}",
@@ -193,7 +199,8 @@ def _slurm(cmd: list[str], what: str) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
-        raise EnvgenError(f"SLURM is not reachable: {cmd[0]} got no answer in 60 s", hint="use --engine local") from None
+        raise EnvgenError(f"SLURM is not reachable: {cmd[0]} got no answer in 60 s",
+                          hint="use --engine local") from None
     if proc.returncode != 0:
         err = " ".join(proc.stderr.split())[:300]
         low = err.lower()

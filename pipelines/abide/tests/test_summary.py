@@ -5,9 +5,9 @@ import os
 import shutil
 
 import pandas as pd
-from abide_helpers import run_cli
 from conftest import _run
 
+from abide_helpers import run_cli
 from abide_pipeline.outputs import OUTPUT_FILES
 
 
