@@ -7,11 +7,11 @@ import json
 import os
 
 import pytest
-from helpers import REPO, require_tool, run_envgen
 
 from envgen.errors import EnvgenError
-from envgen.sweep.grid import Param, expand, parse_param, point_command
 from envgen.sweep.engine import sbatch_script
+from envgen.sweep.grid import Param, expand, parse_param, point_command
+from helpers import REPO, require_tool, run_envgen
 
 
 def test_parse_param_ranges_and_lists():
@@ -115,7 +115,8 @@ def test_collect_plots_a_named_column_or_says_how_to(tmp_path, monkeypatch):
 
     from envgen.sweep.collect import collect
 
-    doc, rows = _sweep_with_metrics(tmp_path, [{"mean_acc": 0.6 + i / 10, "std_acc": 0.01, "f1": 0.5} for i in range(4)])
+    metrics = [{"mean_acc": 0.6 + i / 10, "std_acc": 0.01, "f1": 0.5} for i in range(4)]
+    doc, rows = _sweep_with_metrics(tmp_path, metrics)
     with pytest.raises(EnvgenError, match="no column 'nope'"):
         collect(doc, rows, plot_column="nope")
     with monkeypatch.context() as m:
@@ -165,7 +166,8 @@ def test_abide_seed_sweep_on_slurm(slurm, abide, tmp_path):
     proc = run_envgen("sweep", str(abide.spec), "--store", str(abide.store), "--param", "random-state=0..3",
                       "--engine", "slurm", "--time", "00:20:00", "--bind", f"{data}:/data:ro", "--out", str(sweep),
                       "--wait", "900", "--json", "--", "abide-pipeline", "--input-dir", "/data",
-                      "--output-dir", "{out}", "--num-folds", "3", "--write-metrics", env={"SLURM_CONF": os.environ["SLURM_CONF"]},
+                      "--output-dir", "{out}", "--num-folds", "3", "--write-metrics",
+                      env={"SLURM_CONF": os.environ["SLURM_CONF"]},
                       timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
@@ -191,7 +193,8 @@ def test_abide_seed_sweep_on_slurm(slurm, abide, tmp_path):
     again = tmp_path / "again"
     proc = run_envgen("sweep", str(abide.spec), "--store", str(abide.store), "--param", "random-state=0,0",
                       "--engine", "local", "--bind", f"{data}:/data:ro", "--out", str(again), "--",
-                      "abide-pipeline", "--input-dir", "/data", "--output-dir", "{out}", "--num-folds", "3", "--write-metrics")
+                      "abide-pipeline", "--input-dir", "/data", "--output-dir", "{out}", "--num-folds", "3",
+                      "--write-metrics")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_envgen("sweep", "collect", str(again), check=True)
     repeat = [r["mean_test_accuracy"] for r in _scores(again)]
