@@ -9,7 +9,7 @@ UV     := $(BIN)/uv
 UV_PIP := $(UV) pip
 SNAPSHOT_DATE_ABIDE := 2025-05-08T00:00:00Z
 
-.PHONY: setup demo test test-envgen test-abide requirements clean
+.PHONY: setup demo test test-fast test-envgen test-abide lint typecheck requirements clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,16 @@ test: test-envgen test-abide
 
 test-envgen: setup
 	$(BIN)/pytest tests
+
+# The quick tier: no network, nothing slow, no Nix (a few seconds to a minute).
+test-fast: setup
+	$(BIN)/pytest tests -m "not network and not slow and not nix"
+
+lint: setup
+	$(BIN)/ruff check envgen tests bench pipelines/abide
+
+typecheck: setup
+	$(BIN)/mypy envgen
 
 test-abide: $(ABIDE_VENV)/.installed
 	$(ABIDE_VENV)/bin/python -m pytest -p no:cacheprovider pipelines/abide/tests

@@ -22,10 +22,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
+
+from harness import timed_rss as timed  # noqa: E402
 
 LAB_FLAGS = ["--split", "skf", "--num-folds", "10", "--num-cv-repeats", "5", "--random-state", "0"]
 
@@ -33,19 +33,6 @@ LAB_FLAGS = ["--split", "skf", "--num-folds", "10", "--num-cv-repeats", "5", "--
 def cli(python: str) -> list:
     return [python, "-m", "abide_pipeline"]
 
-
-def timed(cmd: list) -> dict:
-    """Run cmd; wall seconds, max RSS (MiB) of it and its waited-for children, output."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out_chunks = []
-    for line in proc.stdout:
-        out_chunks.append(line)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss of wait4 covers the process and all its descendants it waited for (KiB on Linux).
-    return {"wall_s": wall, "max_rss_mib": usage.ru_maxrss / 1024.0, "rc": proc.returncode, "output": "".join(out_chunks)}
 
 
 def parse_timings(output: str) -> dict:

@@ -19,15 +19,16 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import harness  # noqa: E402
+from harness import ENVGEN, medians, write_results  # noqa: E402
 
 from envgen.lock import pylock  # noqa: E402
 from envgen.lock.export import requirements_txt  # noqa: E402
@@ -38,9 +39,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def timed(cmd, **kw) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=ENV, **kw)
-    return time.perf_counter() - t0
+    return harness.timed(cmd, env=ENV, **kw)
 
 
 def main() -> None:
@@ -52,7 +51,7 @@ def main() -> None:
     spec = REPO / "specs" / "abide.toml"
     lock = pylock.load(REPO / "specs" / "pylock.abide.toml")
     store = Path(args.store)
-    envgen = [sys.executable, "-m", "envgen"]
+    envgen = ENVGEN
     subprocess.run([*envgen, "build", str(spec), "--store", str(store), "-q"], check=True, env=ENV)
 
     work = Path(tempfile.mkdtemp(prefix="envgen-build-bench-"))
@@ -86,7 +85,8 @@ def main() -> None:
     meta = json.loads(subprocess.run([*envgen, "build", str(spec), "--store", str(store), "--json"],
                                      capture_output=True, text=True, check=True, env=ENV).stdout)
     rootfs = meta["path"]
-    direct = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev",
+    direct = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs, "/", "--proc", "/proc",
+              "--dev", "/dev",
               "--tmpfs", "/tmp", "/opt/env/bin/python", "-c", "pass"]
     via = [*envgen, "run", str(spec), "--store", str(store), "-q", "--", "python", "-c", "pass"]
     true_via = [*envgen, "run", str(spec), "--store", str(store), "-q", "--", "true"]
@@ -96,7 +96,7 @@ def main() -> None:
         runs["envgen-run-python"].append(timed(via))
         runs["envgen-run-true"].append(timed(true_via))
 
-    med = {k: statistics.median(v) for k, v in {**res, **runs}.items() if v}
+    med = medians({**res, **runs})
     summary = {
         "median_s": med,
         "ratio_cold_build_vs_uv": med["envgen-cold"] / med["uv"],
@@ -105,9 +105,7 @@ def main() -> None:
         "run_overhead_ms": (med["envgen-run-python"] - med["direct-python"]) * 1000,
         "runs": {**res, **runs},
     }
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(summary, args.json, name="build", baseline="uv")
     shutil.rmtree(work, ignore_errors=True)
 
 

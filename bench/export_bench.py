@@ -27,17 +27,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+from harness import timed_call as timed  # noqa: E402
 
 
 def du(path: Path) -> int:
@@ -60,8 +55,8 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
 
     from envgen.builders.embedded import build
-    from envgen.export import meta_for
     from envgen.export import layers as L
+    from envgen.export import meta_for
     from envgen.export.dockerarchive import write_docker_archive
     from envgen.export.oci import write_oci
     from envgen.export.sif import write_env_sif, write_env_sqsh

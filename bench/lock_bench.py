@@ -13,30 +13,20 @@ Usage: .venv/bin/python bench/lock_bench.py [--repeat 3] [--no-pip-compile] [--j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness import ENVGEN, medians, timed, write_results  # noqa: E402
+
 from envgen.lock.resolve import uv_bin  # noqa: E402
 from envgen.spec import load_spec  # noqa: E402
-
-
-def timed(cmd, env=None, cwd=None) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:3]} failed:\n{proc.stderr[-2000:]}")
-    return dt
 
 
 def main() -> None:
@@ -61,10 +51,11 @@ def main() -> None:
     env_base = dict(os.environ)
 
     # warm envgen's apt index cache once (not timed)
-    subprocess.run([sys.executable, "-m", "envgen", "lock", str(work / "specs" / "abide.toml"), "-q"], check=True, cwd=work)
+    subprocess.run([*ENVGEN, "lock", str(work / "specs" / "abide.toml"), "-q"], check=True,
+                   cwd=work)
 
     for i in range(args.repeat):
-        def fresh(name):
+        def fresh(name, i=i):
             d = work / f"cache-{name}-{i}"
             d.mkdir()
             return str(d)
@@ -74,12 +65,13 @@ def main() -> None:
         results["uv"].append(timed([uv, "pip", "compile", str(req_in), "--generate-hashes", "--cache-dir", fresh("uv"),
                                     "-o", str(work / "req.txt"), *common], cwd=work))
         results["uv-pylock"].append(timed([uv, "pip", "compile", str(req_in), "--format", "pylock.toml",
-                                           "--cache-dir", fresh("uvp"), "-o", str(work / "pylock.toml"), *common], cwd=work))
+                                           "--cache-dir", fresh("uvp"), "-o", str(work / "pylock.toml"), *common],
+                                          cwd=work))
         results["envgen-apt-warm"].append(timed(
-            [sys.executable, "-m", "envgen", "lock", str(work / "specs" / "abide.toml"), "-q"],
+            [*ENVGEN, "lock", str(work / "specs" / "abide.toml"), "-q"],
             env={**env_base, "UV_CACHE_DIR": fresh("eg")}, cwd=work))
         results["envgen-apt-cold"].append(timed(
-            [sys.executable, "-m", "envgen", "lock", str(work / "specs" / "abide.toml"), "-q"],
+            [*ENVGEN, "lock", str(work / "specs" / "abide.toml"), "-q"],
             env={**env_base, "UV_CACHE_DIR": fresh("egc"), "ENVGEN_CACHE": fresh("egcache")}, cwd=work))
         print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), file=sys.stderr)
 
@@ -94,7 +86,7 @@ def main() -> None:
         results["pip-compile"] = [t]
         print(f"pip-compile {t:.1f}s", file=sys.stderr)
 
-    med = {k: statistics.median(v) for k, v in results.items() if v}
+    med = medians(results)
     summary = {
         "median_s": med,
         "runs_s": results,
@@ -103,9 +95,7 @@ def main() -> None:
     }
     if "pip-compile" in med:
         summary["ratio_pip_compile_vs_envgen_warm"] = med["pip-compile"] / med["envgen-apt-warm"]
-    print(json.dumps(summary, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    write_results(summary, args.json, name="lock", baseline="uv")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -18,27 +18,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness import envgen  # noqa: E402
+from harness import timed_call as timed  # noqa: E402
+
 from envgen.builders import nix as nixb  # noqa: E402
 from envgen.builders.tree import listing  # noqa: E402
-
-
-def envgen(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "envgen", *args, "--json"], capture_output=True, text=True, cwd=REPO)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    return json.loads(proc.stdout)
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def norm(lines: list[str]) -> dict[str, str]:

@@ -13,17 +13,15 @@ Usage: .venv/bin/python bench/runtime_bench.py [--rounds 3] [--subjects 200] [--
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-ENVGEN = [sys.executable, "-m", "envgen"]
+from harness import ENVGEN, REPO, medians, ratios, write_results
+
 SPEC = str(REPO / "specs" / "abide.toml")
 
 
@@ -57,13 +55,11 @@ def main() -> None:
         for rt in runtimes:
             times[rt].append(one(rt, i))
         print(f"round {i + 1}: " + ", ".join(f"{r} {v[-1]:.1f}s" for r, v in times.items()), file=sys.stderr)
-    med = {r: statistics.median(v) for r, v in times.items()}
+    med = medians(times)
     same = len({(work / f"out-{r}-0" / "inputs.npz").read_bytes() for r in runtimes}) == 1
-    res = {"median_s": med, "ratio_vs_bwrap": {r: med[r] / med["bwrap"] for r in runtimes},
+    res = {"median_s": med, "ratio_vs_bwrap": ratios(med, "bwrap", runtimes),
            "runs_s": times, "identical_inputs_npz": same, "subjects": args.subjects}
-    print(json.dumps(res, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    write_results(res, args.json, name="runtime", baseline="bwrap")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -32,11 +32,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness import ENVGEN  # noqa: E402
+
 from envgen.archive import write_bundle  # noqa: E402
 from envgen.lock import load_lock_for, pylock  # noqa: E402
 from envgen.snapshot.store import Store  # noqa: E402
-
-ENVGEN = [sys.executable, "-m", "envgen"]
 
 
 def timed(cmd, **kw) -> float:

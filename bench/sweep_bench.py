@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from harness import ENVGEN  # noqa: E402
+
 from slurm_cluster import SlurmCluster  # noqa: E402
 
-ENVGEN = [sys.executable, "-m", "envgen"]
 SPEC = str(REPO / "specs" / "abide.toml")
 
 

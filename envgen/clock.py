@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def parse_utc(value: Any) -> dt.datetime | None:
@@ -48,14 +48,14 @@ class SnapshotDate(dt.datetime):
     """
 
     @classmethod
-    def parse(cls, value: Any) -> "SnapshotDate":
+    def parse(cls, value: Any) -> SnapshotDate:
         d = value if isinstance(value, SnapshotDate) else parse_utc(value)
         if d is None:
             raise ValueError(f"not an RFC 3339 UTC time such as 2025-05-08T00:00:00Z: {value!r}")
         return cls(d.year, d.month, d.day, d.hour, d.minute, d.second, tzinfo=UTC)
 
     @classmethod
-    def from_epoch(cls, epoch: int) -> "SnapshotDate":
+    def from_epoch(cls, epoch: int) -> SnapshotDate:
         return cls.parse(dt.datetime.fromtimestamp(int(epoch), UTC))
 
     @property

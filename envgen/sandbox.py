@@ -18,7 +18,6 @@ from .errors import EnvgenError
 from .layout import BASE_ENV
 
 
-
 @dataclass
 class Bind:
     src: Path
@@ -26,7 +25,7 @@ class Bind:
     writable: bool = False
 
     @classmethod
-    def parse(cls, text: str) -> "Bind":
+    def parse(cls, text: str) -> Bind:
         """``SRC:DST[:ro|:rw]`` (read-write unless ``:ro``)."""
         parts = text.split(":")
         if len(parts) == 3 and parts[2] in ("ro", "rw"):
@@ -56,7 +55,7 @@ def bwrap_path() -> str:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def netns_available() -> bool:
     """Whether bwrap can make a network namespace here (unprivileged user namespaces allowed).
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from rich.console import Console
+else:
+    # rich is imported on first use (see UI.err/UI.out), not at start-up; at run
+    # time the annotations resolve (typing.get_type_hints) with Console as Any.
+    Console = Any
 
 
 class UI:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-import json
-from types import SimpleNamespace
+from helpers import REPO, missing_tools, require_tool, run_envgen  # noqa: F401  (one policy, re-exported)
 
-from helpers import REPO, run_envgen
+# --------------------------------------------------------------------------- missing tools: one policy
+# require_tool(*names) (tests/helpers.py): skip when a tool is missing here, fail when CI is set.
+
+
+@pytest.fixture(autouse=True)
+def _requires_tool_marker(request):
+    """``@pytest.mark.requires_tool("podman", "umoci")``: require_tool before the test."""
+    for mark in request.node.iter_markers("requires_tool"):
+        require_tool(*mark.args, **mark.kwargs)
 
 
 @pytest.fixture
@@ -171,7 +180,7 @@ def synth_project(tmp_path, file_server):
     spec_text = 'name = "demo"\nsnapshot-date = 2025-05-08T00:00:00Z\npython = "3.11"\n'
     (root / "specs" / "demo.toml").write_text(spec_text)
 
-    date = dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    date = dt.datetime(2025, 5, 8, tzinfo=dt.UTC)
     arts: dict[str, bytes] = {}
 
     def art(kind, fn, size):

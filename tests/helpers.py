@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 ENVGEN = [sys.executable, "-m", "envgen"]
+
+
+def missing_tools(*names: str) -> list[str]:
+    """The tools of ``names`` found neither on PATH nor in /usr/sbin or /sbin."""
+    return [n for n in names if not (shutil.which(n) or any(Path(d, n).exists() for d in ("/usr/sbin", "/sbin")))]
+
+
+def require_tool(*names: str, why: str = "") -> None:
+    """Skip the calling test when a tool is missing here, but FAIL it on CI (``CI`` set).
+
+    A developer's machine may lack bwrap, nix, podman, umoci, skopeo, mksquashfs,
+    siftool or slurmctld; CI installs them all (.ci/run), so a missing tool there
+    is a broken setup, not a reason to pass quietly.  Also as a marker:
+    ``@pytest.mark.requires_tool("podman", "runc")`` (tests/conftest.py).
+    """
+    missing = missing_tools(*names)
+    if not missing:
+        return
+    message = f"not installed: {', '.join(missing)}" + (f" ({why})" if why else "")
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI is set, so a missing tool fails the test", pytrace=False)
+    pytest.skip(message)
 
 
 def run_envgen(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = False,
@@ -33,7 +58,7 @@ def make_lock(py: dict[str, tuple[str, list[str]]] | None = None, debs: dict[str
     def sha(s: str) -> str:
         return hashlib.sha256(s.encode()).hexdigest()
 
-    date = dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    date = dt.datetime(2025, 5, 8, tzinfo=dt.UTC)
     packages = []
     for pname, (ver, deps) in sorted((py or {}).items()):
         fn = f"{pname.replace('-', '_')}-{ver}-py3-none-any.whl"

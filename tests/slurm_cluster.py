@@ -70,7 +70,7 @@ class SlurmCluster:
                 pass
         return RuntimeError(f"the test SLURM cluster did not come up: {why}\n" + "\n".join(logs))
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         for tool in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo"):
             if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
                 raise RuntimeError(f"{tool} is not installed: apt-get install slurmctld slurmd slurm-client munge")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from helpers import REPO, run_envgen
+
+from helpers import run_envgen
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

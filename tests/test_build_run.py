@@ -13,10 +13,10 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from helpers import REPO, run_envgen
+
+from helpers import run_envgen
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

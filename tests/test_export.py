@@ -22,7 +22,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import REPO, run_envgen
 
 from envgen.errors import EnvgenError
 from envgen.export import EXPORTERS, FORMATS, ExportOptions, ImageMeta, check_output_path
@@ -30,8 +29,9 @@ from envgen.export import layers as L
 from envgen.export import sif as S
 from envgen.export.dockerarchive import write_docker_archive
 from envgen.export.oci import write_oci
+from helpers import REPO, require_tool, run_envgen
 
-EPOCH = int(dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc).timestamp())
+EPOCH = int(dt.datetime(2025, 5, 8, tzinfo=dt.UTC).timestamp())
 SITE = "opt/env/lib/python3.11/site-packages"
 
 
@@ -90,7 +90,7 @@ def plan(root: Path):
 
 
 def meta_of(root: Path, **kw) -> ImageMeta:
-    base = dict(root=root, name="synth", snapshot_date=dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc),
+    base = dict(root=root, name="synth", snapshot_date=dt.datetime(2025, 5, 8, tzinfo=dt.UTC),
                 snapshot_id="ab" * 32, tree_digest="cd" * 32, command=["mylocal"], run_env={"OMP_NUM_THREADS": "1"},
                 version="0.1.0", local=frozenset({"mylocal"}), sbom=b'{"bomFormat":"CycloneDX"}')
     base.update(kw)
@@ -112,10 +112,7 @@ def tree(tmp_path):
 
 
 def need(*tools):
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install podman runc umoci skopeo "
-                    "squashfs-tools siftool)")
+    require_tool(*tools, why="apt-get install podman runc umoci skopeo squashfs-tools siftool")
 
 
 # --------------------------------------------------------------------------- layering
@@ -517,9 +514,7 @@ def test_tiny_runs_under_the_sif_runtime_and_is_recorded(tiny_env, tmp_path):
 @pytest.mark.slow
 @pytest.mark.network
 def test_tiny_runs_under_podman_as_non_root(tiny_env, tmp_path):
-    why = _podman_ok()
-    if why:
-        pytest.skip(why)
+    require_tool("podman", "runc")
     t = tiny_env
     out = tmp_path / "out"
     out.mkdir()
@@ -541,9 +536,7 @@ def test_abide_image_runs_the_locked_scikit_learn(abide):
     b = _export(t, "oci", abide.root / "abide.oci")
     assert a["manifest_digest"] == b["manifest_digest"]
     assert {"debian", "numpy-scipy", "scikit-learn", "project"} <= {x["name"] for x in a["layers"]}
-    why = _podman_ok()
-    if why:
-        pytest.skip(why)
+    require_tool("podman", "runc")
     proc = run_envgen("run", str(abide.spec), "--store", str(abide.store), "--runtime", "podman", "--", "python", "-c",
                       "import os, sklearn; print(sklearn.__version__, os.getuid())", check=True)
     assert "1.6.1 1000" in proc.stdout
@@ -580,5 +573,4 @@ def test_abide_pipeline_outputs_are_identical_across_runtimes(abide, tmp_path):
         return [[r[i] for i in keep] for r in rows]
 
     assert len({json.dumps(score_columns(outs[rt] / "cv_results.csv")) for rt in runtimes}) == 1
-    if _podman_ok():
-        pytest.skip(f"compared {runtimes}; podman missing: {_podman_ok()}")
+    require_tool("podman", "runc", why=f"compared {runtimes} only")

@@ -11,10 +11,10 @@ import tomllib
 import urllib.request
 
 import pytest
-from helpers import run_envgen
 
-from envgen.lock import pylock
 from envgen.clock import parse_utc
+from envgen.lock import pylock
+from helpers import run_envgen
 
 pytestmark = pytest.mark.network
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from helpers import make_lock, run_envgen
 
 from envgen.clock import SnapshotDate
 from envgen.errors import EnvgenError, FormatError, LockError, NewerFormatError
@@ -14,6 +13,7 @@ from envgen.lock.export import requirements_txt
 from envgen.lock.graph import build_graph, why
 from envgen.lock.resolve import parse_via
 from envgen.lock.tags import best_wheel, supported_tags
+from helpers import make_lock, run_envgen
 
 
 def test_roundtrip_is_byte_stable(tmp_path):

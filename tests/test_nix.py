@@ -1,9 +1,10 @@
 """The Nix builder (envgen/build/nix.py, flake.nix, nix/lib): tiny spec, end to end.
 
 Needs Debian's ``nix-bin`` (single-user, as root or with a writable /nix).
-Without Nix these tests FAIL with a message saying how to install it: CI
-installs it, so a silent skip would hide a broken setup.  To leave them out
-on purpose, deselect the marker: ``pytest -m "not nix"``.
+Without Nix these tests are skipped, and FAIL when ``CI`` is set (the one
+missing-tool policy, tests/helpers.py require_tool): CI installs Nix, so a
+silent skip there would hide a broken setup.  To leave them out on purpose,
+deselect the marker: ``pytest -m "not nix"``.
 
 The pure unit tests at the top (store-path arithmetic, NAR, names) need no Nix.
 """
@@ -19,17 +20,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import REPO, run_envgen
 
 from envgen.builders import nix as nixb
+from helpers import REPO, require_tool, run_envgen
 
 NIX_MISSING = shutil.which("nix") is None or shutil.which("nix-store") is None
 
 
 def _require_nix():
-    if NIX_MISSING:
-        pytest.fail("Nix is not installed: these tests need it (apt-get install nix-bin, see docs/nix.md); "
-                    "deselect them with -m 'not nix'", pytrace=False)
+    require_tool("nix", "nix-store", why="apt-get install nix-bin, see docs/nix.md; or deselect with -m 'not nix'")
 
 
 def nixcmd(*args, check=True, **kw):

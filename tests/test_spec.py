@@ -8,7 +8,6 @@ import pytest
 
 from envgen.errors import EnvgenError, FormatError, NewerFormatError, SpecError
 from envgen.spec import load_spec, parse_spec
-
 from helpers import REPO, run_envgen
 
 GOOD = """\
@@ -23,7 +22,7 @@ requirements = ["six", "packaging>=24"]
 def test_abide_spec_loads():
     spec = load_spec(REPO / "specs" / "abide.toml")
     assert spec.name == "abide"
-    assert spec.snapshot_date == dt.datetime(2025, 5, 8, tzinfo=dt.timezone.utc)
+    assert spec.snapshot_date == dt.datetime(2025, 5, 8, tzinfo=dt.UTC)
     assert spec.python == "3.11"
     assert spec.platforms == ["linux-x86_64"]
     assert "scikit-learn==1.6.1" in spec.requirements
@@ -123,7 +122,7 @@ def test_cli_bad_spec_is_one_line_exit_2_and_writes_nothing(write_spec):
 
 
 def test_cli_future_snapshot_date_refused_before_any_resolution(write_spec):
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     path = write_spec(GOOD.replace("2025-05-08T00:00:00Z", future))
     proc = run_envgen("lock", str(path))
     assert proc.returncode == 2

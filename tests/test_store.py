@@ -11,9 +11,9 @@ import tarfile
 
 import pytest
 
-from envgen.snapshot import srcpack
 from envgen.cli import main
 from envgen.errors import EnvgenError
+from envgen.snapshot import srcpack
 from envgen.snapshot.store import HashMismatch, Store
 
 

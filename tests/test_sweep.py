@@ -7,11 +7,11 @@ import json
 import os
 
 import pytest
-from helpers import REPO, run_envgen
 
 from envgen.errors import EnvgenError
-from envgen.sweep.grid import Param, expand, parse_param, point_command
 from envgen.sweep.engine import sbatch_script
+from envgen.sweep.grid import Param, expand, parse_param, point_command
+from helpers import REPO, require_tool, run_envgen
 
 
 def test_parse_param_ranges_and_lists():
@@ -73,6 +73,63 @@ def test_unreachable_slurm_suggests_local(tmp_path):
     assert "SLURM" in proc.stderr and "--engine local" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# --------------------------------------------------------------------------- collect (generic: metrics.json)
+
+
+def _sweep_with_metrics(tmp_path, metrics):
+    """A sweep doc and status rows over a=0..1 x b=x,y; point i wrote metrics[i] (None: nothing; "failed")."""
+    grid = [{"a": a, "b": b} for a in ("0", "1") for b in ("x", "y")]
+    doc = {"dir": str(tmp_path), "points": [{"index": i, "params": p} for i, p in enumerate(grid)]}
+    rows = []
+    for i, p in enumerate(grid):
+        pdir = tmp_path / "points" / str(i)
+        pdir.mkdir(parents=True)
+        m = metrics[i]
+        if isinstance(m, dict):
+            (pdir / "metrics.json").write_text(json.dumps(m))
+        rows.append({"index": i, "params": p, "state": "failed" if m == "failed" else "completed",
+                     "run_id": f"r{i}", "dir": str(pdir)})
+    return doc, rows
+
+
+def test_collect_gathers_metrics_files_into_a_csv(tmp_path):
+    from envgen.sweep.collect import collect
+
+    doc, rows = _sweep_with_metrics(tmp_path, [
+        {"mean_loss": 0.5, "std_loss": 0.1, "n": 3, "note": "text", "ok": True},
+        {"mean_loss": 0.25, "std_loss": 0.0, "n": 4},
+        "failed",
+        None,
+    ])
+    res = collect(doc, rows, plot_column=None)
+    assert res["columns"] == ["point", "a", "b", "mean_loss", "n", "std_loss", "state", "run_id"]
+    with open(tmp_path / "collected.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["mean_loss"] for r in table] == ["0.5", "0.25", "", ""]
+    assert [r["state"] for r in table] == ["completed", "completed", "failed", "completed"]
+    assert res["plot_column"] == "mean_loss"
+
+
+def test_collect_plots_a_named_column_or_says_how_to(tmp_path, monkeypatch):
+    import sys
+
+    from envgen.sweep.collect import collect
+
+    metrics = [{"mean_acc": 0.6 + i / 10, "std_acc": 0.01, "f1": 0.5} for i in range(4)]
+    doc, rows = _sweep_with_metrics(tmp_path, metrics)
+    with pytest.raises(EnvgenError, match="no column 'nope'"):
+        collect(doc, rows, plot_column="nope")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "matplotlib", None)  # as if not installed
+        res = collect(doc, rows, plot_column="f1")
+    assert res["plot"] is None and "envgen[plot]" in res["plot_hint"] and "\n" not in res["plot_hint"]
+    assert (tmp_path / "collected.csv").is_file() and not (tmp_path / "collected.png").exists()
+    pytest.importorskip("matplotlib")
+    res = collect(doc, rows, plot_column="f1")
+    assert res["plot"] == str(tmp_path / "collected.png") and res["plot_hint"] is None
+    assert (tmp_path / "collected.png").stat().st_size > 1000
+
+
 # --------------------------------------------------------------------------- real cluster
 
 
@@ -80,6 +137,8 @@ def test_unreachable_slurm_suggests_local(tmp_path):
 def slurm(tmp_path_factory):
     from slurm_cluster import SlurmCluster
 
+    require_tool("slurmctld", "slurmd", "munged", "sbatch", "sinfo",
+                 why="apt-get install slurmctld slurmd slurm-client munge")
     cluster = SlurmCluster()
     try:
         cluster.start()
@@ -107,7 +166,8 @@ def test_abide_seed_sweep_on_slurm(slurm, abide, tmp_path):
     proc = run_envgen("sweep", str(abide.spec), "--store", str(abide.store), "--param", "random-state=0..3",
                       "--engine", "slurm", "--time", "00:20:00", "--bind", f"{data}:/data:ro", "--out", str(sweep),
                       "--wait", "900", "--json", "--", "abide-pipeline", "--input-dir", "/data",
-                      "--output-dir", "{out}", "--num-folds", "3", env={"SLURM_CONF": os.environ["SLURM_CONF"]},
+                      "--output-dir", "{out}", "--num-folds", "3", "--write-metrics",
+                      env={"SLURM_CONF": os.environ["SLURM_CONF"]},
                       timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
@@ -133,7 +193,8 @@ def test_abide_seed_sweep_on_slurm(slurm, abide, tmp_path):
     again = tmp_path / "again"
     proc = run_envgen("sweep", str(abide.spec), "--store", str(abide.store), "--param", "random-state=0,0",
                       "--engine", "local", "--bind", f"{data}:/data:ro", "--out", str(again), "--",
-                      "abide-pipeline", "--input-dir", "/data", "--output-dir", "{out}", "--num-folds", "3")
+                      "abide-pipeline", "--input-dir", "/data", "--output-dir", "{out}", "--num-folds", "3",
+                      "--write-metrics")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     run_envgen("sweep", "collect", str(again), check=True)
     repeat = [r["mean_test_accuracy"] for r in _scores(again)]

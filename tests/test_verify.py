@@ -10,6 +10,7 @@ import tarfile
 
 import pytest
 import zstandard
+
 from helpers import run_envgen
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

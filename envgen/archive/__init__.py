@@ -27,8 +27,17 @@ Modules: :mod:`.members` (member names, compressions, :func:`is_bundle`),
 
 from __future__ import annotations
 
-from .members import (COMPRESSIONS, DEFAULT_COMPRESSION, EVIDENCE_ROLES, KIND, MANIFEST, SUFFIX, detect_compression,
-                      is_bundle, open_decompressed)
+from .members import (
+                      COMPRESSIONS,
+                      DEFAULT_COMPRESSION,
+                      EVIDENCE_ROLES,
+                      KIND,
+                      MANIFEST,
+                      SUFFIX,
+                      detect_compression,
+                      is_bundle,
+                      open_decompressed,
+)
 from .restore import restore_bundle
 from .write import write_bundle
 

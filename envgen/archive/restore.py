@@ -30,8 +30,19 @@ from ..errors import BundleRefused, EnvgenError, FormatError, NewerFormatError, 
 from ..fsutil import remove_tree
 from ..snapshot import parse_manifest, srcpack
 from ..snapshot.store import Store, is_sha256
-from .members import (CHUNK, ENV, EVIDENCE_ROLES, KIND, MANIFEST, MAX_MANIFEST, NOT_A_BUNDLE_HINT, READ_ERRORS, RUNS,
-                      SNAPSHOT, open_decompressed)
+from .members import (
+    CHUNK,
+    ENV,
+    EVIDENCE_ROLES,
+    KIND,
+    MANIFEST,
+    MAX_MANIFEST,
+    NOT_A_BUNDLE_HINT,
+    READ_ERRORS,
+    RUNS,
+    SNAPSHOT,
+    open_decompressed,
+)
 
 
 def _refuse(bundle: Path, why: str) -> BundleRefused:

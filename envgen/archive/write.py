@@ -23,8 +23,19 @@ from ..fsutil import atomic_output, file_sha256
 from ..snapshot import load_root, srcpack
 from ..snapshot.store import Store
 from ..tarfmt import entry
-from .members import (DEFAULT_COMPRESSION, DEFAULT_LEVELS, ENV, KIND, MANIFEST, RUNS, SNAPSHOT, SOURCE, Compressed,
-                      check_compression, is_bundle)
+from .members import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_LEVELS,
+    ENV,
+    KIND,
+    MANIFEST,
+    RUNS,
+    SNAPSHOT,
+    SOURCE,
+    Compressed,
+    check_compression,
+    is_bundle,
+)
 
 
 def _envgen_source(mtime: int) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..lock import pylock
 from ..snapshot import Store, snapshot
-from .base import BUILDERS, BuildInputs, BuildResult, Builder, Note, build_key, get_builder, quiet
+from .base import BUILDERS, Builder, BuildInputs, BuildResult, Note, build_key, get_builder, quiet
 
 __all__ = ["BUILDERS", "BuildInputs", "BuildResult", "Builder", "Note", "build_key", "build_spec", "get_builder",
            "quiet", "snapshot_offline"]

@@ -11,9 +11,10 @@ reads the spec file or the user's checkout, and never touches the network.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..errors import BuildError, StoreError
 from ..fsutil import canonical_json
@@ -62,7 +63,7 @@ class BuildInputs:
     spec_bytes: bytes | None
 
     @classmethod
-    def load(cls, store: Store, snapshot_id: str) -> "BuildInputs":
+    def load(cls, store: Store, snapshot_id: str) -> BuildInputs:
         manifest = load_root(store, snapshot_id)
         lock_obj = _one(manifest, "lock", snapshot_id)
         lock_bytes = store.read_verified(lock_obj["sha256"], lock_obj["name"])

@@ -30,9 +30,9 @@ from pathlib import Path
 from .. import formats
 from ..errors import BuildError, EnvgenError
 from ..fsutil import atomic_write, canonical_json, file_sha256
+from ..lock import pylock
 from ..proc import run as run_tool
 from ..proc import tail as _tail
-from ..lock import pylock
 from ..snapshot import Store
 from . import debs
 from .base import BuildInputs, BuildResult, Note, build_key, quiet

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import textwrap
 
-import networkx as nx
-
 from ..lock import load_lock_for
 from ..lock.graph import build_graph, label, tree, why
 

@@ -51,7 +51,8 @@ def run(args, ui) -> int:
         "wheel_bytes": sum(w.size or 0 for w in wheels),
         "debian_packages": len(runtime_debs),
         "deb_bytes": sum(d.size for d in runtime_debs),
-        "build_tools": sorted([p.name for p in lock.build_tools] + [d.name for d in lock.debian.packages if d.role == "build"]),
+        "build_tools": sorted([p.name for p in lock.build_tools]
+                              + [d.name for d in lock.debian.packages if d.role == "build"]),
         "warnings": result.warnings,
     }
     for w in result.warnings:

@@ -45,8 +45,14 @@ def progress_factory(ui):
 
     @contextmanager
     def factory(total):
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         lock = threading.Lock()
         with Progress(TextColumn("fetching"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

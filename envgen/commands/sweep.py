@@ -34,9 +34,11 @@ def register(sub, parents, fmt):
                   per-point state from the scheduler (squeue/sacct) and the records;
                   failed or timed-out points are listed with their log, and
                   --resubmit-failed reruns only those
-              envgen sweep collect DIR
-                  one row per point with the score columns (DIR/collected.csv), and
-                  a plot of score against the parameters (DIR/collected.png)
+              envgen sweep collect DIR [--plot COLUMN]
+                  one row per point: its parameters and the numbers in the
+                  metrics.json it wrote to {out} (DIR/collected.csv), and a plot
+                  of one column (default: the first mean_* one) against the
+                  parameters (DIR/collected.png; needs the envgen[plot] extra)
             """
         ),
         epilog=textwrap.dedent(
@@ -46,9 +48,9 @@ def register(sub, parents, fmt):
                   --bind data:/data:ro -- abide-pipeline --input-dir /data --output-dir {out}
               envgen sweep specs/abide.toml --param random-state=0..3 --param classifier=logistic,svm \\
                   --engine local --jobs 2 --bind data:/data:ro --out sweeps/clf \\
-                  -- abide-pipeline --input-dir /data --output-dir {out}
+                  -- abide-pipeline --input-dir /data --output-dir {out} --write-metrics
               envgen sweep status sweeps/clf --wait 600
-              envgen sweep collect sweeps/clf
+              envgen sweep collect sweeps/clf --plot mean_test_accuracy
             """
         ),
     )
@@ -67,6 +69,8 @@ def register(sub, parents, fmt):
         p.add_argument(f"--{flag}", dest=f"res_{flag.replace('-', '_')}", metavar="VALUE",
                        help=f"sbatch --{flag} (overrides the spec's [slurm] {flag})")
     p.add_argument("--resubmit-failed", action="store_true", help="with status: rerun the failed points only")
+    p.add_argument("--plot", metavar="COLUMN", dest="plot_column",
+                   help="with collect: the column to plot (default: the first mean_* column)")
     p.add_argument("cmd", nargs="*", help=argparse_suppress())
     p.set_defaults(func=run)
 
@@ -90,7 +94,7 @@ def run(args, ui) -> int:
         doc = sw.load(args.rest[0])
         if args.target == "status":
             return _status(doc, args, ui)
-        return _collect(doc, ui)
+        return _collect(doc, args, ui)
     return _create(args, ui)
 
 
@@ -98,9 +102,8 @@ def _create(args, ui) -> int:
     from ..lock import load_lock_for
     from ..runtimes import prepare
     from ..sandbox import Bind
-    from ..sweep import engine as sw
     from ..snapshot.store import open_store
-
+    from ..sweep import engine as sw
     from ..sweep.grid import expand, parse_param
 
     expand([parse_param(p) for p in args.param])  # bad --param or an empty grid: fail before anything else
@@ -129,7 +132,8 @@ def _create(args, ui) -> int:
 
         def progress(i, rc):
             done.append(i)
-            ui.info(f"  point {i} {'completed' if rc == 0 else f'failed (exit {rc})'} [{len(done)}/{len(doc['points'])}]")
+            state = "completed" if rc == 0 else f"failed (exit {rc})"
+            ui.info(f"  point {i} {state} [{len(done)}/{len(doc['points'])}]")
 
         sw.run_local(doc, list(range(len(doc["points"]))), args.jobs, progress)
         rows = sw.status(doc)
@@ -181,19 +185,22 @@ def _status(doc: dict, args, ui) -> int:
     return _report(doc, rows, ui)
 
 
-def _collect(doc: dict, ui) -> int:
+def _collect(doc: dict, args, ui) -> int:
     from ..sweep import engine as sw
     from ..sweep.collect import collect
 
     rows = sw.status(doc)
-    res = collect(doc, rows)
+    res = collect(doc, rows, args.plot_column)
 
     def human(out):
         cols = res["columns"]
         out.print("  ".join(cols))
         for row in res["rows"]:
-            out.print("  ".join(f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in cols))
+            out.print("  ".join(f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                                for c in cols))
         out.print(f"table: {res['csv']}" + (f"   plot: {res['plot']}" if res["plot"] else ""))
+        if res["plot_hint"]:
+            out.print(res["plot_hint"])
 
     ui.emit(res, human)
     return 0

@@ -13,14 +13,14 @@ the same way: ``EXPORTERS[fmt](meta, out, options) -> summary dict``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import proc
+from ..clock import SnapshotDate, format_utc
 from ..errors import EnvgenError
 from ..layout import DEFAULT_PATH, IMAGE_USER
-from ..clock import SnapshotDate, format_utc
 
 MARKER = ".envgen-export"  # written inside an OCI layout dir we made; lets --force-less overwrite
 

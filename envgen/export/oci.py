@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fsutil import atomic_dir, canonical_json
-from . import MARKER, IMAGE_USER, ImageMeta
+from . import IMAGE_USER, MARKER, ImageMeta
 from .layers import GZIP, Extra, LayerBlob, plan_layers, write_layer_blob
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -56,7 +56,7 @@ def make_sbom(lock: Lock, tree_digest: str, snapshot_id: str, name: str, version
                      bom_ref=f"envgen:{name}@{snapshot_id}",
                      properties=[Property(name="envgen:snapshot-id", value=snapshot_id),
                                  Property(name="envgen:tree-digest", value=tree_digest)])
-    when = lock.snapshot_date.astimezone(dt.timezone.utc)
+    when = lock.snapshot_date.astimezone(dt.UTC)
     bom = Bom(components=comps, serial_number=uuid.uuid5(NAMESPACE, tree_digest),
               metadata=BomMetaData(component=root, timestamp=when))
     bom.register_dependency(root, comps)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
-import json
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,14 +33,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pylock import DebPackage, DebRelease as ReleaseInfo
-
 from ..clock import SnapshotDate
 from ..distros import DEFAULT_MIRROR, Distro
 from ..errors import EnvgenError, LockError
 from ..fsutil import atomic_write
 from ..paths import apt_state_dir
 from ..proc import run as run_tool
+from .pylock import DebPackage
+from .pylock import DebRelease as ReleaseInfo
 
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
 # The static busybox is the trust root of the Nix builder.
@@ -174,7 +174,7 @@ class Apt:
             from debian.deb822 import Release  # python-debian is imported only when apt had to run
 
             rel = Release(raw.decode("utf-8", "replace"))
-            date = dt.datetime(*email.utils.parsedate_tz(rel["Date"])[:6], tzinfo=dt.timezone.utc)
+            date = dt.datetime(*email.utils.parsedate_tz(rel["Date"])[:6], tzinfo=dt.UTC)
             infos.append(ReleaseInfo(suite.archive, suite.suite, uri, date, hashlib.sha256(raw).hexdigest()))
         return infos
 
@@ -250,7 +250,7 @@ def _reachable(roots: list[str], edges: dict[str, list[str]]) -> set[str]:
 
 
 def stamp(date: dt.datetime) -> str:
-    return SnapshotDate.parse(date.astimezone(dt.timezone.utc)).compact
+    return SnapshotDate.parse(date.astimezone(dt.UTC)).compact
 
 
 def _fetch(url: str) -> bytes | None:
@@ -261,7 +261,7 @@ def _fetch(url: str) -> bytes | None:
         return None
 
 
-def _inrelease_unchanged(apt: "Apt") -> bool:
+def _inrelease_unchanged(apt: Apt) -> bool:
     """True when every suite's InRelease on the mirror equals the one apt verified last time.
 
     Identical bytes carry the same (already verified) signature, so apt's
@@ -279,7 +279,7 @@ def _inrelease_unchanged(apt: "Apt") -> bool:
     return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths))
 
 
-def _cache_key(apt: "Apt", roots: list[str], build_roots: list[str]) -> str:
+def _cache_key(apt: Apt, roots: list[str], build_roots: list[str]) -> str:
     h = hashlib.sha256()
     for suite, uri in apt.sources:
         p = apt.state / "lists" / (_uri_to_listname(uri) + f"_dists_{suite.suite}_InRelease")
@@ -328,7 +328,7 @@ def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mir
         return res
 
 
-def _resolve_with_apt(apt: "Apt", distro: Distro, arch: str, roots: list[str], build_roots: list[str]) -> DebianResolution:
+def _resolve_with_apt(apt: Apt, distro: Distro, arch: str, roots: list[str], build_roots: list[str]) -> DebianResolution:
     releases = apt.releases()
     pins = apt.closure(roots + build_roots)
     if not pins:

@@ -13,14 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from .. import __version__
+from ..clock import format_utc
 from ..distros import PLATFORMS
 from ..errors import EnvgenError, SpecError
 from ..fsutil import atomic_write
-from ..clock import format_utc
 from ..spec import Spec
 from . import debian as deb
 from . import pylock
@@ -48,7 +48,7 @@ def local_name(path: Path) -> tuple[str, str | None]:
 def _artifact(kind: str, d: dict) -> pylock.Artifact:
     up = d.get("upload-time")
     if isinstance(up, dt.datetime) and up.tzinfo is None:
-        up = up.replace(tzinfo=dt.timezone.utc)
+        up = up.replace(tzinfo=dt.UTC)
     return pylock.Artifact(
         kind=kind,
         filename=d.get("name") or d["url"].rsplit("/", 1)[-1],
@@ -94,7 +94,7 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
 
 
 def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if spec.snapshot_date > now:
         raise SpecError(
             f"{spec.path}: key 'snapshot-date': {spec.snapshot_date.iso} is in the future; "

@@ -68,7 +68,7 @@ class UvJob:
     stdin: str
     proc: subprocess.Popen | None = None
 
-    def start(self, cwd: Path) -> "UvJob":
+    def start(self, cwd: Path) -> UvJob:
         self.proc = subprocess.Popen(
             self.cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=_uv_env(),

@@ -7,7 +7,7 @@ with the most specific tag, in the order ``packaging.tags`` ranks them.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -25,7 +25,7 @@ def _linux_platforms(machine: str, glibc: tuple[int, int]) -> list[str]:
     return plats
 
 
-@lru_cache(maxsize=None)
+@cache
 def supported_tags(python: str, machine: str, glibc: tuple[int, int]) -> tuple[Tag, ...]:
     """Tags a CPython *python* on a glibc-*glibc* Linux *machine* accepts, best first."""
     ver = tuple(int(x) for x in python.split("."))

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import EnvgenError
-from ..snapshot.store import Store
 from ..fsutil import file_sha256
+from ..snapshot.store import Store
 from .records import Records
 
 # The record fields a bundle keeps (all but host paths).

@@ -6,20 +6,19 @@ import hashlib
 import os
 import posixpath
 import signal
-import sys
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RunError
 from ..fsutil import file_sha256
-from ..runtimes.base import Env, Launch, Runtime, RunSpec
+from ..layout import DEFAULT_PATH, RUN_ENV
+from ..runtimes.base import Env, Launch, RunSpec, Runtime
+from ..sandbox import Bind
 from ..snapshot import Store
 from .records import Record, Records, host_facts, new_run_id, now_iso
-from ..layout import DEFAULT_PATH, RUN_ENV
-from ..sandbox import Bind, Sandbox
-
 
 
 def hash_tree(src: Path, dst: str) -> dict[str, dict]:
@@ -126,7 +125,7 @@ class RunRequest:
 
     @classmethod
     def for_spec(cls, command: list[str], binds: list[Bind], spec: RunSpec | None, target: str,
-                 **kw) -> "RunRequest":
+                 **kw) -> RunRequest:
         """A request that takes the spec's [run] env, workdir and declared nondeterminism."""
         return cls(command=command, binds=binds, env_vars=dict(spec.run_env) if spec else {},
                    workdir=kw.pop("workdir", None) or (spec.workdir if spec else None),

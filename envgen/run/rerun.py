@@ -6,12 +6,12 @@ import tempfile
 from pathlib import Path
 
 from ..errors import EnvgenError
+from ..runtimes import Env, Runtime, get_runtime, prepare
+from ..sandbox import Bind
 from ..snapshot.store import Store
 from .compare import compare_outputs
-from ..runtimes import Env, Runtime, get_runtime, prepare
 from .execute import RunRequest, hash_tree, run_recorded
 from .records import Records
-from ..sandbox import Bind
 
 
 def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:

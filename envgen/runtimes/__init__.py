@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..snapshot import Store
 from ..ui import UI
-from .base import RUNTIMES, Env, Launch, Runtime, RunSpec, get_runtime
+from .base import RUNTIMES, Env, Launch, RunSpec, Runtime, get_runtime
 
 __all__ = ["RUNTIMES", "Env", "Launch", "RunSpec", "Runtime", "get_runtime", "prepare"]
 

@@ -10,9 +10,10 @@ Recording a run (:mod:`envgen.run.execute`) is the same for all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..errors import RunError
 from ..sandbox import Bind
@@ -47,7 +48,7 @@ class RunSpec:
     slurm: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, spec) -> "RunSpec":
+    def of(cls, spec) -> RunSpec:
         return cls(path=str(spec.path), command=list(spec.command), run_env=dict(spec.run_env), workdir=spec.workdir,
                    nondeterministic_files=list(spec.nondeterministic_files),
                    nondeterministic_columns={k: list(v) for k, v in spec.nondeterministic_columns.items()},

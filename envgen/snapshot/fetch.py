@@ -26,19 +26,19 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import __version__, formats
+from ..clock import format_utc
 from ..errors import EnvgenError, FetchError, FormatError, LockError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
-from ..clock import format_utc
-from .store import HashMismatch, Store, is_sha256
 from . import srcpack
+from .store import HashMismatch, Store, is_sha256
 
 KIND = "envgen-snapshot"
 USER_AGENT = f"envgen/{__version__} (+snapshot)"
@@ -220,7 +220,7 @@ def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, re
                 errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
                 if exc.code < 500:
                     break  # 404 and friends: retrying the same URL will not help
-            except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, OSError) as exc:
+            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
                 if progress is not None:
                     progress(-got)
                 reason = getattr(exc, "reason", None) or exc

@@ -23,8 +23,9 @@ import os
 import stat
 import subprocess
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from ..errors import EnvgenError
 from ..tarfmt import entry

@@ -22,17 +22,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
-import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from .. import formats
 from ..errors import EnvgenError, FormatError, HashMismatch, NewerFormatError, StoreError
@@ -67,7 +66,7 @@ class ObjectWriter:
     (an exception, a mismatch) removes the temporary file.
     """
 
-    def __init__(self, store: "Store", expected_sha: str | None = None, label: str = "object"):
+    def __init__(self, store: Store, expected_sha: str | None = None, label: str = "object"):
         self.store = store
         self.expected = expected_sha
         self.label = label

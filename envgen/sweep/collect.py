@@ -1,84 +1,101 @@
-"""Gather a sweep's results into one table (and, for search results, a plot).
+"""Gather a sweep's results into one table, and plot one of its columns.
 
-Per point, the score columns come from:
+Generic: envgen knows nothing of what a point computed.  Per completed point,
+the metric columns come from the first of :data:`METRICS_FILES` found in the
+point's output directory: a flat JSON object whose number values become
+columns (other values are left out).  A workload writes that file itself (the
+ABIDE pipeline does with ``--write-metrics``, or ``abide-pipeline summarise``).
 
-* ``cv_results.csv`` (a scikit-learn search, as the ABIDE pipeline writes): the
-  candidate ranked first by the first ``rank_test_<metric>`` column, giving
-  ``mean_test_<metric>`` and ``std_test_<metric>`` for every metric;
-* else ``scores.json``: a flat JSON object of numbers.
+The table is ``DIR/collected.csv``: one row per point, the parameters, the
+metric columns (sorted), the state and the run id.  The plot
+(``DIR/collected.png``) shows one named column against the first parameter,
+one line per combination of the others; a ``mean_X`` column gets ``std_X`` as
+its error bars when there is one.  It needs matplotlib (the ``plot`` extra);
+without it the table is still written.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
+from typing import Any
 
+from ..errors import EnvgenError
 from ..fsutil import atomic_write
 
+METRICS_FILES = ("metrics.json", "scores.json")
+PLOT_HINT = 'no plot: matplotlib is not installed (pip install "envgen[plot]"); the table is complete'
 
-def point_scores(pdir: Path) -> dict[str, float]:
-    cv = pdir / "cv_results.csv"
-    if cv.is_file():
-        with open(cv, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows:
-            return {}
-        ranks = [c for c in rows[0] if c.startswith("rank_test_")]
-        if not ranks:
-            return {}
-        refit = ranks[0]
-        best = min(rows, key=lambda r: (int(float(r[refit])), rows.index(r)))
-        out = {}
-        for c in rows[0]:
-            if c.startswith(("mean_test_", "std_test_")):
-                out[c] = float(best[c])
-        return out
-    sj = pdir / "scores.json"
-    if sj.is_file():
-        data = json.loads(sj.read_text())
-        return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+def point_metrics(pdir: Path) -> dict[str, float]:
+    """The number values of the first metrics file in a point's output directory ({} when there is none)."""
+    for name in METRICS_FILES:
+        f = pdir / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError) as exc:
+                raise EnvgenError(f"{f}: not a JSON object of metrics ({exc})") from None
+            if not isinstance(data, dict):
+                raise EnvgenError(f"{f}: not a JSON object of metrics")
+            return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return {}
 
 
-def collect(doc: dict, rows: list[dict]) -> dict:
+def collect(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict:
+    """Write DIR/collected.csv (and DIR/collected.png when matplotlib is there); return the table."""
     param_names = list(doc["points"][0]["params"]) if doc["points"] else []
     table = []
     for r in rows:
-        scores = point_scores(Path(r["dir"])) if r["state"] == "completed" else {}
-        table.append({"point": r["index"], **r["params"], "state": r["state"], "run_id": r["run_id"] or "", **scores})
-    score_cols = sorted({k for row in table for k in row if k.startswith(("mean_test_", "std_test_"))} |
-                        {k for row in table for k in row if k not in param_names and k not in
-                         ("point", "state", "run_id") and not k.startswith(("mean_test_", "std_test_"))})
-    columns = ["point", *param_names, *score_cols, "state", "run_id"]
+        metrics = point_metrics(Path(r["dir"])) if r["state"] == "completed" else {}
+        table.append({"point": r["index"], **r["params"], "state": r["state"], "run_id": r["run_id"] or "",
+                      **{k: v for k, v in metrics.items() if k not in param_names}})
+    fixed = {"point", "state", "run_id", *param_names}
+    metric_cols = sorted({k for row in table for k in row if k not in fixed})
+    if plot_column is not None and plot_column not in metric_cols:
+        raise EnvgenError(f"no column {plot_column!r} to plot",
+                          hint="columns: " + (", ".join(metric_cols) or f"none (no point wrote {METRICS_FILES[0]})"))
+    columns = ["point", *param_names, *metric_cols, "state", "run_id"]
     d = Path(doc["dir"])
     lines = [",".join(columns)]
     for row in table:
         lines.append(",".join(_cell(row.get(c, "")) for c in columns))
     atomic_write(d / "collected.csv", "\n".join(lines) + "\n")
-    plot = _plot(d, table, param_names, score_cols)
-    return {"columns": columns, "rows": table, "csv": str(d / "collected.csv"), "plot": plot}
+    column = plot_column or _default_column(metric_cols)
+    plot, hint = None, None
+    if column and param_names and any(column in r for r in table):
+        try:
+            plot = _plot(d, table, param_names, column, metric_cols)
+        except ImportError:
+            hint = PLOT_HINT
+    return {"columns": columns, "rows": table, "csv": str(d / "collected.csv"), "plot": plot,
+            "plot_column": column, "plot_hint": hint}
 
 
-def _cell(v) -> str:
+def _default_column(metric_cols: list[str]) -> str | None:
+    """The first ``mean_*`` column, else the first column."""
+    means = [c for c in metric_cols if c.startswith("mean_")]
+    candidates = means or metric_cols
+    return candidates[0] if candidates else None
+
+
+def _cell(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
     s = str(v)
     return f'"{s}"' if "," in s else s
 
 
-def _plot(d: Path, table: list[dict], params: list[str], score_cols: list[str]) -> str | None:
-    means = [c for c in score_cols if c.startswith("mean_test_")]
-    done = [r for r in table if means and means[0] in r]
-    if not done or not params:
-        return None
+def _plot(d: Path, table: list[dict], params: list[str], column: str, metric_cols: list[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = means[0]
-    std = "std_test_" + metric[len("mean_test_"):]
+    err = "std_" + column[len("mean_"):] if column.startswith("mean_") else None
+    if err not in metric_cols:
+        err = None
+    done = [r for r in table if column in r]
     x_name = params[0]
     groups: dict[tuple, list[dict]] = {}
     for r in done:
@@ -86,12 +103,12 @@ def _plot(d: Path, table: list[dict], params: list[str], score_cols: list[str]) 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for key, rs in sorted(groups.items()):
         xs = [r[x_name] for r in rs]
-        ax.errorbar(range(len(xs)), [r[metric] for r in rs], yerr=[r.get(std, 0.0) for r in rs], marker="o",
-                    capsize=3, label=", ".join(f"{k}={v}" for k, v in key) or None)
+        ax.errorbar(range(len(xs)), [r[column] for r in rs], yerr=[r.get(err, 0.0) for r in rs] if err else None,
+                    marker="o", capsize=3, label=", ".join(f"{k}={v}" for k, v in key) or None)
         ax.set_xticks(range(len(xs)), xs)
     ax.set_xlabel(x_name)
-    ax.set_ylabel(metric.replace("mean_test_", "") + " (refit candidate, mean ± std over CV)")
-    ax.set_title("score against " + ", ".join(params))
+    ax.set_ylabel(column + (f" (± {err})" if err else ""))
+    ax.set_title(f"{column} against " + ", ".join(params))
     if any(k for k in groups):
         ax.legend(fontsize="small")
     fig.tight_layout()

@@ -28,9 +28,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import FORMAT_VERSION
-from ..errors import EnvgenError
+from .. import formats
+from ..errors import EnvgenError, FormatError, ToolFailed
 from ..fsutil import atomic_write, canonical_json
+from ..proc import run as run_tool
 from .grid import expand, parse_param, point_command
 
 KIND = "envgen-sweep"
@@ -39,7 +40,7 @@ SBATCH_FLAGS = ("time", "cpus-per-task", "mem", "partition", "gres", "account", 
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def load(sweep_dir: str | Path) -> dict:
@@ -47,11 +48,10 @@ def load(sweep_dir: str | Path) -> dict:
     p = d / "sweep.json"
     if not p.is_file():
         raise EnvgenError(f"{d}: not a sweep directory (no sweep.json)")
-    doc = json.loads(p.read_text())
-    if doc.get("kind") != KIND:
-        raise EnvgenError(f"{p}: not an envgen sweep")
-    if doc.get("format-version", 0) > FORMAT_VERSION:
-        raise EnvgenError(f"{p}: sweep format {doc['format-version']} needs a newer envgen", hint="upgrade envgen")
+    try:
+        doc = formats.load_json(KIND, p.read_bytes(), str(p))
+    except FormatError as exc:
+        raise type(exc)(exc.message, hint=exc.hint) from None
     doc["dir"] = str(d.resolve())
     return doc
 
@@ -67,7 +67,8 @@ def create(spec_path: Path, store_root: Path, params: list[str], template: list[
     grid = expand([parse_param(p) for p in params])
     if not template:
         raise EnvgenError("no command to sweep", hint="envgen sweep SPEC --param … -- CMD …")
-    sweep_id = hashlib.sha256(canonical_json([str(spec_path), params, template, binds, runtime, _now()])).hexdigest()[:12]
+    key = [str(spec_path), params, template, binds, runtime, _now()]
+    sweep_id = hashlib.sha256(canonical_json(key)).hexdigest()[:12]
     d = Path(out_dir) if out_dir else Path("sweeps") / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if d.exists() and any(d.iterdir()):
         raise EnvgenError(f"{d}: exists and is not empty", hint="give a new --out directory")
@@ -81,7 +82,7 @@ def create(spec_path: Path, store_root: Path, params: list[str], template: list[
         points.append({"index": i, "params": values, "dir": str(pdir.resolve()),
                        "command": point_command(template, values, OUT_IN_ENV)})
     doc = {
-        "format-version": FORMAT_VERSION, "kind": KIND, "id": sweep_id, "name": name, "created": _now(),
+        **formats.header(KIND), "id": sweep_id, "name": name, "created": _now(),
         "spec": str(spec_path.resolve()), "store": str(store_root.resolve()), "runtime": runtime, "engine": engine,
         "binds": binds, "params": params, "template": template, "resources": resources, "points": points,
         "jobs": [], "dir": str(d.resolve()),
@@ -189,9 +190,10 @@ def _slurm(cmd: list[str], what: str) -> str:
     if not shutil.which(cmd[0]):
         raise EnvgenError(f"SLURM is not available here ({cmd[0]} not found)", hint="use --engine local")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise EnvgenError(f"SLURM is not reachable: {cmd[0]} got no answer in 60 s", hint="use --engine local") from None
+        proc = run_tool(cmd, what, check=False, timeout=60)
+    except ToolFailed:
+        raise EnvgenError(f"SLURM is not reachable: {cmd[0]} got no answer in 60 s",
+                          hint="use --engine local") from None
     if proc.returncode != 0:
         err = " ".join(proc.stderr.split())[:300]
         low = err.lower()
@@ -228,8 +230,7 @@ def _squeue(job_ids: list[str]) -> dict[str, str]:
     """Array task -> state, for tasks the scheduler still knows ("JOB_TASK" keys)."""
     if not job_ids or not shutil.which("squeue"):
         return {}
-    proc = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], capture_output=True,
-                          text=True, timeout=60)
+    proc = run_tool(["squeue", "-h", "-r", "-j", ",".join(job_ids), "-o", "%i %T"], "squeue", check=False, timeout=60)
     states = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -241,8 +242,8 @@ def _squeue(job_ids: list[str]) -> dict[str, str]:
 def _sacct(job_ids: list[str]) -> dict[str, str]:
     if not job_ids or not shutil.which("sacct"):
         return {}
-    proc = subprocess.run(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_tool(["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State"], "sacct",
+                    check=False, timeout=60)
     if proc.returncode != 0:
         return {}  # no accounting storage configured
     out = {}

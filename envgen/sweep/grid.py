@@ -33,7 +33,8 @@ def parse_param(text: str) -> Param:
         if hi < lo:
             raise EnvgenError(f"--param {text!r}: the range {lo}..{hi} is empty")
         if hi - lo >= 100_000:
-            raise EnvgenError(f"--param {text!r}: the range has {hi - lo + 1} values; that is not a sweep, that is a mistake")
+            raise EnvgenError(f"--param {text!r}: the range has {hi - lo + 1} values; "
+                              "that is not a sweep, that is a mistake")
         values = tuple(str(v) for v in range(lo, hi + 1))
     else:
         values = tuple(v.strip() for v in spec.split(","))
@@ -48,7 +49,7 @@ def expand(params: list[Param]) -> list[dict[str, str]]:
     names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise EnvgenError(f"--param given twice for {sorted(n for n in set(names) if names.count(n) > 1)[0]!r}")
-    return [dict(zip(names, combo)) for combo in itertools.product(*(p.values for p in params))]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(p.values for p in params))]
 
 
 def point_command(template: list[str], values: dict[str, str], out: str) -> list[str]:

@@ -3,7 +3,9 @@
 * ``abide-pipeline --input-dir D --output-dir O [flags]`` -- the pipeline,
   flag-compatible with the original ``abide-site-adaptation-demo``;
 * ``abide-pipeline synth --out DIR --seed N ...`` -- a synthetic dataset;
-* ``abide-pipeline report OUTPUT_DIR [--top K]`` -- summarise a run.
+* ``abide-pipeline report OUTPUT_DIR [--top K]`` -- summarise a run;
+* ``abide-pipeline summarise OUTPUT_DIR...`` -- write each run's refit scores
+  to ``OUTPUT_DIR/metrics.json`` (what ``envgen sweep collect`` gathers).
 
 The subcommand is the first argument; anything else is the main command.
 Bad input gives one line on stderr and exit status 2.
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-jobs", type=int, default=1, help="parallel jobs of the search")
     p.add_argument("--random-state", type=int, default=None, help="seed of the shared RandomState")
     p.add_argument("--verbose", type=int, default=0, help="verbosity of the search")
+    p.add_argument(
+        "--write-metrics",
+        action="store_true",
+        help="also write metrics.json (the refit candidate's scores, as `summarise` does), for envgen sweep collect",
+    )
     return p
 
 
@@ -116,6 +123,16 @@ def build_report_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_summarise_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="abide-pipeline summarise",
+        description="Write each run's refit-candidate scores (mean_test_<metric>, std_test_<metric>) "
+        "to OUTPUT_DIR/metrics.json, the file envgen sweep collect gathers.",
+    )
+    p.add_argument("output_dir", nargs="+", type=str, help="--output-dir of a finished run")
+    return p
+
+
 def _fail(prog: str, exc: Exception) -> int:
     message = " ".join(str(exc).split())
     print(f"{prog}: error: {message}", file=sys.stderr)
@@ -141,6 +158,16 @@ def main(argv=None) -> int:
             report.main(args)
         except InputError as exc:
             return _fail("abide-pipeline report", exc)
+        return 0
+
+    if argv and argv[0] in ("summarise", "summarize"):
+        from . import summary
+
+        args = build_summarise_parser().parse_args(argv[1:])
+        try:
+            summary.main(args)
+        except InputError as exc:
+            return _fail("abide-pipeline summarise", exc)
         return 0
 
     args = build_parser().parse_args(argv)

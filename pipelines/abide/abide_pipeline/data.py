@@ -162,7 +162,7 @@ def time_series_path(input_dir: str, file_id: str, atlas: str, strategy: str) ->
 def read_1d(path: str, n_rois: int | None = None) -> np.ndarray:
     """Read one ROI time-series file (rows: time points, columns: ROIs)."""
     try:
-        with open(path, "r", encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             first = fh.readline()
             skip = 1 if first.lstrip().startswith("#") else 0
         data = np.loadtxt(path, skiprows=skip, ndmin=2, dtype=np.float64)

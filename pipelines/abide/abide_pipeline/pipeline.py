@@ -66,6 +66,13 @@ def run(args, stdout=None) -> dict:
     t0 = time.perf_counter()
     outputs.write_cv_results(os.path.join(out, "cv_results.csv"), search)
     outputs.write_model(os.path.join(out, "model.joblib"), search)
+    if getattr(args, "write_metrics", False):
+        from .summary import METRICS_FILE, write_metrics
+
+        write_metrics(out)
+        written = (*outputs.OUTPUT_FILES, METRICS_FILE)
+    else:
+        written = outputs.OUTPUT_FILES
     timings["write_results"] = time.perf_counter() - t0
 
     metric = args.scoring[0]
@@ -82,6 +89,7 @@ def run(args, stdout=None) -> dict:
         "n_features": int(features.shape[1]),
         "timings": timings,
         "output_dir": out,
+        "files": list(written),
     }
     print(format_summary(summary), file=stdout, flush=True)
     return summary
@@ -96,6 +104,6 @@ def format_summary(s: dict) -> str:
             f"best {s['metric']} (refit): {s['mean']:.4f} ± {s['std']:.4f}  params: {s['params']}",
             "timings: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()),
-            f"outputs: {os.path.abspath(s['output_dir'])} ({', '.join(outputs.OUTPUT_FILES)})",
+            f"outputs: {os.path.abspath(s['output_dir'])} ({', '.join(s.get('files', outputs.OUTPUT_FILES))})",
         ]
     )

@@ -127,7 +127,9 @@ def select_subjects(n_subjects=None, sites=None, n_excluded=DEFAULT_EXCLUDED) ->
         sites = [s.strip().upper() for s in sites if s.strip()]
         unknown = [s for s in sites if s not in SITE_INFO]
         if unknown or not sites:
-            raise InputError(f"unknown site(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(all_sites)}")
+            raise InputError(
+                f"unknown site(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(all_sites)}"
+            )
         sites = list(dict.fromkeys(sites))
     passing = table[(table.QC_PASS == 1) & table.SITE_ID.isin(sites)].sort_values("SUB_ID")
     pool = {s: passing[passing.SITE_ID == s] for s in sites}
@@ -140,7 +142,7 @@ def select_subjects(n_subjects=None, sites=None, n_excluded=DEFAULT_EXCLUDED) ->
     used = set(table.SUB_ID)
     next_id = int(table.SUB_ID.max()) + 1000
     rows = []
-    for site, k in zip(sites, counts):
+    for site, k in zip(sites, counts, strict=True):
         p = pool[site]
         asd, ctl = p[p.DX_GROUP == 1], p[p.DX_GROUP == 2]
         k_asd = int(round(k * len(asd) / len(p)))

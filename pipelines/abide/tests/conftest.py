@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 
+from abide_helpers import FAST_FLAGS, REAL_ROWS, SMALL_N, SMALL_SITES  # noqa: F401
 from abide_pipeline import synth
 from abide_pipeline.cli import main
-
-from abide_helpers import REAL_ROWS, SMALL_N, SMALL_SITES, FAST_FLAGS  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from abide_pipeline.outputs import OUTPUT_FILES
 from abide_helpers import SMALL_N
+from abide_pipeline.outputs import OUTPUT_FILES
 
 
 def _read(path):
@@ -56,7 +56,8 @@ def test_rerun_is_identical(run_a, run_b):
         if name == "args.yaml":
             a = yaml.safe_load(open(os.path.join(run_a, name)))
             b = yaml.safe_load(open(os.path.join(run_b, name)))
-            assert {k: v for k, v in a.items() if k != "output_dir"} == {k: v for k, v in b.items() if k != "output_dir"}
+            same = {k: v for k, v in a.items() if k != "output_dir"}
+            assert same == {k: v for k, v in b.items() if k != "output_dir"}
         else:
             assert _read(os.path.join(run_a, name)) == _read(os.path.join(run_b, name)), name
     ca = pd.read_csv(os.path.join(run_a, "cv_results.csv"))

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from abide_pipeline import data, synth
 from abide_helpers import REAL_ROWS, SMALL_N, SMALL_SITES
+from abide_pipeline import data, synth
 
 QC_SITE_SIZES = {
     "CALTECH": 15, "CMU": 11, "KKI": 33, "LEUVEN_1": 28, "LEUVEN_2": 28, "MAX_MUN": 46, "NYU": 172,
