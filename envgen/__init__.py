@@ -2,6 +2,4 @@
 
 __version__ = "0.1.0"
 
-# Version of the file formats envgen writes (lock tool table, manifests, bundles).
-# Readers refuse files whose format-version is newer than this.
-FORMAT_VERSION = 1
+# The format version of each kind of file envgen writes lives in envgen.formats.

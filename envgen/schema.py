@@ -133,12 +133,13 @@ def _node(t: mi.Type, segments: list[str | int]) -> mi.Type | None:
 def _description(t: mi.Type, segments: list[str | int]) -> str | None:
     """The description of the key at *segments*: its own, else (for a list item) its list's."""
     found = None
-    cur: mi.Type | None = t
+    cur: mi.Type = t
     for seg in segments:
         base, _ = _unwrap(cur)
-        cur = _step(base, seg)
-        if cur is None:
+        nxt = _step(base, seg)
+        if nxt is None:
             return None
+        cur = nxt
         own = _unwrap(cur)[1]
         found = own if own or isinstance(base, mi.StructType) else found
     return found

@@ -32,7 +32,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -60,8 +60,13 @@ SNAPSHOT_DATE_EXPECTED = "an RFC 3339 UTC time such as 2025-05-08T00:00:00Z"
 
 # Field types: each names what it expects, in the words an error shows after "expected".
 NonEmpty = Annotated[str, Meta(min_length=1, description="a non-empty string")]
-PlatformName = Annotated[Literal[tuple(sorted(PLATFORMS))], Meta(description=f"one of {', '.join(sorted(PLATFORMS))}")]
-DistroName = Annotated[Literal[tuple(sorted(DISTROS))], Meta(description=f"one of {', '.join(sorted(DISTROS))}")]
+if TYPE_CHECKING:  # a Literal built from the tables is beyond a static checker; both decode to str
+    PlatformName = str
+    DistroName = str
+else:
+    PlatformName = Annotated[Literal[tuple(sorted(PLATFORMS))],
+                             Meta(description=f"one of {', '.join(sorted(PLATFORMS))}")]
+    DistroName = Annotated[Literal[tuple(sorted(DISTROS))], Meta(description=f"one of {', '.join(sorted(DISTROS))}")]
 DebName = Annotated[str, Meta(pattern=DEB_NAME_PATTERN, description="a Debian package name")]
 MirrorTemplate = Annotated[str, Meta(pattern=r"^https?://\S+$", description=MIRROR_EXPECTED)]
 SlurmValue = Annotated[Annotated[str, Meta(min_length=1)] | int | None,

@@ -41,7 +41,7 @@ def network_cut() -> bool:
 
 
 class _Checks:
-    def __init__(self):
+    def __init__(self) -> None:
         self.items: list[dict] = []
 
     def add(self, level: str, name: str, ok: bool, detail: str) -> bool:
@@ -53,7 +53,8 @@ class _Checks:
         return bool(mine) and all(c["ok"] for c in mine)
 
 
-def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | None = None, note=lambda m: None) -> dict:
+def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | None = None,
+                  note=lambda m: None) -> dict:
     bundle = Path(bundle)
     if not bundle.is_file():
         raise EnvgenError(f"{bundle}: no such file")
@@ -90,6 +91,8 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
         t = time.perf_counter()
         note("rebuilding the environment offline")
         spec, lock = load_lock_for(res["spec"])
+        if spec is None:
+            raise EnvgenError(f"{bundle}: the bundle's spec member is a lock, not a spec")
         from .builders import get_builder
 
         built = get_builder(builder).build(store, res["id"], note=note)
@@ -167,7 +170,8 @@ def _replay(store, runtime, env, run, damaged, checks, work, note) -> dict:
     failing = [f for f in comparison["files"] if f["status"] in ("differing", "missing")]
     for p in sorted(damaged_out):
         checks.add("reproduced", f"{label}: {p}", False,
-                   f"the recorded output {p} is damaged in the bundle (its bytes no longer hash to {run['outputs'][p]['sha256'][:16]}…)")
+                   f"the recorded output {p} is damaged in the bundle "
+                   f"(its bytes no longer hash to {run['outputs'][p]['sha256'][:16]}…)")
     for f in failing:
         cols = f.get("csv", {}).get("columns")
         checks.add("reproduced", f"{label}: {f['path']}", False,
@@ -208,7 +212,8 @@ def to_html(result: dict) -> str:
 margin-right:.5em;color:#fff}}.badge.ok{{background:#28a745}}.badge.bad{{background:#999}}</style></head>
 <body><h1>Artifact evaluation: {html.escape(result.get('name') or '')}</h1>
 <p>{badges}</p>
-<p>Bundle <code>{html.escape(Path(result['bundle']).name)}</code>, snapshot <code>{html.escape(result.get('snapshot_id') or '?')}</code>,
+<p>Bundle <code>{html.escape(Path(result['bundle']).name)}</code>,
+snapshot <code>{html.escape(result.get('snapshot_id') or '?')}</code>,
 tree digest <code>{html.escape(result.get('tree_digest') or '?')}</code>; network during verification:
 {'cut' if result['network_cut'] else 'present'}.</p>
 <table>{rows}</table>

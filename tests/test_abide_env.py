@@ -28,7 +28,8 @@ def offline(*args: str) -> subprocess.CompletedProcess:
 
 def test_snapshot_twice_fetches_nothing_the_second_time(abide):
     assert abide.first["fetched"] > 60 and abide.first["fetched_bytes"] > 100e6
-    again = json.loads(run_envgen("snapshot", str(abide.spec), "--store", str(abide.store), "--json", check=True).stdout)
+    again = json.loads(run_envgen("snapshot", str(abide.spec), "--store", str(abide.store), "--json",
+                                  check=True).stdout)
     assert again["fetched"] == 0 and again["id"] == abide.first["id"]
 
 
@@ -47,13 +48,15 @@ def test_bundle_restores_offline_to_the_same_snapshot_and_env(abide, tmp_path):
     proc = offline("build", str(into / "specs" / "abide.toml"), "--store", str(fresh), "--json")
     assert proc.returncode == 0, proc.stderr
     restored_build = json.loads(proc.stdout)
-    original = json.loads(run_envgen("build", str(abide.spec), "--store", str(abide.store), "--json", check=True).stdout)
+    original = json.loads(run_envgen("build", str(abide.spec), "--store", str(abide.store), "--json",
+                                     check=True).stdout)
     assert restored_build["tree_digest"] == original["tree_digest"]
 
 
 def test_pipeline_runs_in_the_env_and_reruns_identically(abide, tmp_path):
     proc = run_envgen("run", str(abide.spec), "--store", str(abide.store), "--",
-                      "python", "-c", "import sklearn, nilearn, sys; print(sklearn.__version__, nilearn.__version__, sys.prefix)")
+                      "python", "-c",
+                      "import sklearn, nilearn, sys; print(sklearn.__version__, nilearn.__version__, sys.prefix)")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1.6.1 0.11.1 /opt/env"
     data, out = tmp_path / "data", tmp_path / "out"

@@ -93,7 +93,8 @@ def test_best_wheel_prefers_most_specific_compatible_tag():
     ]
     assert best_wheel(files, tags) == "lxml-5.4.0-cp311-cp311-manylinux_2_28_x86_64.whl"
     # a binary wheel beats the pure one; a too-new glibc is not compatible at all
-    assert best_wheel(["x-1-py3-none-any.whl", "x-1-cp311-cp311-manylinux_2_17_x86_64.whl"], tags).startswith("x-1-cp311")
+    assert best_wheel(["x-1-py3-none-any.whl", "x-1-cp311-cp311-manylinux_2_17_x86_64.whl"],
+                      tags).startswith("x-1-cp311")
     assert best_wheel(["x-1-cp311-cp311-manylinux_2_39_x86_64.whl"], tags) is None
     assert best_wheel(["x-1-cp311-cp311-macosx_11_0_arm64.whl"], tags) is None
 

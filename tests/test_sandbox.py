@@ -71,6 +71,7 @@ def test_bind_parsing(tmp_path):
     b = Bind.parse(f"{tmp_path}:/data:ro")
     assert b.src == Path(tmp_path).resolve() and b.dst == "/data" and not b.writable
     assert Bind.parse(f"{tmp_path}:/out/").dst == "/out" and Bind.parse(f"{tmp_path}:/out").writable
-    for bad, why in ((f"{tmp_path}:data", "absolute"), (f"{tmp_path}/nope:/d", "does not exist"), ("a:b:c:d", "expected")):
+    cases = ((f"{tmp_path}:data", "absolute"), (f"{tmp_path}/nope:/d", "does not exist"), ("a:b:c:d", "expected"))
+    for bad, why in cases:
         with pytest.raises(EnvgenError, match=why):
             Bind.parse(bad)

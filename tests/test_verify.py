@@ -42,8 +42,9 @@ def recorded_bundle(tiny, tmp_path_factory):
     (d / "data").mkdir()
     (d / "data" / "params.txt").write_text("seed=2\n")
     (d / "out").mkdir()
-    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json", "--bind", f"{d / 'data'}:/data:ro",
-                      "--bind", f"{d / 'out'}:/out", "--label", "paper-fig1", "--", "hello", "--out", "/out", "--seed", "2")
+    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json",
+                      "--bind", f"{d / 'data'}:/data:ro", "--bind", f"{d / 'out'}:/out", "--label", "paper-fig1",
+                      "--", "hello", "--out", "/out", "--seed", "2")
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run"]
     bundle = d / "tiny.tar.zst"

@@ -36,6 +36,9 @@ MAGIC = [(b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00",
 READ_ERRORS = (tarfile.TarError, EOFError, zstandard.ZstdError, lzma.LZMAError, gzip.BadGzipFile)
 NOT_A_BUNDLE_HINT = "make one with `envgen archive SPEC -o FILE`"
 
+# a (de)compressing stream over a bundle file: zstandard's are typed as BinaryIO, the stdlib's are not
+Stream = BinaryIO | gzip.GzipFile | lzma.LZMAFile
+
 
 def check_compression(compression: str) -> None:
     if compression not in COMPRESSIONS:
@@ -53,7 +56,7 @@ class Compressed:
         check_compression(compression)
         level = DEFAULT_LEVELS[compression] if level is None else level
         self.fh = fh
-        self.stream = None
+        self.stream: Stream | None = None
         if compression == "zstd":
             # threads=0: single-threaded, so the bytes never depend on the core count
             cctx = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True)
@@ -79,7 +82,7 @@ def detect_compression(head: bytes) -> str:
     return "none"
 
 
-def open_decompressed(fh: BinaryIO) -> BinaryIO:
+def open_decompressed(fh: BinaryIO) -> Stream:
     """A reader of *fh*'s decompressed bytes (*fh* itself when it is not compressed)."""
     head = fh.read(8)
     fh.seek(0)

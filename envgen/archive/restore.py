@@ -56,7 +56,8 @@ def restore_bundle(store: Store, bundle: str | os.PathLike, into: str | os.PathL
         raise EnvgenError(f"{bundle}: no such file")
     into_p = Path(into) if into is not None else None
     if into_p is not None and into_p.exists() and (not into_p.is_dir() or any(into_p.iterdir())):
-        raise EnvgenError(f"{into_p}: exists and is not an empty directory", hint="give --into a new or empty directory")
+        raise EnvgenError(f"{into_p}: exists and is not an empty directory",
+                          hint="give --into a new or empty directory")
     with store.session():
         stage = store.staging_dir("restore-")
         try:
@@ -127,9 +128,10 @@ def _read_manifest(bundle: Path, tf: tarfile.TarFile) -> dict:
     first = tf.next()
     if first is None or first.name != MANIFEST:
         raise NotABundle(f"{bundle}: not an envgen bundle (no {MANIFEST} first)", hint=NOT_A_BUNDLE_HINT)
-    if not first.isreg() or first.size > MAX_MANIFEST:
+    body = tf.extractfile(first) if first.isreg() else None
+    if body is None or first.size > MAX_MANIFEST:
         raise _refuse(bundle, f"{MANIFEST} is not a regular file of sane size")
-    return _check_manifest(bundle, tf.extractfile(first).read())
+    return _check_manifest(bundle, body.read())
 
 
 def _kind_of(ti: tarfile.TarInfo) -> str:
@@ -232,7 +234,10 @@ def _check_staged(bundle: Path, staged: _Staged) -> _Checked:
     if missing:
         raise _refuse(bundle, f"members listed in the manifest are absent: {', '.join(missing[:5])}")
     sid = staged.manifest["snapshot-id"]
-    snap_bytes = files[SNAPSHOT].read_bytes()
+    snap_path = files[SNAPSHOT]
+    if snap_path is None:  # dropped as damaged: only a manifest that calls it evidence allows that
+        raise _refuse(bundle, f"{SNAPSHOT} is damaged")
+    snap_bytes = snap_path.read_bytes()
     if hashlib.sha256(snap_bytes).hexdigest() != sid:
         raise _refuse(bundle, f"{SNAPSHOT} does not hash to the snapshot id {sid}")
     snap = parse_manifest(snap_bytes, f"{bundle}:{SNAPSHOT}")
@@ -268,6 +273,8 @@ def _lay_out_tree(bundle: Path, staged: _Staged, snap: dict, tree: Path) -> Path
         if not isinstance(rel, str) or (srcpack.check_member(rel) and not (o["role"] == "local-source" and rel == ".")):
             raise _refuse(bundle, f"{o['role']} {o.get('name')!r} has an unsafe path {rel!r}")
         src = staged.files[f"objects/sha256/{o['sha256']}"]
+        if src is None:  # dropped as damaged: only a manifest that calls it evidence allows that
+            raise _refuse(bundle, f"{o['role']} {o.get('name')!r} is damaged")
         target = tree / rel
         if o["role"] == "local-source":
             try:

@@ -14,7 +14,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 from .. import __version__, formats
 from ..clock import SnapshotDate
@@ -36,6 +36,13 @@ from .members import (
     check_compression,
     is_bundle,
 )
+
+
+class _Member(TypedDict):
+    path: str
+    role: str
+    sha256: str
+    size: int
 
 
 def _envgen_source(mtime: int) -> bytes:
@@ -177,6 +184,9 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
     doc = load_root(store, sid)
     mtime = SnapshotDate.parse(doc["snapshot-date"]).epoch
     snap_bytes = store.read_root(sid)
+    if snap_bytes is None:  # load_root has just read it; only a concurrent removal gets here
+        raise EnvgenError(f"snapshot {sid} is not in the store {store.root}",
+                          hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE`")
     roles = _roles(store, sid, doc, runs or [])
     small: dict[str, tuple[str, bytes]] = {
         SNAPSHOT: ("snapshot", snap_bytes),
@@ -188,7 +198,7 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         small[ENV] = ("env", _json_bytes(env))
     if runs:
         small[RUNS] = ("runs", _json_bytes(sorted(runs, key=lambda r: r["id"])))
-    members = []
+    members: list[_Member] = []
     for path, (role, data) in small.items():
         members.append({"path": path, "role": role, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
     for sha, role in roles.items():
@@ -206,7 +216,9 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
 
     with atomic_output(out) as fh:
         comp = Compressed(fh, compression, level)
-        with tarfile.open(fileobj=comp, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tf:
+        # "w|" only calls write(); typeshed asks every mode for a readable, seekable file object
+        with tarfile.open(fileobj=comp, mode="w|",  # type: ignore[call-overload]
+                          format=tarfile.PAX_FORMAT, encoding="utf-8") as tf:
             tf.addfile(entry(MANIFEST, size=len(mbytes), mtime=mtime), io.BytesIO(mbytes))
             for m in members:
                 if m["path"] in small:

@@ -132,9 +132,13 @@ def extract_deb(fh: BinaryIO, root: Path, label: str) -> list[str]:
                 os.symlink(m.linkname, target)
             elif m.islnk():
                 src_rel = _safe_rel(m.linkname, label)
+                if src_rel is None:
+                    raise EnvgenError(f"{label}: member {m.name!r} is a hard link to the root")
                 os.link(root / src_rel, target)
             elif m.isfile():
                 src = data_tar.extractfile(m)
+                if src is None:
+                    raise EnvgenError(f"{label}: member {m.name!r} has no content")
                 with open(target, "wb") as out:
                     while chunk := src.read(1 << 20):
                         out.write(chunk)

@@ -179,7 +179,8 @@ class _Build:
         return Sandbox(
             root=self.root, writable_root=True, network=not self.isolated,
             binds=[Bind(wheels, "/.build/wheels"), Bind(src, "/.build/src"),
-                   Bind(self.stage / "requirements.txt", "/.build/requirements.txt"), Bind(Path(uv_bin()), "/.build/uv")],
+                   Bind(self.stage / "requirements.txt", "/.build/requirements.txt"),
+                   Bind(Path(uv_bin()), "/.build/uv")],
             env={"SOURCE_DATE_EPOCH": str(self.inputs.epoch), "UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_CONFIG": "1",
                  "PYTHONHASHSEED": "0", "UV_LINK_MODE": "copy",
                  # no interpreter started during the build may leave timestamp pycs behind
@@ -316,7 +317,8 @@ def _scrub_install_metadata(site: Path) -> None:
 
 def _check(proc, what: str) -> None:
     if proc.returncode != 0:
-        raise BuildError(f"build failed while {what}: {tail(proc.stderr, 4) if proc.stderr else f'exit status {proc.returncode}'}")
+        why = tail(proc.stderr, 4) if proc.stderr else f"exit status {proc.returncode}"
+        raise BuildError(f"build failed while {what}: {why}")
 
 
 def remove_build(store: Store, key: str) -> None:

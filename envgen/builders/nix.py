@@ -130,7 +130,8 @@ def require_nix() -> None:
         if shutil.which(tool) is None:
             raise EnvgenError(
                 f"Nix is not installed (no `{tool}` on PATH); the nix builder needs it",
-                hint="apt-get install nix-bin (Debian/Ubuntu); the embedded builder (`envgen build SPEC`) works without Nix")
+                hint="apt-get install nix-bin (Debian/Ubuntu); "
+                     "the embedded builder (`envgen build SPEC`) works without Nix")
 
 
 def _nix(args: list[str], what: str) -> subprocess.CompletedProcess:
@@ -187,8 +188,9 @@ def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
     data = store.read_verified(deb.sha256, Path(deb.filename).name)
     with debs.open_data(io.BytesIO(data), deb.name) as tf:
         for m in tf.getmembers():
-            if m.isfile() and debs.member_path(m.name) == "bin/busybox":
-                return tf.extractfile(m).read()
+            content = tf.extractfile(m) if m.isfile() and debs.member_path(m.name) == "bin/busybox" else None
+            if content is not None:
+                return content.read()
     raise BuildError(f"{deb.filename}: no bin/busybox inside")
 
 

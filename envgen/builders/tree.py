@@ -38,7 +38,7 @@ def listing(root: Path, jobs: int = 4) -> list[str]:
     entries = walk(Path(root))
     files = [os.path.join(root, p) for p, st in entries if stat.S_ISREG(st.st_mode)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        shas = dict(zip(files, pool.map(file_sha256, files)))
+        shas = dict(zip(files, pool.map(file_sha256, files), strict=True))
     lines = []
     for rel, st in entries:
         mode = 0o755 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111 else 0o644
@@ -71,7 +71,7 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
 
 
 def make_readonly(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)

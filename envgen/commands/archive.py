@@ -104,7 +104,8 @@ def run_archive(args, ui) -> int:
     res["runs"] = [r["id"] for r in runs or []]
 
     def human(out):
-        ui.info(f"{res['members']} members, {res['content_bytes'] / 1e6:.1f} MB -> {res['bytes'] / 1e6:.1f} MB ({comp})")
+        ui.info(f"{res['members']} members, {res['content_bytes'] / 1e6:.1f} MB"
+                f" -> {res['bytes'] / 1e6:.1f} MB ({comp})")
         out.print(f"{res['bundle']}  snapshot {sid}")
 
     ui.emit(res, human)

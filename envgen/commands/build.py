@@ -47,7 +47,8 @@ def run(args, ui) -> int:
     with ui.status(f"building {lock.name}") as update:
         res = build_spec(store, lock, spec.path if spec else None, args.builder, force=args.force, note=update)
     if not res.network_isolated:
-        ui.warn("no network namespace was available: the build ran with the network visible (it used only store objects)")
+        ui.warn("no network namespace was available: the build ran with the network visible "
+                "(it used only store objects)")
     data = res.as_dict()
 
     def human(out):

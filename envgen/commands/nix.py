@@ -50,7 +50,9 @@ def run(args, ui) -> int:
 
     store = open_store(args.store)
     spec, lock = load_lock_for(words[0], ui)
-    flake_dir = Path(args.flake_dir) if args.flake_dir else nix.flake_dir_for(spec.path if spec else lock.path)
+    where = spec.path if spec else lock.path
+    assert where is not None  # a loaded lock has its path
+    flake_dir = Path(args.flake_dir) if args.flake_dir else nix.flake_dir_for(where)
     if action == "seed":
         nix.require_nix()
     inputs = BuildInputs.load(store, snapshot_offline(store, lock, spec.path if spec else None))

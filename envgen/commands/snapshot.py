@@ -31,7 +31,8 @@ def register(sub, parents, fmt):
             run leaves no partial object, and the next one fetches only what is missing.
             """
         ),
-        epilog="example:\n  envgen snapshot specs/abide.toml\n  envgen snapshot specs/abide.toml --store /tmp/store --json",
+        epilog="example:\n  envgen snapshot specs/abide.toml\n"
+               "  envgen snapshot specs/abide.toml --store /tmp/store --json",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
     p.add_argument("-j", "--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 from ..errors import EnvgenError
 from ..snapshot import load_root, parse_manifest
@@ -30,7 +31,8 @@ def register(sub, parents, fmt):
     ss = p.add_subparsers(dest="store_command", metavar="ACTION")
     v = ss.add_parser("verify", parents=parents, formatter_class=fmt, help="rehash objects")
     v.add_argument("id", nargs="?", metavar="SNAPSHOT_ID", help="check only this snapshot's objects")
-    v.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="hashing threads (default: CPUs, at most 8)")
+    v.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="hashing threads (default: CPUs, at most 8)")
     v.add_argument("--repair", action="store_true", help="delete corrupt objects")
     v.set_defaults(func=run_verify)
     r = ss.add_parser("roots", parents=parents, formatter_class=fmt, help="list snapshot roots")
@@ -61,7 +63,8 @@ def run_verify(args, ui) -> int:
     else:
         rep = store.verify(shas, jobs=args.jobs, repair=args.repair)
     result = {"store": str(store.root), "snapshot": args.id, "checked": rep.checked, "bytes": rep.bytes,
-              "corrupt": rep.corrupt, "missing": rep.missing, "ok": rep.ok, "repaired": bool(args.repair and rep.corrupt)}
+              "corrupt": rep.corrupt, "missing": rep.missing, "ok": rep.ok,
+              "repaired": bool(args.repair and rep.corrupt)}
 
     def human(out):
         for s in rep.corrupt:
@@ -77,7 +80,7 @@ def run_verify(args, ui) -> int:
 
 def run_roots(args, ui) -> int:
     store = open_store(args.store)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in store.list_roots():
         data = store.read_root(name) or b""
         try:
@@ -85,15 +88,17 @@ def run_roots(args, ui) -> int:
         except EnvgenError:
             rows.append({"id": name, "kind": "unknown"})
             continue
-        rows.append({"id": name, "kind": doc["kind"], "name": doc.get("name"), "snapshot_date": doc.get("snapshot-date"),
-                     "objects": len(doc["objects"]), "bytes": sum(int(o.get("size", 0)) for o in doc["objects"])})
+        rows.append({"id": name, "kind": doc["kind"], "name": doc.get("name"),
+                     "snapshot_date": doc.get("snapshot-date"), "objects": len(doc["objects"]),
+                     "bytes": sum(int(o.get("size", 0)) for o in doc["objects"])})
 
     def human(out):
         for r in rows:
             if r["kind"] == "unknown":
                 out.print(f"{r['id']}  (not a snapshot)")
             else:
-                out.print(f"{r['id']}  {r['name']}  {r['snapshot_date']}  {r['objects']} objects, {r['bytes'] / 1e6:.1f} MB")
+                out.print(f"{r['id']}  {r['name']}  {r['snapshot_date']}  {r['objects']} objects,"
+                          f" {r['bytes'] / 1e6:.1f} MB")
 
     ui.emit({"store": str(store.root), "roots": rows}, human)
     return 0

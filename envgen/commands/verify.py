@@ -63,7 +63,8 @@ def run(args, ui) -> int:
             for c in mine:
                 out.print(f"    {'ok ' if c['ok'] else 'NO '} {c['check']}: {c['detail']}")
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in result["stages_s"].items())
-        out.print(f"verdict: {(level or 'none').title()} (claimed: {claim.title()}: {'holds' if holds else 'does NOT hold'})"
+        verdict = f"claimed: {claim.title()}: {'holds' if holds else 'does NOT hold'}"
+        out.print(f"verdict: {(level or 'none').title()} ({verdict})"
                   f"; network {'cut' if result['network_cut'] else 'NOT cut'}; {stages}")
 
     ui.emit(result, human)

@@ -20,7 +20,7 @@ from pathlib import Path
 from .. import proc
 from ..clock import SnapshotDate, format_utc
 from ..errors import EnvgenError
-from ..layout import DEFAULT_PATH, IMAGE_USER
+from ..layout import DEFAULT_PATH
 
 MARKER = ".envgen-export"  # written inside an OCI layout dir we made; lets --force-less overwrite
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fsutil import atomic_dir, canonical_json
-from . import IMAGE_USER, MARKER, ImageMeta
+from ..layout import IMAGE_USER
+from . import MARKER, ImageMeta
 from .layers import GZIP, Extra, LayerBlob, plan_layers, write_layer_blob
 
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -58,7 +59,7 @@ def write_layers(meta: ImageMeta, blob_dir: Path, compression: str = GZIP, level
     # the biggest layers first, so two workers finish together
     order = sorted(enumerate(layers), key=lambda il: -len(il[1].paths))
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        done = dict(zip([i for i, _ in order], pool.map(one, order)))
+        done = dict(zip([i for i, _ in order], pool.map(one, order), strict=True))
     return [done[i] for i in range(len(layers))]
 
 

@@ -100,11 +100,13 @@ class Apt:
 
     def _prepare(self) -> None:
         s = self.state
-        for d in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d", "etc/sources.list.d"):
+        for d in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/preferences.d",
+                  "etc/sources.list.d"):
             (s / d).mkdir(parents=True, exist_ok=True)
         (s / "status").touch()
         lines = [
-            f"deb [arch={self.arch} signed-by={self.distro.keyring}] {uri} {suite.suite} {' '.join(self.distro.components)}"
+            f"deb [arch={self.arch} signed-by={self.distro.keyring}] {uri} {suite.suite}"
+            f" {' '.join(self.distro.components)}"
             for suite, uri in self.sources
         ]
         (s / "etc" / "sources.list").write_text("\n".join(lines) + "\n")
@@ -163,7 +165,7 @@ class Apt:
                 raise EnvgenError(f"apt could not fetch the {self.distro.name} indices: {line}")
 
     def releases(self) -> list[ReleaseInfo]:
-        infos = []
+        infos: list[ReleaseInfo] = []
         lists = self.state / "lists"
         for suite, uri in self.sources:
             prefix = _uri_to_listname(uri) + f"_dists_{suite.suite}_"
@@ -174,7 +176,11 @@ class Apt:
             from debian.deb822 import Release  # python-debian is imported only when apt had to run
 
             rel = Release(raw.decode("utf-8", "replace"))
-            date = dt.datetime(*email.utils.parsedate_tz(rel["Date"])[:6], tzinfo=dt.UTC)
+            parsed = email.utils.parsedate_tz(rel["Date"])
+            if parsed is None:
+                raise EnvgenError(f"{path}: unreadable Date {rel['Date']!r}")
+            year, month, day, hour, minute, second = parsed[:6]
+            date = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
             infos.append(ReleaseInfo(suite.archive, suite.suite, uri, date, hashlib.sha256(raw).hexdigest()))
         return infos
 
@@ -276,7 +282,7 @@ def _inrelease_unchanged(apt: Apt) -> bool:
         return False
     with ThreadPoolExecutor(max_workers=len(urls)) as pool:
         remote = list(pool.map(_fetch, urls))
-    return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths))
+    return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths, strict=True))
 
 
 def _cache_key(apt: Apt, roots: list[str], build_roots: list[str]) -> str:
@@ -328,7 +334,8 @@ def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mir
         return res
 
 
-def _resolve_with_apt(apt: Apt, distro: Distro, arch: str, roots: list[str], build_roots: list[str]) -> DebianResolution:
+def _resolve_with_apt(apt: Apt, distro: Distro, arch: str, roots: list[str],
+                      build_roots: list[str]) -> DebianResolution:
     releases = apt.releases()
     pins = apt.closure(roots + build_roots)
     if not pins:
@@ -341,7 +348,7 @@ def _resolve_with_apt(apt: Apt, distro: Distro, arch: str, roots: list[str], bui
         raise EnvgenError(f"apt returned no record for {', '.join(sorted(missing))}")
     edges = _edges(records, names)
     runtime = _reachable(roots, edges)
-    newest = {}
+    newest: dict[str, dt.datetime] = {}
     for r in releases:
         newest[r.archive] = max(newest.get(r.archive, r.date), r.date)
     archive_uris = {r.archive: r.uri for r in releases}

@@ -17,7 +17,7 @@ from .pylock import Lock
 
 
 def build_graph(lock: Lock) -> nx.DiGraph:
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     root = f"env:{lock.name}"
     g.add_node(root, kind="env", name=lock.name, version=None)
     for p in lock.packages:

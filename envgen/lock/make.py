@@ -79,11 +79,14 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
         wheels = [w for w in wheels if w.filename == chosen]
         if not wheels:
             if sdist is None:
-                raise EnvgenError(f"{name} {p.get('version')} has no wheel for {platform} CPython {spec.python} and no sdist")
-            warnings.append(f"{name} {p.get('version')} has no wheel for {platform}; it would have to be built from its sdist")
+                raise EnvgenError(f"{name} {p.get('version')} has no wheel for {platform} CPython {spec.python}"
+                                  " and no sdist")
+            warnings.append(f"{name} {p.get('version')} has no wheel for {platform};"
+                            " it would have to be built from its sdist")
         for a in wheels + ([sdist] if sdist else []):
             if a.upload_time is None:
-                raise EnvgenError(f"{a.filename}: the index gave no upload time, so the snapshot date cannot be enforced")
+                raise EnvgenError(f"{a.filename}: the index gave no upload time,"
+                                  " so the snapshot date cannot be enforced")
             if a.upload_time > spec.snapshot_date:
                 raise EnvgenError(f"{a.filename} was uploaded {format_utc(a.upload_time)}, after the snapshot date")
         out.append(pylock.PyPackage(

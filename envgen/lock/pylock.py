@@ -236,19 +236,19 @@ def dumps(lock: Lock) -> str:
         rels.append(t)
     deb["releases"] = rels
     pkgs = tomlkit.aot()
-    for p in sorted(d.packages, key=lambda p: p.name):
+    for dp in sorted(d.packages, key=lambda dp: dp.name):
         t = tomlkit.table()
-        t["name"] = p.name
-        t["version"] = p.version
-        t["architecture"] = p.architecture
-        t["role"] = p.role
-        t["filename"] = p.filename
-        t["size"] = p.size
-        t["sha256"] = p.sha256
-        t["archive"] = p.archive
-        t["url"] = p.url
-        t["snapshot-url"] = p.snapshot_url
-        t["depends"] = _array(sorted(p.depends), multiline=False)
+        t["name"] = dp.name
+        t["version"] = dp.version
+        t["architecture"] = dp.architecture
+        t["role"] = dp.role
+        t["filename"] = dp.filename
+        t["size"] = dp.size
+        t["sha256"] = dp.sha256
+        t["archive"] = dp.archive
+        t["url"] = dp.url
+        t["snapshot-url"] = dp.snapshot_url
+        t["depends"] = _array(sorted(dp.depends), multiline=False)
         pkgs.append(t)
     deb["packages"] = pkgs
     env["debian"] = deb
@@ -277,7 +277,8 @@ class _Reader:
             raise self.bad(where, "an artifact needs url and hashes.sha256") from None
         name = d.get("name") or url.rsplit("/", 1)[-1]
         up = d.get("upload-time")
-        return Artifact(kind, name, url, sha, d.get("size"), self.time(up, f"{where}.upload-time") if up is not None else None)
+        return Artifact(kind, name, url, sha, d.get("size"),
+                        self.time(up, f"{where}.upload-time") if up is not None else None)
 
     def time(self, value: Any, where: str) -> dt.datetime:
         t = parse_utc(value)
@@ -318,7 +319,8 @@ def loads(text: str, path: Path) -> Lock:
                           hint="re-create it with `envgen lock SPEC`")
     env = data.get("tool", {}).get("envgen")
     if not isinstance(env, dict):
-        raise FormatError(f"{path}: not an envgen lock (no [tool.envgen] table)", hint="make one with `envgen lock SPEC`")
+        raise FormatError(f"{path}: not an envgen lock (no [tool.envgen] table)",
+                          hint="make one with `envgen lock SPEC`")
     fv = formats.check("envgen-lock", env.get("format-version"), str(path))
     try:
         deb = env["debian"]
@@ -349,7 +351,8 @@ def loads(text: str, path: Path) -> Lock:
             index=env.get("index", ""),
             roots=[canonicalize_name(x) for x in env.get("roots", [])],
             packages=[r.package(p, f"packages[{i}]") for i, p in enumerate(data.get("packages", []))],
-            build_tools=[r.package(p, f"tool.envgen.build-tools[{i}]") for i, p in enumerate(env.get("build-tools", []))],
+            build_tools=[r.package(p, f"tool.envgen.build-tools[{i}]")
+                         for i, p in enumerate(env.get("build-tools", []))],
             debian=debian,
             environments=list(data.get("environments", [])),
             requires_python=data.get("requires-python", ""),

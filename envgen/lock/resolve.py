@@ -66,22 +66,24 @@ def _clean_uv_error(text: str) -> str:
 class UvJob:
     cmd: list[str]
     stdin: str
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[str] | None = None
 
     def start(self, cwd: Path) -> UvJob:
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             self.cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, env=_uv_env(),
         )
-        self.proc.stdin.write(self.stdin)
-        self.proc.stdin.close()
+        assert proc.stdin is not None  # stdin=PIPE
+        proc.stdin.write(self.stdin)
+        proc.stdin.close()
         return self
 
     def wait(self, what: str) -> str:
-        assert self.proc is not None
-        out = self.proc.stdout.read()
-        err = self.proc.stderr.read()
-        if self.proc.wait() != 0:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None  # started, with pipes
+        out = proc.stdout.read()
+        err = proc.stderr.read()
+        if proc.wait() != 0:
             raise EnvgenError(f"uv could not resolve {what}: {_clean_uv_error(err)}")
         return out
 
@@ -140,7 +142,8 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
     common = _common_args(spec, platform)
     if cache_dir:
         common += ["--cache-dir", cache_dir]
-    runtime_in = "\n".join(spec.requirements + [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]) + "\n"
+    local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
+    runtime_in = "\n".join(spec.requirements + local) + "\n"
     build_in = "\n".join(build_requirements(spec)) + "\n"
     with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
         t = Path(tmp)
@@ -149,8 +152,10 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
         rt_out = t / "rt" / "pylock.toml"
         bt_out = t / "bt" / "pylock.toml"
         jobs = [
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common, runtime_in).start(spec.dir),
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common, build_in).start(spec.dir),
+            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common,
+                  runtime_in).start(spec.dir),
+            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common,
+                  build_in).start(spec.dir),
         ]
         jobs[0].wait(f"the requirements of {spec.path}")
         annotated = UvJob([uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"]

@@ -20,9 +20,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import formats
 from ..errors import EnvgenError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = formats.current("envgen-records")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -127,9 +128,8 @@ class Records:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema-version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema-version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row["value"]) > SCHEMA_VERSION:
-                raise EnvgenError(f"{self.path}: records schema {row['value']} needs a newer envgen "
-                                  f"(this one reads up to {SCHEMA_VERSION})", hint="upgrade envgen")
+            else:
+                formats.check("envgen-records", int(row["value"]), str(self.path))
 
     def close(self) -> None:
         self.db.close()

@@ -75,7 +75,8 @@ def _env_of(store: Store, rec, ui) -> tuple[Runtime, Env]:
         runtime, env, _ = prepare(store, rec.spec, rec.runtime or "bwrap", ui)
         if env.tree_digest != rec.tree_digest:
             raise EnvgenError(f"the env of {rec.spec} now has tree digest {env.tree_digest[:16]}…, "
-                              f"not the recorded {rec.tree_digest[:16]}…", hint="the spec or lock changed since the run")
+                              f"not the recorded {rec.tree_digest[:16]}…",
+                              hint="the spec or lock changed since the run")
         return runtime, env
     raise EnvgenError(f"the env of run {rec.id} (build {rec.build_key}) is not in this store",
                       hint="rebuild it with `envgen build SPEC`")

@@ -33,7 +33,7 @@ def podman(*args: str, check: bool = True):
 
 
 def image_digest_label(ref: str) -> str | None:
-    p = podman("image", "inspect", "--format", '{{index .Labels "%s"}}' % LABEL, ref, check=False)
+    p = podman("image", "inspect", "--format", f'{{{{index .Labels "{LABEL}"}}}}', ref, check=False)
     return (p.stdout.strip() or None) if p.returncode == 0 else None
 
 

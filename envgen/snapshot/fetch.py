@@ -111,16 +111,16 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
 
     local_dirs: list[tuple[str, Path]] = []
     for p in lock.packages:
-        if p.is_local:
+        if p.directory is not None:  # p.is_local
             local_dirs.append((p.name, Path(os.path.normpath(lock_dir / p.directory))))
             continue
         add_pkg(p, "wheel", "sdist")
     for p in lock.build_tools:
         add_pkg(p, "build-wheel", "build-sdist")
-    for d in lock.debian.packages:
-        role = "build-deb" if d.role == "build" else "deb"
-        urls = [d.url] + ([d.snapshot_url] if d.snapshot_url and d.snapshot_url != d.url else [])
-        fetches.append(Fetch(role, Path(d.filename).name, d.sha256, d.size, urls))
+    for dp in lock.debian.packages:
+        role = "build-deb" if dp.role == "build" else "deb"
+        urls = [dp.url] + ([dp.snapshot_url] if dp.snapshot_url and dp.snapshot_url != dp.url else [])
+        fetches.append(Fetch(role, Path(dp.filename).name, dp.sha256, dp.size, urls))
     for f in fetches:
         if not is_sha256(f.sha256):
             raise EnvgenError(f"{lock.path}: {f.name}: not a sha256 digest: {f.sha256!r}")
@@ -280,7 +280,8 @@ def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, 
         objects = _add_local_items(store, plan, res)  # cheap, and they fail early on a broken tree
         missing = _missing(store, plan)
         if missing and offline:
-            names = ", ".join(f.name for f in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            names = (", ".join(f.name for f in missing[:3])
+                     + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))
             raise StoreError(f"{len(missing)} store objects missing: {names}", hint="run `envgen snapshot SPEC` first")
         sizes, fetched = _fetch_all(store, missing, jobs, progress_factory, retries, timeout, note,
                                     len({f.sha256 for f in plan.fetches}))

@@ -89,12 +89,12 @@ def _walk_files(root: Path) -> list[str]:
         if gi.is_file():
             lines = gi.read_text(errors="surrogateescape").splitlines()
             specs = specs + [(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines))]
-        for entry in sorted(os.scandir(d), key=lambda e: e.name):
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name in ALWAYS_SKIP_DIRS or ignored(rel, True, specs):
+        for de in sorted(os.scandir(d), key=lambda e: e.name):
+            rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+            if de.is_dir(follow_symlinks=False):
+                if de.name in ALWAYS_SKIP_DIRS or ignored(rel, True, specs):
                     continue
-                walk(Path(entry.path), rel, specs)
+                walk(Path(de.path), rel, specs)
             else:
                 if ignored(rel, False, specs):
                     continue
@@ -109,12 +109,13 @@ def list_files(root: str | os.PathLike, use_git: bool | None = None) -> list[str
     root = Path(root)
     if not root.is_dir():
         raise EnvgenError(f"{root}: local project directory not found")
+    files: list[str] | None = None
     if use_git is None:
         files = _git_files(root, probe=True)  # one git call answers both questions
-        if files is None:
-            files = _walk_files(root)
-    else:
-        files = _git_files(root) if use_git else _walk_files(root)
+    elif use_git:
+        files = _git_files(root)  # never None without probe: it raises instead
+    if files is None:
+        files = _walk_files(root)
     return sorted({f for f in files if not _skipped(f)})
 
 
@@ -212,6 +213,7 @@ def unpack(tar_path: str | os.PathLike, dest: str | os.PathLike, what: str) -> i
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             src = tf.extractfile(m)
+            assert src is not None  # safe_members lets through only regular files and directories
             with open(target, "wb") as fh:
                 while True:
                     buf = src.read(1 << 20)

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
 from .. import formats
 from ..errors import EnvgenError, FormatError, HashMismatch, NewerFormatError, StoreError
@@ -43,7 +43,7 @@ CHUNK = 1 << 20  # 1 MiB: large reads for hashing and copying
 VERIFY_CHUNK = 4 << 20
 
 
-def is_sha256(value: str) -> bool:
+def is_sha256(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(HEX64.match(value))
 
 
