@@ -118,10 +118,13 @@ def test_why_threadpoolctl_goes_through_scikit_learn(abide_lock):
     spec, *_ = abide_lock
     proc = run_envgen("why", str(spec), "threadpoolctl", check=True)
     lines = proc.stdout.strip().splitlines()
-    assert lines and all("scikit-learn 1.6.1 -> threadpoolctl" in ln for ln in lines)
-    assert lines[0].startswith("abide (env) -> scikit-learn 1.6.1 -> threadpoolctl")
+    assert lines and all(ln.endswith("-> threadpoolctl 3.6.0") for ln in lines)
+    # the pipeline declares threadpoolctl itself (it imports it), and scikit-learn needs it too
+    assert "abide (env) -> abide-pipeline 0.1.0 [local] -> threadpoolctl 3.6.0" in lines
+    assert "abide (env) -> scikit-learn 1.6.1 -> threadpoolctl 3.6.0" in lines
     data = json.loads(run_envgen("why", str(spec), "threadpoolctl", "--json", check=True).stdout)
     assert ["abide", "scikit-learn", "threadpoolctl"] in data["paths"]
+    assert ["abide", "abide-pipeline", "threadpoolctl"] in data["paths"]
 
 
 def test_graph_shows_both_worlds(abide_lock):
