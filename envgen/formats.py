@@ -27,13 +27,14 @@ VERSIONS: dict[str, int] = {
     "envgen-sweep": 1,
     "envgen-run-cache": 1,
     "envgen-records": 1,       # the SQLite schema
+    "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
 }
 
 LABELS = {
     "envgen-spec": "spec", "envgen-lock": "lock", "envgen-store": "store", "envgen-snapshot": "snapshot manifest",
     "envgen-bundle": "bundle", "envgen-tree": "tree metadata", "envgen-nix-tree": "Nix tree metadata",
     "envgen-nix-data": "Nix spec data", "envgen-sweep": "sweep", "envgen-run-cache": "run cache",
-    "envgen-records": "records database",
+    "envgen-records": "records database", "envgen-built-wheel": "built-wheel record",
 }
 
 

@@ -68,6 +68,11 @@ class StorePaths:
         return self.trees / key
 
     @property
+    def built_wheels(self) -> Path:
+        """Wheels built from source: ``built-wheels/<key>.json`` names the wheel object (a cache)."""
+        return self.root / "built-wheels"
+
+    @property
     def nix_roots(self) -> Path:
         """Nix gc roots (out-links) of Nix-built trees."""
         return self.root / "nix-roots"

@@ -184,11 +184,8 @@ def test_unseeded_artifact_offline_is_named(tiny):
                 url="http://127.0.0.1:9/six-0.0.0-py2.py3-none-any.whl")  # unreachable, even where CI has a network
     with pytest.raises(nixb.EnvgenError) as exc:
         d = tiny.root / "unseeded"
+        nixb.ensure_flake(d)  # the flake, nix/lib and the envgen files it imports
         (d / "nix" / "specs").mkdir(parents=True)
-        shutil.copytree(tiny.proj / "nix" / "lib", d / "nix" / "lib")
-        shutil.copy(tiny.proj / "nix" / "default.nix", d / "nix" / "default.nix")
-        (d / "envgen").mkdir()
-        shutil.copy(tiny.proj / "envgen" / "layout.py", d / "envgen" / "layout.py")  # the shared tree layout
         bad = dict(data, wheels=data["wheels"] + [fake])
         (d / "nix" / "specs" / "tiny.json").write_text(json.dumps(bad))
         nixb.nix_build(d, "tiny-env", data=bad)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from packaging.utils import canonicalize_name
+
 from ..errors import BuildError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
@@ -87,8 +89,9 @@ class BuildInputs:
 
     def check_objects(self) -> None:
         """Fail (offline, one line) if any object the build needs is absent from the store."""
-        missing = [o for o in self.manifest["objects"] if o["role"] not in ("sdist", "build-sdist")
-                   and not self.store.has(o["sha256"])]
+        built = {p.sdist.sha256 for p in self.lock.packages if p.sdist is not None and not p.wheels}
+        missing = [o for o in self.manifest["objects"] if not self.store.has(o["sha256"])
+                   and (o["role"] not in ("sdist", "build-sdist") or o["sha256"] in built)]
         if missing:
             names = ", ".join(o["name"] for o in missing[:3]) + (f" and {len(missing) - 3} more"
                                                                  if len(missing) > 3 else "")
@@ -107,6 +110,60 @@ class BuildInputs:
                 out.append((p.name, objs[p.name]))
         return out
 
+    def tool_wheel(self, name: str) -> pylock.Artifact:
+        """The pinned wheel of base build tool *name* (installer, pyproject-hooks, …)."""
+        for p in self.lock.build_tools:
+            if p.name == name and p.wheels:
+                return p.wheels[0]
+        raise BuildError(f"the lock pins no {name} build tool, which this envgen builds with",
+                         hint="re-lock the spec with this envgen (`envgen lock SPEC`)")
+
+    def sources_to_build(self) -> list[SourceToBuild]:
+        """Every source the lock builds into a wheel (local projects, sdists), in name order."""
+        tools = {(p.name, p.version): p for p in self.lock.build_tools}
+        by_name = {p.name: p for p in self.lock.packages}
+        local = {name: o for name, o in self.local_sources()}
+        out = []
+        for sb in getattr(self.lock, "source_builds", None) or self._legacy_source_builds():
+            if sb.name in local:
+                obj = local[sb.name]
+                sha, fname = obj["sha256"], obj["name"] + ".tar"
+            else:
+                pkg = by_name.get(sb.name)
+                if pkg is None or pkg.sdist is None:
+                    raise BuildError(f"the lock builds {sb.name} from source but pins no sdist of it")
+                sha, fname = pkg.sdist.sha256, pkg.sdist.filename
+            reqs = []
+            for pin in sb.requires:
+                tname, _, tver = pin.partition("==")
+                tool = tools.get((canonicalize_name(tname), tver))
+                if tool is None or not tool.wheels:
+                    raise BuildError(f"{sb.name}: build requirement {pin} is not a pinned build tool of the lock")
+                reqs.append((tool.wheels[0].filename, tool.wheels[0].sha256))
+            out.append(SourceToBuild(sb.name, sha, fname, sb.backend, tuple(sb.backend_path), tuple(sorted(reqs))))
+        return sorted(out, key=lambda s: s.name)
+
+    def _legacy_source_builds(self) -> list:
+        """Locks without ``source-builds`` (format 1): each local project with its backend from its pyproject."""
+        import io
+        import tarfile
+        import tomllib
+        from types import SimpleNamespace
+
+        from packaging.requirements import Requirement
+
+        out = []
+        for name, obj in self.local_sources():
+            data = self.store.read_verified(obj["sha256"], f"local project {name}")
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+                member = tf.extractfile("pyproject.toml")
+                bs = tomllib.loads(member.read().decode()).get("build-system", {}) if member else {}
+            wanted = {canonicalize_name(Requirement(r).name) for r in bs.get("requires", [])}
+            pins = sorted(f"{p.name}=={p.version}" for p in self.lock.build_tools if p.name in wanted)
+            out.append(SimpleNamespace(name=name, backend=bs.get("build-backend", "setuptools.build_meta:__legacy__"),
+                                       backend_path=list(bs.get("backend-path", [])), requires=pins))
+        return out
+
     def run_command(self) -> list[str]:
         """The spec's [run] command (for launchers that builders make), or python3."""
         if self.spec_bytes is None:
@@ -121,6 +178,25 @@ class BuildInputs:
         if deb is None:
             raise BuildError(f"the lock has no python{self.lock.python} .deb; re-lock the spec")
         return deb.version.split(":")[-1].split("-")[0]
+
+
+@dataclass(frozen=True)
+class SourceToBuild:
+    """One source a build turns into a wheel, with everything that wheel is a function of."""
+
+    name: str
+    source_sha256: str        # the local-source tar or the sdist, a store object
+    source_name: str          # its file name (``.tar``, ``.tar.gz`` or ``.zip``)
+    backend: str
+    backend_path: tuple[str, ...]
+    requires: tuple[tuple[str, str], ...]  # (wheel file name, sha256) of each pinned build tool
+
+    def key(self, python: str, root: list[str], assembler: str) -> str:
+        """The cache key of the built wheel: source, tools, build root .debs, interpreter, assembler."""
+        return hashlib.sha256(canonical_json({
+            "source": self.source_sha256, "backend": self.backend, "backend-path": list(self.backend_path),
+            "requires": [sha for _, sha in self.requires], "root": sorted(root), "python": python,
+            "assembler": assembler})).hexdigest()
 
 
 def _one(manifest: dict, role: str, sid: str) -> dict:

@@ -1,22 +1,22 @@
-"""The embedded builder: snapshot -> environment tree, with uv, under bubblewrap.
+"""The embedded builder: snapshot -> environment tree, under bubblewrap, with no network.
 
-Only store objects go in; the network is cut.  The result is a root
-filesystem for the target platform::
+Only store objects go in.  The result is a root filesystem for the target
+platform (the shared layout of :mod:`envgen.layout`)::
 
     /usr, /lib, /lib64, /etc ...   the pinned Debian runtime (data members only)
     /opt/env                       a venv-style prefix on the Debian interpreter
-    /opt/env/bin/python            -> /usr/bin/python3.X
     /.envgen/                      the lock and snapshot manifest it was built from
     /proc /dev /tmp /sys /run /home empty mount points for the runtimes
 
-Steps: unpack the runtime .debs; lay out the prefix; then, inside bwrap with
-the half-built tree as ``/`` (so the tree's own Python and glibc do the work),
-uv installs the locked wheels (``--offline --no-index --require-hashes``) and
-each local project (built by its pinned build backend from the snapshot's
-wheels); ``compileall --invalidation-mode unchecked-hash`` writes bytecode
-for the env and the standard library.  Then every mtime is clamped to the
-snapshot date, the tree digest is taken, and the tree moves into the store
-under its input key ``trees/<key>``, read-only.
+Steps: unpack the runtime .debs; build every source of the lock (local
+projects, sdists) into a wheel, each in a build root (runtime and build
+.debs) with its pinned build tools, or take the wheel from the store's cache;
+then, with the half-built tree as ``/``, run the shared assembler
+(:mod:`envgen.builders.assemble`, the same program the Nix builder runs):
+prefix, wheels installed by pypa ``installer``, unchecked-hash bytecode.
+Then every mtime is clamped to the snapshot date, the tree digest is taken,
+and the tree moves into the store under its input key ``trees/<key>``,
+read-only.
 """
 
 from __future__ import annotations
@@ -25,28 +25,29 @@ import io
 import json
 import os
 import shutil
-import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import formats, layout
+from .. import formats
 from ..errors import BuildError
-from ..fsutil import canonical_json, remove_tree
+from ..fsutil import atomic_write, canonical_json, remove_tree
 from ..lock import pylock
-from ..lock.export import requirements_txt
 from ..proc import tail
 from ..sandbox import Bind, Sandbox, netns_available
 from ..snapshot import Store
 from . import debs
-from .base import BuildInputs, BuildResult, Note, build_key, quiet
+from .base import BuildInputs, BuildResult, Note, SourceToBuild, build_key, quiet
 from .tree import clamp_mtimes, make_readonly, tree_digest
 
 NAME = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
-VERSION = 3
-# Files installers write that record the build machine's state, not the env's.
-SCRUB = ("uv_cache.json",)
+VERSION = 4
+# Bump when assemble.py changes what it builds: cached wheels built from source are then rebuilt.
+ASSEMBLER = "1"
+# The pinned build tools the assembler itself imports.
+BASE_TOOLS = ("installer", "pyproject-hooks")
+# Build .debs that are not part of any root: the Nix builder's trust root.
+EXCLUDED_FROM_ROOTS = ("busybox-static",)
 
 
 class EmbeddedBuilder:
@@ -124,14 +125,9 @@ class _Build:
     def run(self, key: str) -> BuildResult:
         self.root.mkdir()
         self._step("debs", "unpacking the Debian runtime", self.unpack_debs)
-        self._step("debs", "laying out the env prefix", self.skeleton)
-        sandbox = self._step("prepare", "preparing the build inputs", self.prepare)
-        self._step("wheels", "installing the locked wheels with uv", self.install_wheels, sandbox)
-        for name in self.local_names:
-            self._step("local", f"building and installing the local project {name}", self.install_local,
-                       sandbox, name)
-        self._step("bytecode", "compiling bytecode (unchecked-hash)", self.compile_bytecode, sandbox)
-        self._step("finish", "writing /.envgen and clamping times", self.finish)
+        built = self._step("sources", "building the sources into wheels", self.build_sources)
+        self._step("assemble", "installing the wheels and compiling bytecode", self.assemble, built)
+        self._step("finish", "clamping times", self.finish)
         digest, lines, size = self._step("digest", "hashing the tree", self.digest)
         self.publish(key, digest, lines, size)
         return BuildResult(NAME, key, digest, self.store.paths.tree(key) / "rootfs", self.inputs.snapshot_id, False,
@@ -148,67 +144,115 @@ class _Build:
     # ------------------------------------------------------------------ steps
 
     def unpack_debs(self) -> None:
-        for d in sorted(self.lock.debian.packages, key=lambda d: d.name):
-            if d.role == "runtime":
-                data = self.store.read_verified(d.sha256, Path(d.filename).name)
-                debs.extract_deb(io.BytesIO(data), self.root, d.name)
+        unpack_debs(self.store, self.lock, self.root, ("runtime",))
 
-    def skeleton(self) -> None:
-        write_skeleton(self.root, self.lock.python, self.inputs.python_full_version())
+    def build_sources(self) -> list[Path]:
+        """A wheel for every source of the lock: from the store's cache, or built now in a build root."""
+        sources = self.inputs.sources_to_build()
+        if not sources:
+            return []
+        root_debs = [d.sha256 for d in self.lock.debian.packages if d.role in ("runtime", "build")]
+        out_dir = self.stage / "built"
+        out_dir.mkdir()
+        build_root: Path | None = None
+        wheels = []
+        for src in sources:
+            key = src.key(self.lock.python, root_debs, ASSEMBLER)
+            hit = cached_wheel(self.store, key)
+            if hit is None:
+                if build_root is None:
+                    self.note("unpacking the build root (runtime and build .debs)")
+                    build_root = self.stage / "buildroot"
+                    build_root.mkdir()
+                    unpack_debs(self.store, self.lock, build_root, ("runtime", "build"))
+                self.note(f"building {src.name} from source with {src.backend}")
+                hit = self._build_one(build_root, src, key)
+            wheel_name, sha = hit
+            link_or_copy(self.store.path_of(sha), out_dir / wheel_name)
+            wheels.append(out_dir / wheel_name)
+        if build_root is not None:
+            remove_tree(build_root)
+        return wheels
 
-    def prepare(self) -> Sandbox:
-        """The wheelhouse, requirements and local sources under the stage, and the sandbox that sees them."""
+    def _build_one(self, build_root: Path, src: SourceToBuild, key: str) -> tuple[str, str]:
+        work = self.stage / f"build-{src.name}"
+        (work / "tools").mkdir(parents=True)
+        (work / "out").mkdir()
+        for fname, sha in src.requires + tuple(self._base_tools()):
+            link_or_copy(self.store.path_of(sha), work / "tools" / fname)
+        source = work / src.source_name
+        link_or_copy(self.store.path_of(src.source_sha256), source)
+        plan = self._plan({"build": {"name": src.name, "source": f"/.build/source/{src.source_name}",
+                                     "backend": src.backend, "backend_path": list(src.backend_path),
+                                     "requires": [f"/.build/tools/{f}" for f, _ in src.requires]},
+                           "out": "/.build/out"})
+        (work / "plan.json").write_text(json.dumps(plan, sort_keys=True, indent=1))
+        binds = [Bind(work / "tools", "/.build/tools"), Bind(source, f"/.build/source/{src.source_name}"),
+                 Bind(work / "out", "/.build/out", True), Bind(work / "plan.json", "/.build/plan.json")]
+        proc = self._sandbox(build_root, binds).run(
+            [self._python(), "-I", "-B", "-S", "/.build/assemble.py", "build-wheel", "/.build/plan.json"],
+            capture_output=True, text=True)
+        _check(proc, f"building {src.name} from source")
+        built = sorted((work / "out").glob("*.whl"))
+        if len(built) != 1:
+            raise BuildError(f"building {src.name} from source gave {len(built)} wheels, expected one")
+        sha = self.store.add_file(built[0], label=built[0].name)
+        record_wheel(self.store, key, built[0].name, sha)
+        remove_tree(work)
+        return built[0].name, sha
+
+    def assemble(self, built: list[Path]) -> None:
         wheels = self.stage / "wheels"
         wheels.mkdir()
-        for p in self.lock.packages + self.lock.build_tools:
+        for p in self.lock.packages:
             for w in p.wheels:
                 self.store.read_verified(w.sha256, w.filename)
                 link_or_copy(self.store.path_of(w.sha256), wheels / w.filename)
-        req_text, _, _ = requirements_txt(self.lock)
-        (self.stage / "requirements.txt").write_text(req_text)
-        src = self.stage / "src"
-        src.mkdir()
-        self.local_names = []
-        for name, o in self.inputs.local_sources():
-            data = self.store.read_verified(o["sha256"], f"local project {name}")
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-                tf.extractall(src / name, filter="data")
-            self.local_names.append(name)
-        from ..lock.resolve import uv_bin
+        for path in built:
+            link_or_copy(path, wheels / path.name)
+        tools = self.stage / "tools"
+        tools.mkdir()
+        for fname, sha in self._base_tools():
+            link_or_copy(self.store.path_of(sha), tools / fname)
+        (self.stage / "pylock.toml").write_bytes(self.inputs.lock_bytes)
+        (self.stage / "snapshot.json").write_bytes(canonical_json(self.inputs.manifest))
+        plan = self._plan({"wheelhouse": "/.build/wheels",
+                           "python_full": self.inputs.python_full_version(),
+                           "lock": "/.build/pylock.toml", "manifest": "/.build/snapshot.json"})
+        (self.stage / "plan.json").write_text(json.dumps(plan, sort_keys=True, indent=1))
+        binds = [Bind(wheels, "/.build/wheels"), Bind(tools, "/.build/tools"),
+                 Bind(self.stage / "plan.json", "/.build/plan.json"),
+                 Bind(self.stage / "pylock.toml", "/.build/pylock.toml"),
+                 Bind(self.stage / "snapshot.json", "/.build/snapshot.json")]
+        proc = self._sandbox(self.root, binds).run(
+            [self._python(), "-I", "-B", "-S", "/.build/assemble.py", "assemble", "/.build/plan.json"],
+            capture_output=True, text=True)
+        _check(proc, "assembling the env")
+        for leftover in ("wheels", "tools", "built", "plan.json", "pylock.toml", "snapshot.json"):
+            remove_tree(self.stage / leftover)
 
-        return Sandbox(
-            root=self.root, writable_root=True, network=not self.isolated,
-            binds=[Bind(wheels, "/.build/wheels"), Bind(src, "/.build/src"),
-                   Bind(self.stage / "requirements.txt", "/.build/requirements.txt"),
-                   Bind(Path(uv_bin()), "/.build/uv")],
-            env={"SOURCE_DATE_EPOCH": str(self.inputs.epoch), "UV_CACHE_DIR": "/tmp/uv-cache", "UV_NO_CONFIG": "1",
-                 "PYTHONHASHSEED": "0", "UV_LINK_MODE": "copy",
-                 # no interpreter started during the build may leave timestamp pycs behind
-                 "PYTHONDONTWRITEBYTECODE": "1"},
-        )
+    def _base_tools(self) -> list[tuple[str, str]]:
+        return [(w.filename, w.sha256) for w in (self.inputs.tool_wheel(n) for n in BASE_TOOLS)]
 
-    def _uv(self) -> list[str]:
-        return ["/.build/uv", "pip", "install", "--python", f"{layout.ENV_PREFIX}/bin/python", "--offline",
-                "--no-index", "--find-links", "/.build/wheels", "--no-deps", "--quiet"]
+    def _python(self) -> str:
+        return f"/usr/bin/python{self.lock.python}"
 
-    def install_wheels(self, sandbox: Sandbox) -> None:
-        _check(sandbox.run(self._uv() + ["--require-hashes", "-r", "/.build/requirements.txt"],
-                           capture_output=True, text=True), "installing the locked wheels")
+    def _plan(self, extra: dict) -> dict:
+        tools = {n.replace("-", "_"): f"/.build/tools/{self.inputs.tool_wheel(n).filename}" for n in BASE_TOOLS}
+        return {"python": self.lock.python, "python_cmd": [self._python()], "epoch": self.inputs.epoch,
+                "layout": "/.build/layout.py", "tools": tools, **extra}
 
-    def install_local(self, sandbox: Sandbox, name: str) -> None:
-        _check(sandbox.run(self._uv() + [f"/.build/src/{name}"], capture_output=True, text=True),
-               f"building the local project {name}")
-
-    def compile_bytecode(self, sandbox: Sandbox) -> None:
-        _scrub_install_metadata(self.root / layout.site_packages(self.lock.python).lstrip("/"))
-        compile_bytecode(sandbox, self.root, self.stage, self.lock.python)
+    def _sandbox(self, root: Path, binds: list[Bind]) -> Sandbox:
+        """The tree (or build root) as a writable /, the assembler and layout beside it, the network cut."""
+        here = Path(__file__).resolve().parent
+        return Sandbox(root=root, writable_root=True, network=not self.isolated,
+                       binds=[Bind(here / "assemble.py", "/.build/assemble.py"),
+                              Bind(here.parent / "layout.py", "/.build/layout.py"), *binds],
+                       env=assembler_environ(self.inputs.epoch))
 
     def finish(self) -> None:
-        d = self.root / layout.ENVGEN_DIR
-        d.mkdir()
-        (d / "pylock.toml").write_bytes(self.inputs.lock_bytes)
-        (d / "snapshot.json").write_bytes(canonical_json(self.inputs.manifest))
         remove_tree(self.root / ".build")  # the mount points bwrap made for the build inputs
+        remove_tree(self.root / "build")   # /build/src, where sources were unpacked
         for sub in ("tmp", "run"):
             for child in (self.root / sub).iterdir():
                 remove_tree(child)
@@ -229,8 +273,6 @@ class _Build:
         }
         (self.stage / "listing.txt").write_text("\n".join(lines) + "\n")
         (self.stage / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
-        for leftover in ("wheels", "src", "requirements.txt"):
-            remove_tree(self.stage / leftover)
         dest = self.store.paths.tree(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         remove_tree(dest)
@@ -238,26 +280,41 @@ class _Build:
         os.chmod(dest, 0o755)
 
 
+def unpack_debs(store: Store, lock: pylock.Lock, root: Path, roles: tuple[str, ...]) -> None:
+    """Unpack the lock's .debs of *roles* into *root*, in package-name order (as the Nix builder does)."""
+    for d in sorted(lock.debian.packages, key=lambda d: d.name):
+        if d.role in roles and d.name not in EXCLUDED_FROM_ROOTS:
+            data = store.read_verified(d.sha256, Path(d.filename).name)
+            debs.extract_deb(io.BytesIO(data), root, d.name)
+
+
+def assembler_environ(epoch: int) -> dict[str, str]:
+    """What the sandbox starts the assembler with (it sets its children's environment itself)."""
+    return {"SOURCE_DATE_EPOCH": str(epoch), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+            "LC_ALL": "C.UTF-8", "TZ": "UTC"}
+
+
+def cached_wheel(store: Store, key: str) -> tuple[str, str] | None:
+    """(file name, sha256) of the wheel built before from the inputs *key*, if it is still in the store."""
+    try:
+        doc = json.loads((store.paths.built_wheels / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("kind") != "envgen-built-wheel" or \
+            doc.get("format-version", 99) > formats.current("envgen-built-wheel"):
+        return None
+    if not store.has(doc.get("sha256", "")):
+        return None
+    return doc["wheel"], doc["sha256"]
+
+
+def record_wheel(store: Store, key: str, wheel: str, sha: str) -> None:
+    atomic_write(store.paths.built_wheels / f"{key}.json",
+                 json.dumps({**formats.header("envgen-built-wheel"), "key": key, "wheel": wheel, "sha256": sha},
+                            sort_keys=True) + "\n")
+
+
 # --------------------------------------------------------------------------- shared with other builders
-
-
-def write_skeleton(root: Path, python: str, python_full: str) -> None:
-    """Mount points, the /opt/env prefix on the Debian interpreter, /etc files and homes (see envgen.layout)."""
-    for d in layout.MOUNTPOINTS:
-        (root / d).mkdir(exist_ok=True)
-    os.chmod(root / "tmp", 0o1777)
-    prefix = root / layout.ENV_PREFIX.lstrip("/")
-    (prefix / "bin").mkdir(parents=True, exist_ok=True)
-    (root / layout.site_packages(python).lstrip("/")).mkdir(parents=True, exist_ok=True)
-    os.symlink(f"/usr/bin/python{python}", prefix / "bin" / "python")
-    os.symlink("python", prefix / "bin" / "python3")
-    os.symlink("python", prefix / "bin" / f"python{python}")
-    (prefix / "pyvenv.cfg").write_text(layout.pyvenv_cfg(python_full))
-    for rel, text in layout.etc_files().items():
-        (root / rel).parent.mkdir(exist_ok=True)
-        (root / rel).write_text(text)
-    (root / "home" / layout.USER).mkdir(exist_ok=True)
-    (root / "root").mkdir(exist_ok=True)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -265,54 +322,6 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-
-
-def compile_bytecode(sandbox: Sandbox, root: Path, stage: Path, python: str) -> None:
-    """Unchecked-hash pycs for the env and the standard library, in fixed chunks, by the tree's own Python."""
-    files: list[str] = []
-    for d in (layout.site_packages(python), f"/usr/lib/python{python}"):
-        for dirpath, dirnames, filenames in os.walk(root / d.lstrip("/")):
-            dirnames[:] = [n for n in dirnames if n != "__pycache__"]
-            for name in filenames:
-                if name.endswith(".py"):
-                    path = "/" + os.path.relpath(os.path.join(dirpath, name), root)
-                    if not any(x in path for x in layout.COMPILE_EXCLUDE):
-                        files.append(path)
-    files.sort()
-    n = layout.COMPILE_CHUNKS
-    lists = stage / "compile"
-    lists.mkdir()
-    for i in range(n):
-        (lists / f"{i}.txt").write_text("\n".join(files[i::n]) + "\n")
-    inner = Sandbox(root=sandbox.root, writable_root=True, network=sandbox.network,
-                    binds=[Bind(lists, "/.build/compile")], env=sandbox.env)
-
-    def one(i: int):
-        return inner.run([f"{layout.ENV_PREFIX}/bin/python", "-B", "-m", "compileall", "-q", "-f",
-                          "--invalidation-mode", "unchecked-hash", "-i", f"/.build/compile/{i}.txt"],
-                         capture_output=True, text=True)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
-        procs = list(pool.map(one, range(n)))
-    for proc in procs:
-        # 1 = some file did not compile (e.g. Python 2 test data a wheel ships), which
-        # installers tolerate too; anything else is a failure of the step itself
-        if proc.returncode not in (0, 1):
-            _check(proc, "compiling bytecode")
-    remove_tree(lists)
-
-
-def _scrub_install_metadata(site: Path) -> None:
-    """Drop installer cache files (uv_cache.json holds a wall-clock timestamp) and their RECORD lines."""
-    for info in sorted(site.glob("*.dist-info")):
-        removed = [name for name in SCRUB if (info / name).exists()]
-        for name in removed:
-            (info / name).unlink()
-        record = info / "RECORD"
-        if removed and record.is_file():
-            prefix = tuple(f"{info.name}/{name}," for name in removed)
-            lines = [ln for ln in record.read_text().splitlines(keepends=True) if not ln.startswith(prefix)]
-            record.write_text("".join(lines))
 
 
 def _check(proc, what: str) -> None:

@@ -36,6 +36,7 @@ from ..proc import tail as _tail
 from ..snapshot import Store
 from . import debs
 from .base import BuildInputs, BuildResult, Note, build_key, quiet
+from .embedded import BASE_TOOLS, EXCLUDED_FROM_ROOTS
 from .tree import tree_digest
 
 NAME = "nix"
@@ -46,7 +47,7 @@ NIX_SETTINGS = {
     "substituters": "",  # no binary cache: nothing is downloaded, and no time is lost retrying one
 }
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding flake.nix and nix/lib
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix", "envgen/layout.py")
+FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix", "envgen/layout.py", "envgen/builders/assemble.py")
 PYTHON_COMMANDS = {"python", "python3"}
 
 
@@ -195,7 +196,8 @@ def busybox_binary(store: Store, lock: pylock.Lock) -> bytes:
 
 
 def _artifact(filename: str, url: str, sha256: str) -> dict:
-    return {"name": clean_name(filename), "url": url, "sha256": sha256}
+    """An artifact for fetch.nix: its store name, its original file name, URL and sha256."""
+    return {"name": clean_name(filename), "file": filename, "url": url, "sha256": sha256}
 
 
 def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
@@ -206,13 +208,29 @@ def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
     generated = {hashlib.sha256(b).hexdigest(): b for b in (lock_bytes, manifest_bytes)}
     bb_deb = _busybox_deb(lock)
     bb = busybox_binary(store, lock)
-    runtime = sorted((d for d in lock.debian.packages if d.role == "runtime"), key=lambda d: d.name)
+
+    def debs_of(role: str) -> list[dict]:
+        return [_artifact(Path(d.filename).name, d.url, d.sha256)
+                for d in sorted(lock.debian.packages, key=lambda d: d.name)
+                if d.role == role and d.name not in EXCLUDED_FROM_ROOTS]
+
     command = inputs.run_command()
-    locals_ = []
-    for project, o in inputs.local_sources():
-        name = clean_name(f"{project}-source.tar")
-        locals_.append({"project": project, "name": name, "url": f"file:///envgen-nix-seed/{name}",
-                        "sha256": o["sha256"]})
+    local = dict(inputs.local_sources())
+    sources = []
+    for src in inputs.sources_to_build():
+        if src.name in local:
+            name = clean_name(f"{src.name}-source.tar")
+            art = {"name": name, "file": f"{src.name}.tar", "url": f"file:///envgen-nix-seed/{name}",
+                   "sha256": src.source_sha256}
+        else:
+            pkg = lock.package(src.name)
+            assert pkg is not None and pkg.sdist is not None
+            art = _artifact(pkg.sdist.filename, pkg.sdist.url, pkg.sdist.sha256)
+        tools = {(p.wheels[0].filename): p.wheels[0] for p in lock.build_tools if p.wheels}
+        sources.append({"project": src.name, "source": art, "backend": src.backend,
+                        "backendPath": list(src.backend_path),
+                        "requires": [_artifact(f, tools[f].url, sha) for f, sha in src.requires]})
+    base_tools = {n.replace("-", "_"): inputs.tool_wheel(n) for n in BASE_TOOLS}
     lock_sha = hashlib.sha256(lock_bytes).hexdigest()
     data = {
         **formats.header("envgen-nix-data"),
@@ -230,12 +248,12 @@ def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
             "narHash": hashlib.sha256(nar_single_executable(["bin"], "busybox", bb)).hexdigest(),
             "deb": _artifact(Path(bb_deb.filename).name, bb_deb.url, bb_deb.sha256),
         },
-        "debs": [_artifact(Path(d.filename).name, d.url, d.sha256) for d in runtime],
+        "debs": debs_of("runtime"),
+        "buildDebs": debs_of("build"),
         "wheels": sorted((_artifact(w.filename, w.url, w.sha256) for p in lock.packages if not p.is_local
                           for w in p.wheels), key=lambda a: a["name"]),
-        "buildWheels": sorted((_artifact(w.filename, w.url, w.sha256) for p in lock.build_tools for w in p.wheels),
-                              key=lambda a: a["name"]),
-        "locals": locals_,
+        "tools": {k: _artifact(w.filename, w.url, w.sha256) for k, w in sorted(base_tools.items())},
+        "sources": sources,
         "lock": {"name": clean_name(f"pylock.{lock.name}.toml"), "sha256": lock_sha,
                  "url": f"file:///envgen-nix-seed/pylock.{lock.name}.toml"},
         "manifest": {"name": clean_name(f"snapshot-{lock.name}.json"), "sha256": inputs.snapshot_id,
@@ -258,8 +276,15 @@ def generate(inputs: BuildInputs, flake_dir: Path) -> tuple[Path, dict, dict]:
 
 
 def flat_items(data: dict) -> list[dict]:
-    return data["debs"] + [data["busybox"]["deb"]] + data["wheels"] + data["buildWheels"] + data["locals"] + \
-        [data["lock"], data["manifest"]]
+    """Every artifact the flake's derivations fetch (once each), for seeding."""
+    items = data["debs"] + data["buildDebs"] + [data["busybox"]["deb"]] + data["wheels"] + list(data["tools"].values())
+    for src in data["sources"]:
+        items += [src["source"], *src["requires"]]
+    items += [data["lock"], data["manifest"]]
+    seen: dict[tuple[str, str], dict] = {}
+    for it in items:
+        seen.setdefault((it["name"], it["sha256"]), it)
+    return list(seen.values())
 
 
 def seed(store: Store, data: dict, generated: dict[str, bytes], lock: pylock.Lock, note=lambda m: None) -> dict:

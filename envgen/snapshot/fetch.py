@@ -105,7 +105,8 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
     def add_pkg(p: pylock.PyPackage, wheel_role: str, sdist_role: str):
         for w in p.wheels:
             fetches.append(Fetch(wheel_role, w.filename, w.sha256, w.size, [w.url]))
-        if with_sdists and p.sdist is not None:
+        # an sdist is fetched on request, and always when it is what gets built (no wheel)
+        if p.sdist is not None and (with_sdists or not p.wheels):
             s = p.sdist
             fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url]))
 

@@ -5,12 +5,28 @@
 #   /.envgen                    the lock and snapshot manifest it came from
 #
 # busybox unpacks the runtime .debs (sorted by package name, as the embedded
-# builder does); then the tree's own Python, started through the tree's own
-# ld.so, runs build_env.py: skeleton, wheels (PEP 427), local projects built
-# by their pinned flit_core, unchecked-hash bytecode.  No uv, no nixpkgs.
-{ fetch, bootstrap, data }:
+# builder does); then the tree's own Python, with the tree as / (chroot.sh),
+# runs envgen's assembler (envgen/builders/assemble.py, the same program the
+# embedded builder runs under bwrap): skeleton, every wheel installed by pypa
+# installer, unchecked-hash bytecode.  No uv, no nixpkgs.
+{ fetch, bootstrap, data, builtWheels }:
 let
   fetchAll = map fetch;
+  tools = [ data.tools.installer data.tools.pyproject_hooks ];
+  plan = builtins.toJSON {
+    python = data.python;
+    python_full = data.pythonFull;
+    python_cmd = [ "/usr/bin/python${data.python}" ];
+    epoch = data.epoch;
+    layout = "/.build/layout.py";
+    tools = {
+      installer = "/.build/tools/${data.tools.installer.file}";
+      pyproject_hooks = "/.build/tools/${data.tools.pyproject_hooks.file}";
+    };
+    wheelhouse = "/.build/wheels";
+    lock = "/.build/pylock.toml";
+    manifest = "/.build/snapshot.json";
+  };
 in
 derivation {
   name = "${data.name}-env";
@@ -19,18 +35,19 @@ derivation {
   args = [ "sh" "-e" ./build-env.sh ];
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;   # the trust root is checked before anything runs
-  buildEnvPy = ./build_env.py;
+  chrootSh = ./chroot.sh;
+  assemblePy = ../../envgen/builders/assemble.py;
   layoutPy = ../../envgen/layout.py;  # the tree layout, shared with the embedded builder
   debs = fetchAll data.debs;          # runtime .debs, sorted by package name
   wheels = fetchAll data.wheels;
-  buildWheels = fetchAll data.buildWheels;
-  localSources = fetchAll data.locals;
-  localNames = map (l: l.project) data.locals;
+  wheelFiles = map (w: w.file) data.wheels;
+  inherit builtWheels;
+  tools = fetchAll tools;
+  toolFiles = map (t: t.file) tools;
   lockFile = fetch data.lock;
   manifestFile = fetch data.manifest;
+  inherit plan;
+  passAsFile = [ "plan" ];
   pythonVersion = data.python;
-  pythonFull = data.pythonFull;
   SOURCE_DATE_EPOCH = toString data.epoch;
-  PYTHONHASHSEED = "0";
-  PYTHONDONTWRITEBYTECODE = "1";
 }

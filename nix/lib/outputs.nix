@@ -2,6 +2,7 @@
 #   packages.<name>-env     the environment tree (root filesystem layout)
 #   packages.<name>-app     bin/python and bin/<run command>, runnable from /nix/store
 #   packages.<name>-bootstrap-check   the busybox trust-root check
+#   (and one <name>-wheel-<project> derivation per source the lock builds)
 #   apps.<name>             the spec's [run] command
 { specDir }:
 let
@@ -12,7 +13,9 @@ let
     let
       data = builtins.fromJSON (builtins.readFile (specDir + "/${file}"));
       bootstrap = import ./bootstrap.nix { inherit fetch data; };
-      env = import ./env.nix { inherit fetch bootstrap data; };
+      # every source of the lock (local projects, sdists) built into a wheel, each its own derivation
+      builtWheels = map (source: import ./wheel.nix { inherit fetch bootstrap data source; }) data.sources;
+      env = import ./env.nix { inherit fetch bootstrap data builtWheels; };
       app = import ./app.nix { inherit bootstrap env data; };
       cmd = if data.commandIsPython then baseNameOf (builtins.head data.command) else "python";
     in

@@ -1,0 +1,294 @@
+"""The in-sandbox half of every build: one program, run by the tree's own Python, for both builders.
+
+Both builders prepare a root filesystem (the unpacked Debian .debs), make it
+``/`` for this program (the embedded builder with bubblewrap, the Nix builder
+with ``unshare`` + ``chroot`` inside its sandbox), and run::
+
+    python3.X -I -B -S /.build/assemble.py build-wheel|assemble /.build/plan.json
+
+so the tree is written by the same code, at the same paths, with the same
+environment, whichever builder runs it.  The network is cut in both.
+
+``build-wheel``
+    Build one source (a local project's tar or an sdist) into a wheel with its
+    PEP 517 backend, in an isolated build environment made only of the pinned
+    build-tool wheels, at the fixed path /build/src/NAME, with
+    ``SOURCE_DATE_EPOCH`` at the snapshot date.  The root here is a build root
+    (runtime plus build .debs: compilers and headers), never the env tree.
+``assemble``
+    Lay out the env prefix (envgen/layout.py), install every wheel of the
+    wheelhouse directory (locked and built ones alike, in file-name order)
+    with pypa ``installer``, compile unchecked-hash bytecode in fixed chunks, and write
+    /.envgen.
+
+Standard library only, plus the pinned ``installer`` and ``pyproject_hooks``
+wheels named in the plan (imported from the wheel files themselves).
+Keep it importable without envgen: it runs where envgen is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+WORK = "/tmp/envgen-assemble"
+SRC = "/build/src"  # where a source is built: fixed, so paths compiled into a wheel never vary
+
+
+def load_layout(path: str):
+    """envgen/layout.py, imported by path (it is bound or copied into the sandbox beside this file)."""
+    spec = importlib.util.spec_from_file_location("envgen_layout", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fail(msg: str) -> None:
+    sys.stderr.write(f"envgen assemble: {msg}\n")
+    raise SystemExit(2)
+
+
+def build_environ(plan: dict, extra_path: str = "") -> dict[str, str]:
+    """The one environment every process of a build sees: nothing from the host."""
+    path = "/usr/local/bin:/usr/bin:/bin"
+    return {
+        "PATH": f"{extra_path}:{path}" if extra_path else path,
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "SOURCE_DATE_EPOCH": str(plan["epoch"]),
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PIP_NO_INDEX": "1",
+    }
+
+
+# --------------------------------------------------------------------------- installing wheels
+
+
+def _tools(plan: dict):
+    """pypa installer (and pyproject_hooks), imported straight from their pinned wheels."""
+    for wheel in (plan["tools"]["installer"], plan["tools"]["pyproject_hooks"]):
+        if wheel not in sys.path:
+            sys.path.insert(0, wheel)
+    import installer  # noqa: F401  (imported from the wheel on sys.path)
+
+
+def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interpreter: str) -> None:
+    """Install *wheels* (in the given order) into *scheme* with pypa installer."""
+    _tools(plan)
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    for path in wheels:
+        destination = SchemeDictionaryDestination(
+            scheme, interpreter=interpreter, script_kind="posix", hash_algorithm="sha256",
+            bytecode_optimization_levels=(),
+        )
+        with WheelFile.open(path) as source:
+            install(source=source, destination=destination, additional_metadata={"INSTALLER": b"envgen\n"})
+
+
+def env_scheme(layout, python: str) -> dict[str, str]:
+    prefix = layout.ENV_PREFIX
+    return {
+        "purelib": layout.site_packages(python),
+        "platlib": layout.site_packages(python),
+        "headers": f"{prefix}/include/site/python{python}",
+        "scripts": f"{prefix}/bin",
+        "data": prefix,
+    }
+
+
+# --------------------------------------------------------------------------- building a wheel
+
+
+def _unpack_source(archive: str, dest: str) -> None:
+    """Unpack a local-project tar (files at the top) or an sdist (one top directory, stripped) at *dest*."""
+    os.makedirs(dest)
+    if archive.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n and not n.endswith("/")]
+            top = _common_top(names)
+            for name in names:
+                rel = name[len(top):] if top else name
+                _check_rel(rel, archive)
+                target = os.path.join(dest, rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with zf.open(name) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+        return
+    with tarfile.open(archive) as tf:
+        members = [m for m in tf.getmembers() if m.isfile() or m.isdir()]
+        top = _common_top([m.name for m in members if m.isfile()])
+        for m in members:
+            rel = m.name[len(top):] if top and m.name.startswith(top) else ("" if top and m.name + "/" == top
+                                                                            else m.name)
+            if not rel or rel == ".":
+                continue
+            _check_rel(rel, archive)
+            target = os.path.join(dest, rel)
+            if m.isdir():
+                os.makedirs(target, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            content = tf.extractfile(m)
+            assert content is not None
+            with content, open(target, "wb") as out:
+                shutil.copyfileobj(content, out)
+            os.chmod(target, 0o755 if m.mode & 0o111 else 0o644)
+
+
+def _common_top(names: list[str]) -> str:
+    """``pkg-1.0/`` when every name lies under that one directory (an sdist), else ``""``."""
+    tops = {n.split("/", 1)[0] for n in names}
+    if len(tops) == 1 and all("/" in n for n in names):
+        return tops.pop() + "/"
+    return ""
+
+
+def _check_rel(rel: str, archive: str) -> None:
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts:
+        fail(f"{archive}: member {rel!r} leaves the source tree")
+
+
+def build_wheel(plan: dict) -> None:
+    """Build ``plan["build"]`` into a wheel in ``plan["out"]``; print its file name."""
+    layout = load_layout(plan["layout"])
+    b = plan["build"]
+    name = b["name"]
+    src = f"{SRC}/{name}"
+    if os.path.exists(src):
+        shutil.rmtree(src)
+    _unpack_source(b["source"], src)
+    site = f"{WORK}/buildenv-{name}"
+    scheme = {k: f"{site}/{k}" for k in ("purelib", "platlib", "headers", "scripts", "data")}
+    scheme["platlib"] = scheme["purelib"]
+    install_wheels(plan, sorted(b["requires"], key=os.path.basename), scheme, plan["python_cmd"][0])
+    _tools(plan)
+    from pyproject_hooks import BuildBackendHookCaller
+
+    env = build_environ(plan, extra_path=scheme["scripts"])
+    env["PYTHONPATH"] = scheme["purelib"]
+
+    def runner(cmd, cwd=None, extra_environ=None):
+        full = dict(env)
+        full.update(extra_environ or {})
+        # -s: no user site; the env's own site-packages is never on the path (isolated build)
+        subprocess.run([*plan["python_cmd"], "-s", *cmd[1:]], cwd=cwd, env=full, check=True,
+                       stdout=sys.stderr)
+
+    hooks = BuildBackendHookCaller(src, b["backend"], backend_path=b.get("backend_path") or None,
+                                   runner=runner, python_executable=plan["python_cmd"][0])
+    out = plan["out"]
+    os.makedirs(out, exist_ok=True)
+    try:
+        wheel = hooks.build_wheel(out, {})
+    except subprocess.CalledProcessError as exc:
+        fail(f"building {name} with {b['backend']} failed (exit status {exc.returncode}); its output is above")
+    del layout
+    print(wheel)
+
+
+# --------------------------------------------------------------------------- assembling the env
+
+
+def skeleton(layout, python: str, python_full: str) -> None:
+    for d in layout.MOUNTPOINTS:
+        os.makedirs(f"/{d}", exist_ok=True)
+    os.chmod("/tmp", 0o1777)
+    prefix = layout.ENV_PREFIX
+    os.makedirs(f"{prefix}/bin", exist_ok=True)
+    os.makedirs(layout.site_packages(python), exist_ok=True)
+    for name, target in (("python", f"/usr/bin/python{python}"), ("python3", "python"),
+                         (f"python{python}", "python")):
+        if not os.path.lexists(f"{prefix}/bin/{name}"):
+            os.symlink(target, f"{prefix}/bin/{name}")
+    _write(f"{prefix}/pyvenv.cfg", layout.pyvenv_cfg(python_full))
+    for rel, text in sorted(layout.etc_files().items()):
+        _write(f"/{rel}", text)
+    os.makedirs(f"/home/{layout.USER}", exist_ok=True)
+    os.makedirs("/root", exist_ok=True)
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o644)
+
+
+def compile_bytecode(plan: dict, layout) -> None:
+    """Unchecked-hash pycs for the env and the standard library, in fixed chunks, each by a fresh interpreter."""
+    python = plan["python"]
+    files: list[str] = []
+    for top in (layout.site_packages(python), f"/usr/lib/python{python}"):
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__")
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                if name.endswith(".py") and not any(x in path for x in layout.COMPILE_EXCLUDE):
+                    files.append(path)
+    files.sort()
+    n = layout.COMPILE_CHUNKS
+    lists = f"{WORK}/compile"
+    os.makedirs(lists, exist_ok=True)
+    for i in range(n):
+        with open(f"{lists}/{i}.txt", "w", encoding="utf-8") as fh:
+            fh.write("".join(p + "\n" for p in files[i::n]))
+    env = build_environ(plan)
+
+    def one(i: int) -> subprocess.CompletedProcess:
+        return subprocess.run([*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
+                               "unchecked-hash", "-i", f"{lists}/{i}.txt"], env=env, capture_output=True, text=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
+        procs = list(pool.map(one, range(n)))
+    for proc in procs:
+        # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
+        if proc.returncode not in (0, 1):
+            fail(f"compileall failed: {proc.stderr[-2000:]}")
+    shutil.rmtree(lists)
+
+
+def assemble(plan: dict) -> None:
+    layout = load_layout(plan["layout"])
+    python = plan["python"]
+    skeleton(layout, python, plan["python_full"])
+    interpreter = f"{layout.ENV_PREFIX}/bin/python"
+    house = plan["wheelhouse"]
+    wheels = sorted(f"{house}/{n}" for n in os.listdir(house) if n.endswith(".whl"))
+    install_wheels(plan, wheels, env_scheme(layout, python), interpreter)
+    compile_bytecode(plan, layout)
+    d = f"/{layout.ENVGEN_DIR}"
+    os.makedirs(d, exist_ok=True)
+    shutil.copyfile(plan["lock"], f"{d}/pylock.toml")
+    shutil.copyfile(plan["manifest"], f"{d}/snapshot.json")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[0] not in ("build-wheel", "assemble"):
+        fail("usage: assemble.py build-wheel|assemble PLAN.json")
+    with open(argv[1], encoding="utf-8") as fh:
+        plan = json.load(fh)
+    os.makedirs(WORK, exist_ok=True)
+    os.umask(0o022)
+    (build_wheel if argv[0] == "build-wheel" else assemble)(plan)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
