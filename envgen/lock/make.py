@@ -28,7 +28,6 @@ from .buildreq import SourceInput, resolve_source_builds
 from .resolve import index_url, resolve
 from .tags import best_wheel, supported_tags
 
-
 # Debian packages every compiled source build gets (role "build"), besides python3.X-dev
 COMPILER_DEBS = ("gcc", "libc6-dev")
 
