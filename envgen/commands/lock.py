@@ -7,7 +7,6 @@ import textwrap
 from ..lock.make import lock_spec
 from ..spec import load_spec
 
-
 REASONS = {"local": "local project", "no-wheel": "no wheel for the target",
            "from-source": "[build] from-source"}
 
