@@ -61,12 +61,13 @@ def build_graph(lock: Lock) -> nx.DiGraph:
             used.add(tool_node(name, version))
         if b.reason != "local":
             for r in compile_roots:
-                g.add_edge(src, f"deb:{r}", kind=BUILD)
+                if f"deb:{r}" in g:
+                    g.add_edge(src, f"deb:{r}", kind=BUILD)
     for t in lock.build_tools:
         if tool_node(t.name, t.version) not in used:
             g.add_edge(root, tool_node(t.name, t.version), kind=BUILD)
     for r in lock.debian.build_roots:
-        if r in BUILD_ROOTS:
+        if r in BUILD_ROOTS and f"deb:{r}" in g:
             g.add_edge(root, f"deb:{r}", kind=BUILD)
     # Debian build packages nothing points at stay out of the graph
     for n in [n for n in g if g.nodes[n].get("kind") == "deb-build" and g.in_degree(n) == 0]:
