@@ -278,3 +278,34 @@ def test_cli_diff_has_a_build_section(tmp_path):
     assert "build time" in proc.stdout and "- build-tool wheel 0.45.1" in proc.stdout
     data = json.loads(run_envgen("diff", str(pa), str(pb), "--json").stdout)
     assert data["changes"] == [] and data["build_changes"][0]["name"] == "wheel"
+
+
+def test_convert_marks_source_builds_and_refuses_neither_wheel_nor_sdist():
+    import datetime as dt
+
+    from envgen.errors import SpecError
+    from envgen.lock.make import _convert
+    from envgen.spec import parse_spec
+
+    spec = parse_spec(b'name = "d"\nsnapshot-date = 2025-05-08T00:00:00Z\npython = "3.11"\nrequirements = ["a"]\n',
+                      "specs/d.toml")
+    t = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+    def art(name):
+        return {"name": name, "url": f"https://x/{name}", "upload-time": t, "size": 1, "hashes": {"sha256": "b" * 64}}
+
+    uv = {"packages": [
+        {"name": "whl", "version": "1", "wheels": [art("whl-1-py3-none-any.whl")], "sdist": art("whl-1.tar.gz")},
+        {"name": "src", "version": "2", "wheels": [art("src-2-cp311-cp311-win_amd64.whl")], "sdist": art("src-2.zip")},
+    ]}
+    pkgs, reasons = _convert(uv, spec, "linux-x86_64", {}, {}, frozenset({"whl"}))
+    assert reasons == {"whl": "from-source", "src": "no-wheel"}
+    assert all(p.wheels == [] and p.sdist is not None for p in pkgs)
+    uv["packages"].append({"name": "win-only", "version": "3", "wheels": [art("w-3-cp311-cp311-win_amd64.whl")]})
+    with pytest.raises(LockError, match="win-only 3 has no wheel .* and no sdist") as exc:
+        _convert(uv, spec, "linux-x86_64", {}, {})
+    assert "\n" not in str(exc.value)
+    with pytest.raises(SpecError, match="'build.from-source': win-only 3 has no sdist"):
+        _convert({"packages": uv["packages"][2:]}, spec, "linux-x86_64", {}, {}, frozenset({"win-only"}))
+    with pytest.raises(LockError, match=r"src 2 \(a build requirement of x\) has no wheel"):
+        _convert(uv, spec, "linux-x86_64", {}, {}, tool_of="a build requirement of x")
