@@ -17,7 +17,7 @@ from .errors import FormatError, NewerFormatError
 # kind -> the newest format-version this envgen writes and reads
 VERSIONS: dict[str, int] = {
     "envgen-spec": 1,
-    "envgen-lock": 1,          # the [tool.envgen] table of pylock.NAME.toml
+    "envgen-lock": 2,          # the [tool.envgen] table of pylock.NAME.toml (2: source-builds; reads 1)
     "envgen-store": 1,
     "envgen-snapshot": 1,
     "envgen-bundle": 1,

@@ -47,6 +47,8 @@ from .schema import convert
 
 NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 DEB_NAME_PATTERN = r"^[a-z0-9][a-z0-9+.-]+$"
+# A PyPI project name (PEP 508 / PEP 503: letters, digits, '.', '_', '-'; alphanumeric at both ends)
+PY_NAME_PATTERN = r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$"
 PYTHON_PATTERN = r"^3\.\d{1,2}$"
 # What `[os] mirror` may contain: {archive} (required) and {snapshot-date}
 # (snapshot.debian.org's 20250508T000000Z form of the spec's snapshot date).
@@ -68,6 +70,7 @@ else:
                              Meta(description=f"one of {', '.join(sorted(PLATFORMS))}")]
     DistroName = Annotated[Literal[tuple(sorted(DISTROS))], Meta(description=f"one of {', '.join(sorted(DISTROS))}")]
 DebName = Annotated[str, Meta(pattern=DEB_NAME_PATTERN, description="a Debian package name")]
+PyName = Annotated[str, Meta(pattern=PY_NAME_PATTERN, description="a PyPI project name")]
 MirrorTemplate = Annotated[str, Meta(pattern=r"^https?://\S+$", description=MIRROR_EXPECTED)]
 SlurmValue = Annotated[Annotated[str, Meta(min_length=1)] | int | None,
                        Meta(description="a non-empty string or an integer")]
@@ -82,6 +85,13 @@ class OsTable(_Table, kw_only=True):
     base: DistroName = "debian/bookworm"
     packages: Annotated[list[DebName], Meta(description="a list of Debian package names")] = []
     mirror: MirrorTemplate | None = None
+    build_packages: Annotated[list[DebName], Meta(description="a list of Debian package names")] = []
+
+
+class BuildTable(_Table, kw_only=True):
+    """How packages are built: which are built from their sdist although a wheel exists."""
+
+    from_source: Annotated[list[PyName], Meta(description="a list of PyPI project names")] = []
 
 
 class RunTable(_Table, kw_only=True):
@@ -123,6 +133,7 @@ class SpecFile(_Table, kw_only=True):
     requirements: Annotated[list[NonEmpty], Meta(description="a list of PEP 508 requirement strings")] = []
     local: Annotated[list[NonEmpty], Meta(description="a list of paths relative to the spec's directory")] = []
     os: Annotated[OsTable, Table] = msgspec.field(default_factory=OsTable)
+    build: Annotated[BuildTable, Table] = msgspec.field(default_factory=BuildTable)
     run: Annotated[RunTable, Table] = msgspec.field(default_factory=RunTable)
     outputs: Annotated[OutputsTable, Table] = msgspec.field(default_factory=OutputsTable)
     slurm: Annotated[SlurmTable, Meta(
@@ -163,6 +174,8 @@ class Spec:
     nondeterministic_files: list[str] = field(default_factory=list)
     nondeterministic_columns: dict[str, list[str]] = field(default_factory=dict)
     slurm: dict[str, str] = field(default_factory=dict)
+    os_build_packages: list[str] = field(default_factory=list)  # [os] build-packages
+    from_source: list[str] = field(default_factory=list)  # [build] from-source, canonical names
 
     @property
     def dir(self) -> Path:
@@ -208,6 +221,8 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
     formats.check("envgen-spec", raw.get("format-version"), where, default=formats.current("envgen-spec"))
     doc = convert(raw, SpecFile, where, SpecError)
     _check_unique(where, "platforms", doc.platforms)
+    _check_unique(where, "os.build-packages", doc.os.build_packages)
+    _check_unique(where, "build.from-source", [canonicalize_name(n) for n in doc.build.from_source])
     _check_python(where, doc)
     _check_requirements(where, doc.requirements)
     _check_local_paths(where, doc.local)
@@ -230,6 +245,8 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
         os_base=doc.os.base,
         os_packages=list(doc.os.packages),
         os_mirror=doc.os.mirror,
+        os_build_packages=sorted(doc.os.build_packages),
+        from_source=sorted(canonicalize_name(n) for n in doc.build.from_source),
         command=list(doc.run.command),
         run_env=dict(sorted(doc.run.env.items())),
         workdir=doc.run.workdir,

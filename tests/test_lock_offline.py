@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from envgen import formats
 from envgen.clock import SnapshotDate
 from envgen.errors import EnvgenError, FormatError, LockError, NewerFormatError
 from envgen.lock import pylock
@@ -14,6 +15,8 @@ from envgen.lock.graph import build_graph, why
 from envgen.lock.resolve import parse_via
 from envgen.lock.tags import best_wheel, supported_tags
 from helpers import make_lock, run_envgen
+
+LOCK_FV = formats.current("envgen-lock")
 
 
 def test_roundtrip_is_byte_stable(tmp_path):
@@ -30,7 +33,7 @@ def test_roundtrip_is_byte_stable(tmp_path):
 
 
 def test_newer_lock_format_refused(tmp_path):
-    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1", "format-version = 7")
+    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace(f"format-version = {LOCK_FV}", "format-version = 7")
     p = tmp_path / "pylock.demo.toml"
     p.write_text(text)
     with pytest.raises(NewerFormatError, match="lock format 7 needs a newer envgen") as exc:
@@ -40,7 +43,7 @@ def test_newer_lock_format_refused(tmp_path):
 
 
 def test_newer_lock_format_refused_on_the_cli(tmp_path):
-    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1", "format-version = 7")
+    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace(f"format-version = {LOCK_FV}", "format-version = 7")
     p = tmp_path / "pylock.demo.toml"
     p.write_text(text)
     proc = run_envgen("graph", str(p))
@@ -50,7 +53,7 @@ def test_newer_lock_format_refused_on_the_cli(tmp_path):
 
 
 def test_lock_without_format_version_refused(tmp_path):
-    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace("format-version = 1\n", "")
+    text = pylock.dumps(make_lock({"a": ("1.0", [])})).replace(f"format-version = {LOCK_FV}\n", "")
     p = tmp_path / "pylock.demo.toml"
     p.write_text(text)
     with pytest.raises(FormatError, match="lock without a valid format-version"):

@@ -61,6 +61,19 @@ def test_minimal_spec_defaults(write_spec):
         (('"packaging>=24"]', '"packaging>=24"]\n[os]\nmirror = "ftp://x.org/{archive}"'), "os.mirror", "http(s)"),
         (('"packaging>=24"]', '"packaging>=24"]\n[run]\nenv = { A = 1 }'), "run.env", "string values"),
         (('"packaging>=24"]', '"packaging>=24"]\nos = 3'), "os", "a table"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nbuild-packages = ["gfortran", "Not_A_Deb"]'),
+         "os.build-packages[1]", "Debian package"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nbuild-packages = "gfortran"'),
+         "os.build-packages", "list of Debian package names"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[os]\nbuild-packages = ["gfortran", "gfortran"]'),
+         "os.build-packages", "no duplicates"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[build]\nfrom-source = ["six", "not a name"]'),
+         "build.from-source[1]", "PyPI project name"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[build]\nfrom-source = ["-six"]'),
+         "build.from-source[0]", "PyPI project name"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[build]\nfrom-source = ["Six", "six"]'),
+         "build.from-source", "no duplicates"),
+        (('"packaging>=24"]', '"packaging>=24"]\nbuild = ["six"]'), "build", "a table"),
     ],
 )
 def test_bad_values_name_file_and_key(write_spec, edit, key, expected):
@@ -71,6 +84,21 @@ def test_bad_values_name_file_and_key(write_spec, edit, key, expected):
     assert str(path) in msg
     assert f"'{key}'" in msg
     assert expected in msg
+
+
+def test_build_table_and_build_packages(write_spec):
+    spec = load_spec(write_spec(GOOD + '[build]\nfrom-source = ["Six", "zope.interface"]\n'
+                                '[os]\nbuild-packages = ["gfortran", "cmake"]\n'))
+    assert spec.from_source == ["six", "zope-interface"]  # canonical (PEP 503), sorted
+    assert spec.os_build_packages == ["cmake", "gfortran"]
+    plain = load_spec(write_spec(GOOD, name="plain"))
+    assert plain.from_source == [] and plain.os_build_packages == []
+
+
+def test_unknown_build_key(write_spec):
+    path = write_spec(GOOD + '[build]\nfrom-sources = ["six"]\n')
+    with pytest.raises(EnvgenError, match=r"unknown key 'build.from-sources'"):
+        load_spec(path)
 
 
 def test_unknown_key(write_spec):

@@ -124,7 +124,7 @@ class BuildInputs:
         by_name = {p.name: p for p in self.lock.packages}
         local = {name: o for name, o in self.local_sources()}
         out = []
-        for sb in getattr(self.lock, "source_builds", None) or self._legacy_source_builds():
+        for sb in self.lock.source_builds or self._legacy_source_builds():
             if sb.name in local:
                 obj = local[sb.name]
                 sha, fname = obj["sha256"], obj["name"] + ".tar"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..lock import load_lock_for
-from ..lock.diff import diff_locks
+from ..lock.diff import diff_build, diff_locks
 
 
 def register(sub, parents, fmt):
@@ -15,6 +15,9 @@ def register(sub, parents, fmt):
         description="Compare two locks (or the locks of two specs), PyPI and Debian both.\n"
         "A package whose version is unchanged but whose artifact hash differs is\n"
         "reported as 'rebuilt': the bytes changed under the same version.\n"
+        "Build-time changes (source builds, their pinned build requirements, build\n"
+        "tools, Debian build packages) are listed in their own section (--json:\n"
+        "build_changes).\n"
         "Exit status: 0 if the locks pin the same artifacts, 1 if they differ.",
         epilog="example:\n  envgen diff old/pylock.abide.toml specs/pylock.abide.toml",
     )
@@ -27,18 +30,26 @@ def run(args, ui) -> int:
     _, a = load_lock_for(args.lock_a, ui)
     _, b = load_lock_for(args.lock_b, ui)
     changes = diff_locks(a, b)
-    data = {"a": args.lock_a, "b": args.lock_b, "changes": changes}
+    build = diff_build(a, b)
+    data = {"a": args.lock_a, "b": args.lock_b, "changes": changes, "build_changes": build}
 
     def human(out):
-        if not changes:
+        if not changes and not build:
             out.print("no differences")
         for c in changes:
-            if c["change"] == "added":
-                out.print(f"+ {c['source']:6} {c['name']} {c['new']}")
-            elif c["change"] == "removed":
-                out.print(f"- {c['source']:6} {c['name']} {c['old']}")
-            else:
-                out.print(f"~ {c['source']:6} {c['name']} {c['old']} -> {c['new']} ({c['change']})")
+            line(out, c)
+        if build:
+            out.print("build time (source builds, build tools, Debian build packages):")
+        for c in build:
+            line(out, c, "  ")
+
+    def line(out, c, indent=""):
+        if c["change"] == "added":
+            out.print(f"{indent}+ {c['source']:6} {c['name']} {c['new']}")
+        elif c["change"] == "removed":
+            out.print(f"{indent}- {c['source']:6} {c['name']} {c['old']}")
+        else:
+            out.print(f"{indent}~ {c['source']:6} {c['name']} {c['old']} -> {c['new']} ({c['change']})")
 
     ui.emit(data, human)
-    return 1 if changes else 0
+    return 1 if changes or build else 0

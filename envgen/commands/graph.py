@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from ..lock import load_lock_for
-from ..lock.graph import build_graph, label, tree, why
+from ..lock.graph import BUILD, build_graph, edge_kind, label, path_text, tree, why
 
 
 def register(sub, parents, fmt):
@@ -19,7 +19,10 @@ def register(sub, parents, fmt):
             Print the environment's dependency tree, from the lock: the spec's
             requirements and local projects, what each pulls in, and the Debian
             runtime under the interpreter. A package met a second time is marked
-            (*) and not expanded again. --json gives the graph as node-link data.
+            (*) and not expanded again. Build-time edges (a source build's pinned
+            build requirements and compilers, the builders' own tools) are marked
+            "═ (build)". --json gives the nodes, the edges as [from, to, kind]
+            (kind: runtime or build) and the tree.
             """
         ),
         epilog="example:\n  envgen graph specs/abide.toml\n  envgen graph specs/pylock.abide.toml --json",
@@ -33,7 +36,8 @@ def register(sub, parents, fmt):
         formatter_class=fmt,
         help="show every path from a root requirement to a package",
         description="Show every dependency path from the environment's roots to PACKAGE\n"
-        "(a Python distribution name or a Debian package name).",
+        "(a Python distribution name, a build tool or a Debian package name).\n"
+        "A build-time edge prints as =build=> (--json: edges, build_time).",
         epilog="example:\n  envgen why specs/abide.toml threadpoolctl\n  envgen why specs/abide.toml libssl3",
     )
     w.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
@@ -48,15 +52,17 @@ def run_graph(args, ui) -> int:
     data = {
         "name": lock.name,
         "nodes": [{"id": n, **{k: v for k, v in g.nodes[n].items()}} for n in sorted(g.nodes)],
-        "edges": sorted([list(e) for e in g.edges]),
-        "tree": [{"depth": d, "id": n, "repeated": r} for d, n, r in rows],
+        "edges": sorted([a, b, edge_kind(g, a, b)] for a, b in g.edges),
+        "tree": [{"depth": d, "id": n, "repeated": r, "edge": k} for d, n, r, k in rows],
     }
 
     def human(out):
-        for depth, node, repeated in rows:
-            prefix = "  " * depth + ("└─ " if depth else "")
+        for depth, node, repeated, kind in rows:
+            prefix = "  " * depth + (("└═ (build) " if kind == BUILD else "└─ ") if depth else "")
             out.print(prefix + label(g, node) + (" (*)" if repeated and list(g.successors(node)) else ""))
-        out.print(f"{g.number_of_nodes() - 1} packages, {g.number_of_edges()} edges; (*) = expanded above")
+        nbuild = sum(1 for a, b in g.edges if edge_kind(g, a, b) == BUILD)
+        out.print(f"{g.number_of_nodes() - 1} packages, {g.number_of_edges()} edges ({nbuild} build-time); "
+                  "(*) = expanded above, ═ (build) = needed only to build")
 
     ui.emit(data, human)
     return 0
@@ -67,13 +73,15 @@ def run_why(args, ui) -> int:
     g = build_graph(lock)
     paths = why(g, lock.name, args.package)
     data = {"package": args.package, "paths": [[g.nodes[n]["name"] for n in p] for p in paths],
-            "labels": [[label(g, n) for n in p] for p in paths]}
+            "labels": [[label(g, n) for n in p] for p in paths],
+            "edges": [[edge_kind(g, a, b) for a, b in zip(p, p[1:], strict=False)] for p in paths],
+            "build_time": [any(edge_kind(g, a, b) == BUILD for a, b in zip(p, p[1:], strict=False)) for p in paths]}
 
     def human(out):
         if not paths:
             out.print(f"{args.package} is in the lock but nothing in the environment requires it")
         for p in paths:
-            out.print(" -> ".join(label(g, n) for n in p))
+            out.print(path_text(g, p))
 
     ui.emit(data, human)
     return 0 if paths else 1

@@ -7,6 +7,9 @@ import textwrap
 from ..lock.make import lock_spec
 from ..spec import load_spec
 
+REASONS = {"local": "local project", "no-wheel": "no wheel for the target",
+           "from-source": "[build] from-source"}
+
 
 def register(sub, parents, fmt):
     p = sub.add_parser(
@@ -24,6 +27,13 @@ def register(sub, parents, fmt):
             Debian: apt resolves the closure of the OS base's python3.X (plus the
             spec's [os] packages) against the signed indices; each .deb is recorded
             with its pool filename, size, sha256, mirror URL and snapshot.debian.org URL.
+
+            Source builds: a local project, a package without a wheel for the target,
+            or one named in [build] from-source is built from its sdist. Its PEP 517
+            build requirements ([build-system] requires, then what the backend's
+            get_requires_for_build_wheel adds, run offline under bwrap) are pinned at
+            the same date; compiled builds also pin gcc, libc6-dev and python3.X-dev
+            (plus [os] build-packages) as Debian build packages.
 
             Re-running on an unchanged spec (and unchanged indices) leaves the lock
             byte-identical. The lock is written atomically: on any error nothing changes.
@@ -53,18 +63,27 @@ def run(args, ui) -> int:
         "deb_bytes": sum(d.size for d in runtime_debs),
         "build_tools": sorted([p.name for p in lock.build_tools]
                               + [d.name for d in lock.debian.packages if d.role == "build"]),
+        "source_builds": [{"name": b.name, "version": b.version, "reason": b.reason, "backend": b.backend,
+                           "backend_path": b.backend_path, "requires": b.requires} for b in lock.source_builds],
         "warnings": result.warnings,
     }
     for w in result.warnings:
         ui.warn(w)
+
+    py_tools = sorted({f"{p.name} {p.version}" for p in lock.build_tools})
+    build_debs = [d for d in lock.debian.packages if d.role == "build"]
 
     def human(out):
         state = "written" if result.changed else "unchanged"
         out.print(
             f"{result.path} {state}: {summary['python_packages']} Python packages "
             f"({summary['wheel_bytes'] / 1e6:.1f} MB of wheels), {summary['debian_packages']} Debian packages "
-            f"({summary['deb_bytes'] / 1e6:.1f} MB), build tools: {', '.join(summary['build_tools'])}"
+            f"({summary['deb_bytes'] / 1e6:.1f} MB), build tools: {', '.join(py_tools)}; "
+            f"{len(build_debs)} Debian build packages (roots: {', '.join(lock.debian.build_roots)})"
         )
+        for b in lock.source_builds:
+            out.print(f"  built from source: {b.name} {b.version or ''} ({REASONS.get(b.reason, b.reason)}; "
+                      f"{b.backend}, {', '.join(b.requires) or 'no build requirements'})")
 
     ui.emit(summary, human)
     return 0

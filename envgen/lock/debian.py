@@ -43,7 +43,8 @@ from .pylock import DebPackage
 from .pylock import DebRelease as ReleaseInfo
 
 SNAPSHOT_SERVICE = "https://snapshot.debian.org/archive"
-# The static busybox is the trust root of the Nix builder.
+# The static busybox is the trust root of the Nix builder.  Source builds add their
+# compilers and the spec's [os] build-packages (see envgen.lock.make.debian_build_packages).
 BUILD_ROOTS = ["busybox-static"]
 
 
@@ -318,9 +319,15 @@ def _save_cached(path: Path, res: DebianResolution) -> None:
 
 
 def resolve_debian(distro: Distro, arch: str, python: str, extra: list[str], mirror: str | None,
-                   snapshot_date: dt.datetime | None = None) -> DebianResolution:
+                   snapshot_date: dt.datetime | None = None, build_packages: list[str] | None = None
+                   ) -> DebianResolution:
+    """The closure of the runtime roots (+ *extra*) and of the build roots (+ *build_packages*).
+
+    A package reachable from a runtime root has role "runtime", whatever else needs it.
+    The resolution cache is keyed by both root lists.
+    """
     roots = sorted({f"python{python}", *distro.runtime_roots, *extra})
-    build_roots = sorted(set(BUILD_ROOTS) - set(roots))
+    build_roots = sorted({*BUILD_ROOTS, *(build_packages or [])} - set(roots))
     apt = Apt(distro, arch, mirror, snapshot_date=snapshot_date)
     with apt.locked():
         if not _inrelease_unchanged(apt):

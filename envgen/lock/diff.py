@@ -1,4 +1,10 @@
-"""Differences between two locks, PyPI and Debian both."""
+"""Differences between two locks, PyPI and Debian both.
+
+:func:`diff_locks` compares what the environment runs (PyPI packages, the
+Debian runtime); :func:`diff_build` what only its build uses: the source
+builds (reason, backend, pinned build requirements), the build tools and the
+Debian build packages.
+"""
 
 from __future__ import annotations
 
@@ -47,3 +53,50 @@ def diff_locks(a: Lock, b: Lock) -> list[dict]:
         return {d.name: (d.version, d.sha256) for d in lock.debian.packages if d.role == "runtime"}
 
     return _diff("pypi", py(a), py(b), _cmp_py) + _diff("debian", deb(a), deb(b), _cmp_deb)
+
+
+def _source_build_text(b) -> str:
+    return f"{b.version or '-'} ({b.reason}; {b.backend}; {', '.join(b.requires) or 'no requirements'})"
+
+
+def diff_build(a: Lock, b: Lock) -> list[dict]:
+    """Build-time changes: ``source-build``, ``build-tool`` and ``debian-build`` entries."""
+    out: list[dict] = []
+    sa = {x.name: x for x in a.source_builds}
+    sb = {x.name: x for x in b.source_builds}
+    for name in sorted(set(sa) | set(sb)):
+        old, new = sa.get(name), sb.get(name)
+        if new is None:
+            out.append({"source": "source-build", "name": name, "change": "removed",
+                        "old": _source_build_text(old), "new": None})
+        elif old is None:
+            out.append({"source": "source-build", "name": name, "change": "added",
+                        "old": None, "new": _source_build_text(new)})
+        elif old != new:
+            c = _cmp_py(new.version, old.version) if old.version and new.version else 0
+            change = "upgraded" if c > 0 else "downgraded" if c < 0 else "changed"
+            out.append({"source": "source-build", "name": name, "change": change,
+                        "old": _source_build_text(old), "new": _source_build_text(new)})
+
+    def tools(lock: Lock) -> dict:
+        by_name: dict[str, list] = {}
+        for p in lock.build_tools:
+            by_name.setdefault(p.name, []).append(p)
+        return {name: (", ".join(sorted((p.version or "" for p in ps), key=_version_sort)),
+                       tuple(sorted(w.sha256 for p in ps for w in p.wheels)))
+                for name, ps in by_name.items()}
+
+    def deb(lock: Lock) -> dict:
+        return {d.name: (d.version, d.sha256) for d in lock.debian.packages if d.role == "build"}
+
+    def cmp_tools(x: str, y: str) -> int:
+        return _cmp_py(x, y) if ", " not in x + y else 0
+
+    return out + _diff("build-tool", tools(a), tools(b), cmp_tools) + _diff("debian-build", deb(a), deb(b), _cmp_deb)
+
+
+def _version_sort(v: str):
+    try:
+        return (0, Version(v), v)
+    except InvalidVersion:
+        return (1, v, v)

@@ -19,13 +19,17 @@ from packaging.utils import canonicalize_name
 from .. import __version__
 from ..clock import format_utc
 from ..distros import PLATFORMS
-from ..errors import EnvgenError, SpecError
+from ..errors import EnvgenError, LockError, SpecError
 from ..fsutil import atomic_write
 from ..spec import Spec
 from . import debian as deb
 from . import pylock
+from .buildreq import SourceInput, resolve_source_builds
 from .resolve import index_url, resolve
 from .tags import best_wheel, supported_tags
+
+# Debian packages every compiled source build gets (role "build"), besides python3.X-dev
+COMPILER_DEBS = ("gcc", "libc6-dev")
 
 
 @dataclass
@@ -60,10 +64,19 @@ def _artifact(kind: str, d: dict) -> pylock.Artifact:
 
 
 def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[str, str | None]],
-             children: dict[str, list[str]], warnings: list[str]) -> list[pylock.PyPackage]:
+             children: dict[str, list[str]], from_source: frozenset[str] = frozenset(),
+             tool_of: str | None = None) -> tuple[list[pylock.PyPackage], dict[str, str]]:
+    """uv's pylock -> the lock's packages, and {name: reason} of those built from their sdist.
+
+    A package keeps the one wheel the target installs; without one (or when the
+    spec's ``[build] from-source`` names it) it keeps only its sdist, so that
+    any PEP 751 installer builds it from source too.  *tool_of* (build tools)
+    says whose build requirement it is: a build tool must have a wheel.
+    """
     plat = PLATFORMS[platform]
     tags = supported_tags(spec.python, plat.machine, spec.distro.glibc)
     out = []
+    reasons: dict[str, str] = {}
     for p in uv_lock.get("packages", []):
         name = canonicalize_name(p["name"])
         if "directory" in p:
@@ -73,16 +86,24 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
             out.append(pylock.PyPackage(name=name, version=version, directory=rel,
                                         dependencies=children.get(name, [])))
             continue
+        version = p.get("version")
         wheels = [_artifact("wheel", w) for w in p.get("wheels", [])]
         sdist = _artifact("sdist", p["sdist"]) if "sdist" in p else None
         chosen = best_wheel([w.filename for w in wheels], tags)
         wheels = [w for w in wheels if w.filename == chosen]
-        if not wheels:
+        if tool_of is not None and not wheels:
+            raise LockError(f"{name} {version} ({tool_of}) has no wheel for {platform} CPython {spec.python}; "
+                            "build tools are installed from wheels, not built from source")
+        if name in from_source:
             if sdist is None:
-                raise EnvgenError(f"{name} {p.get('version')} has no wheel for {platform} CPython {spec.python}"
-                                  " and no sdist")
-            warnings.append(f"{name} {p.get('version')} has no wheel for {platform};"
-                            " it would have to be built from its sdist")
+                raise SpecError(f"{spec.path}: key 'build.from-source': {name} {version} has no sdist to build from")
+            wheels = []
+            reasons[name] = "from-source"
+        elif not wheels:
+            if sdist is None:
+                raise LockError(f"{name} {version} has no wheel for {platform} CPython {spec.python} and no sdist, "
+                                "so it can be neither installed nor built")
+            reasons[name] = "no-wheel"
         for a in wheels + ([sdist] if sdist else []):
             if a.upload_time is None:
                 raise EnvgenError(f"{a.filename}: the index gave no upload time,"
@@ -90,10 +111,18 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
             if a.upload_time > spec.snapshot_date:
                 raise EnvgenError(f"{a.filename} was uploaded {format_utc(a.upload_time)}, after the snapshot date")
         out.append(pylock.PyPackage(
-            name=name, version=p.get("version"), wheels=wheels, sdist=sdist, marker=p.get("marker"),
+            name=name, version=version, wheels=wheels, sdist=sdist, marker=p.get("marker"),
             index=index_url(), dependencies=children.get(name, []),
         ))
-    return out
+    return out, reasons
+
+
+def debian_build_packages(spec: Spec, compile_: bool) -> list[str]:
+    """Debian packages a source build needs: a C toolchain and the Python headers, plus ``[os] build-packages``."""
+    names = set(spec.os_build_packages)
+    if compile_:
+        names |= set(COMPILER_DEBS) | {f"python{spec.python}-dev"}
+    return sorted(names)
 
 
 def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
@@ -114,21 +143,54 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
         locals_[name] = (lp.path, version)
 
     say = progress or (lambda msg: None)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    from_source = frozenset(spec.from_source)
+
+    def debian(compile_: bool):
+        return deb.resolve_debian(spec.distro, plat.deb_arch, spec.python, spec.os_packages, spec.os_mirror,
+                                  spec.snapshot_date, build_packages=debian_build_packages(spec, compile_))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
         say("resolving the Debian runtime with apt")
-        fut = pool.submit(deb.resolve_debian, spec.distro, plat.deb_arch, spec.python, spec.os_packages, spec.os_mirror,
-                          spec.snapshot_date)
+        # [build] from-source means compiling; otherwise only the resolution tells (a package without a wheel)
+        fut = pool.submit(debian, bool(from_source))
         say("resolving PyPI with uv")
         res = resolve(spec, platform)
+
+        children: dict[str, list[str]] = {}
+        for child, parents in res.parents.items():
+            for parent in parents:
+                children.setdefault(parent, []).append(child)
+        children = {k: sorted(set(v)) for k, v in children.items()}
+        packages, reasons = _convert(res.runtime, spec, platform, locals_, children, from_source)
+        resolved = {p.name for p in packages}
+        for name in spec.from_source:
+            if name not in resolved:
+                raise SpecError(f"{spec.path}: key 'build.from-source': {name!r} is not in the resolved environment")
+        if any(r != "local" for r in reasons.values()) and not from_source:
+            fut = pool.submit(debian, True)  # waits for the first on apt's state lock, then reuses its indices
+
+        def convert_tools(uv_lock: dict, tool_of: str) -> list[pylock.PyPackage]:
+            return _convert(uv_lock, spec, platform, {}, {}, tool_of=tool_of)[0]
+
+        inputs = [SourceInput(name=p.name, version=p.version, reason="local", directory=lp.dir)
+                  for lp in spec.local for p in packages if p.directory == lp.path]
+        inputs += [SourceInput(name=p.name, version=p.version, reason=reasons[p.name], sdist=p.sdist)
+                   for p in packages if p.name in reasons]
+        if inputs:
+            from ..paths import store_dir
+            from ..snapshot.store import Store
+
+            store = Store(store_dir(None))
+        else:
+            store = None
+        builds = resolve_source_builds(spec, platform, inputs, store, lambda: fut.result().packages,
+                                       convert_tools, say)
         debres = fut.result()
 
-    children: dict[str, list[str]] = {}
-    for child, parents in res.parents.items():
-        for parent in parents:
-            children.setdefault(parent, []).append(child)
-    children = {k: sorted(set(v)) for k, v in children.items()}
-    packages = _convert(res.runtime, spec, platform, locals_, children, warnings)
-    build_tools = _convert(res.build, spec, platform, {}, {}, warnings)
+    tools: dict[tuple[str, str | None], pylock.PyPackage] = {}
+    for t in convert_tools(res.build, "a base build tool") + builds.tools:
+        tools.setdefault((t.name, t.version), t)
+    build_tools = sorted(tools.values(), key=pylock.tool_key)
     roots = sorted({canonicalize_name(Requirement(r).name) for r in spec.requirements} | set(locals_))
 
     for r in debres.releases:
@@ -153,6 +215,7 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
         roots=roots,
         packages=packages,
         build_tools=build_tools,
+        source_builds=builds.source_builds,
         debian=pylock.Debian(
             base=spec.os_base,
             architecture=debres.arch,

