@@ -39,7 +39,7 @@ from .base import BuildInputs, BuildResult, Note, build_key, quiet
 from .tree import tree_digest
 
 NAME = "nix"
-VERSION = 1
+VERSION = 2  # 2: the tree digest covers exact modes (the output is unchanged)
 NIX_SETTINGS = {
     "experimental-features": "nix-command flakes",
     "sandbox": "true",
@@ -416,6 +416,8 @@ def _read_tree_meta(store: Store, out: str) -> dict | None:
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("format-version", 99) > formats.current("envgen-nix-tree"):
+        return None
+    if doc.get("builder-version") != VERSION:  # hashed under another digest definition: hash again
         return None
     return doc
 
