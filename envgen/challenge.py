@@ -214,8 +214,8 @@ def scratch(keep: str | None = None, prefix: str = "envgen-challenge-") -> Itera
 
 
 def challenge_paths(a: str | Path, b: str | Path, work: Path) -> tuple[Side, Side, list[dict]]:
-    (work / "a").mkdir(exist_ok=True)
-    (work / "b").mkdir(exist_ok=True)
+    (work / "a").mkdir(parents=True, exist_ok=True)
+    (work / "b").mkdir(parents=True, exist_ok=True)
     sa = load_side(a, work / "a")
     sb = load_side(b, work / "b")
     return sa, sb, compare_sides(sa, sb)
