@@ -29,6 +29,7 @@ COMMANDS = {
     "runs": "runs",
     "rerun": "rerun",
     "verify": "verify",
+    "challenge": "challenge",
     "sweep": "sweep",
     "export": "export",
     "nix": "nix",

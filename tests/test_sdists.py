@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from helpers import REPO, require_tool, run_envgen
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
@@ -31,7 +32,8 @@ def offline(*args: str) -> subprocess.CompletedProcess:
 
 
 def built_wheels(store: Path) -> dict[str, str]:
-    return {d["wheel"]: d["sha256"] for d in (json.loads(p.read_text()) for p in (store / "built-wheels").glob("*.json"))}
+    docs = (json.loads(p.read_text()) for p in (store / "built-wheels").glob("*.json"))
+    return {d["wheel"]: d["sha256"] for d in docs}
 
 
 @pytest.fixture(scope="module")

@@ -37,11 +37,11 @@ from ..sandbox import Bind, Sandbox, netns_available
 from ..snapshot import Store
 from . import debs
 from .base import BuildInputs, BuildResult, Note, SourceToBuild, build_key, quiet
-from .tree import clamp_mtimes, make_readonly, tree_digest
+from .tree import canonicalize, clamp_mtimes, make_readonly, tree_digest
 
 NAME = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
-VERSION = 4
+VERSION = 5  # 4: canonical modes, exact-mode digest; 5: one assembler (pypa installer) for both builders
 # Bump when assemble.py changes what it builds: cached wheels built from source are then rebuilt.
 ASSEMBLER = "1"
 # The pinned build tools the assembler itself imports.
@@ -256,16 +256,17 @@ class _Build:
         for sub in ("tmp", "run"):
             for child in (self.root / sub).iterdir():
                 remove_tree(child)
+        canonicalize(self.root)  # modes from the packages only, never from the umask (tree.canonicalize)
         clamp_mtimes(self.root, self.inputs.epoch)
 
     def digest(self) -> tuple[str, list[str], int]:
+        make_readonly(self.root)  # the digest is of the exact modes of the tree as published
         digest, lines = tree_digest(self.root)
         size = sum(os.lstat(os.path.join(dp, f)).st_size for dp, _, fs in os.walk(self.root) for f in fs)
         return digest, lines, size
 
     def publish(self, key: str, digest: str, lines: list[str], size: int) -> None:
-        """Make the tree read-only and move the stage to trees/KEY (replacing a forced rebuild's old tree)."""
-        make_readonly(self.root)
+        """Move the (read-only) stage to trees/KEY (replacing a forced rebuild's old tree)."""
         meta = {
             **formats.header("envgen-tree"), "builder": NAME, "builder-version": VERSION, "key": key,
             "snapshot": self.inputs.snapshot_id, "platform": self.inputs.platform, "tree-digest": digest,

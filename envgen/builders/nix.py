@@ -40,7 +40,7 @@ from .embedded import BASE_TOOLS, EXCLUDED_FROM_ROOTS
 from .tree import tree_digest
 
 NAME = "nix"
-VERSION = 1
+VERSION = 3  # 2: the tree digest covers exact modes; 3: the shared assembler (envgen/builders/assemble.py)
 NIX_SETTINGS = {
     "experimental-features": "nix-command flakes",
     "sandbox": "true",
@@ -441,6 +441,8 @@ def _read_tree_meta(store: Store, out: str) -> dict | None:
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("format-version", 99) > formats.current("envgen-nix-tree"):
+        return None
+    if doc.get("builder-version") != VERSION:  # hashed under another digest definition: hash again
         return None
     return doc
 

@@ -1,13 +1,28 @@
-"""The environment tree: its digest, and the normalisation every builder applies.
+"""The environment tree: canonical modes, the tree digest, and comparing two trees.
 
-The **tree digest** is the sha256 of a canonical listing of the tree: one line
-per entry, sorted by path (bytes), giving the path, the type, the mode and
-either the sha256 of the content (files) or the link target (symlinks).  The
-mode is reduced to what every store can hold, as Nix does: 0755 for
-directories and executable files, 0644 for other files; so the same tree has
-the same digest whether it sits writable in a staging directory, read-only in
-envgen's store or in /nix/store.  Owners and mtimes are not part of it:
-builders clamp every mtime to the snapshot date, and exports write uid/gid 0.
+**Canonical modes.**  A builder never lets the process umask, the build user or
+a tool's whims decide a mode.  :func:`canonicalize` sets every entry from its
+type and the package's executable bit alone: directories 0755, regular files
+0755 when the owner-execute bit is set (the bit the package asked for survives
+any umask, and it is the bit Nix keeps) and 0644 otherwise; no setuid, setgid
+or sticky bit anywhere (``/tmp`` included: images get a 1777 ``/tmp`` from the
+exporters).  :func:`make_readonly` then removes every write bit, so a published
+tree holds exactly the modes the Nix store holds: 0555 for directories and
+executables, 0444 for other files, 0777 for symbolic links.
+
+The **tree digest** is the sha256 of a canonical listing of the published
+(read-only) tree: one line per entry (the root itself excluded), sorted by the
+path's bytes::
+
+    d MODE PATH
+    f MODE PATH SHA256
+    l 0777 PATH -> TARGET
+
+MODE is the entry's exact permission bits (``stat.S_IMODE``, four octal
+digits), not normalised: any mode difference changes the digest.  Owners and
+mtimes are not part of it (builders clamp every mtime to the snapshot date;
+exports write uid/gid 0).  Hard links are not recorded (the Nix store may add
+or drop them); each path lists its own content.
 """
 
 from __future__ import annotations
@@ -16,11 +31,19 @@ import hashlib
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..fsutil import file_sha256
 
 CHUNK = 1 << 20
+DIR_MODE = 0o755
+EXEC_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def _key(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
 
 
 def walk(root: Path) -> list[tuple[str, os.stat_result]]:
@@ -30,23 +53,58 @@ def walk(root: Path) -> list[tuple[str, os.stat_result]]:
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             out.append((os.path.relpath(full, root), os.lstat(full)))
-    out.sort(key=lambda e: e[0].encode("utf-8", "surrogateescape"))
+    out.sort(key=lambda e: _key(e[0]))
     return out
 
 
+def canonical_mode(st: os.stat_result) -> int:
+    """The mode a writable tree entry gets: from its type and its owner-execute bit only."""
+    if stat.S_ISDIR(st.st_mode):
+        return DIR_MODE
+    return EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
+
+
+def canonicalize(root: Path) -> int:
+    """Give every entry under *root* (and *root*) its canonical mode; return how many were changed.
+
+    Symbolic links are left alone (Linux has no link modes).  Directories are
+    made 0755 before their contents are visited, so a 0500 or 0000 directory
+    left by a umask or a package cannot hide its entries.
+    """
+    root = Path(root)
+    changed = 0
+    os.chmod(root, DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = canonical_mode(st)
+            if stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(full, mode)
+                changed += 1
+    return changed
+
+
+def _mode_of(st: os.stat_result) -> int:
+    return 0o777 if stat.S_ISLNK(st.st_mode) else stat.S_IMODE(st.st_mode)
+
+
 def listing(root: Path, jobs: int = 4) -> list[str]:
+    """The canonical listing of the tree at *root* (see the module docstring), exact modes."""
     entries = walk(Path(root))
     files = [os.path.join(root, p) for p, st in entries if stat.S_ISREG(st.st_mode)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         shas = dict(zip(files, pool.map(file_sha256, files), strict=True))
     lines = []
     for rel, st in entries:
-        mode = 0o755 if stat.S_ISDIR(st.st_mode) or st.st_mode & 0o111 else 0o644
+        mode = _mode_of(st)
         full = os.path.join(root, rel)
         if stat.S_ISDIR(st.st_mode):
             lines.append(f"d {mode:04o} {rel}")
         elif stat.S_ISLNK(st.st_mode):
-            lines.append(f"l 0777 {rel} -> {os.readlink(full)}")
+            lines.append(f"l {mode:04o} {rel} -> {os.readlink(full)}")
         elif stat.S_ISREG(st.st_mode):
             lines.append(f"f {mode:04o} {rel} {shas[full]}")
         else:
@@ -54,12 +112,17 @@ def listing(root: Path, jobs: int = 4) -> list[str]:
     return lines
 
 
-def tree_digest(root: Path) -> tuple[str, list[str]]:
-    lines = listing(root)
+def digest_of(lines: list[str]) -> str:
+    """The tree digest of a listing."""
     h = hashlib.sha256()
     for line in lines:
         h.update(line.encode("utf-8", "surrogateescape") + b"\n")
-    return h.hexdigest(), lines
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> tuple[str, list[str]]:
+    lines = listing(root)
+    return digest_of(lines), lines
 
 
 def clamp_mtimes(root: Path, epoch: int) -> None:
@@ -71,6 +134,7 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
 
 
 def make_readonly(root: Path) -> None:
+    """Remove every write bit under *root* (files first, then directories bottom-up); mtimes are kept."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             p = os.path.join(dirpath, name)
@@ -82,3 +146,82 @@ def make_readonly(root: Path) -> None:
             p = os.path.join(dirpath, name)
             if not os.path.islink(p):
                 os.chmod(p, stat.S_IMODE(os.lstat(p).st_mode) & ~0o222)
+
+
+# --------------------------------------------------------------------------- comparing two listings
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One parsed listing line."""
+
+    path: str
+    kind: str  # d, f, l, ?
+    mode: str
+    sha256: str = ""
+    target: str = ""
+
+    def describe(self) -> str:
+        what = {"d": "directory", "f": "file", "l": "symlink", "?": "special file"}[self.kind]
+        extra = f" sha256 {self.sha256[:16]}…" if self.kind == "f" else f" -> {self.target}" if self.kind == "l" else ""
+        return f"{what} {self.mode}{extra}"
+
+
+def parse_line(line: str) -> Entry:
+    kind, mode, rest = line.split(" ", 2)
+    if kind == "f":
+        path, sha = rest.rsplit(" ", 1)
+        return Entry(path, kind, mode, sha256=sha)
+    if kind == "l":
+        path, target = rest.split(" -> ", 1)
+        return Entry(path, kind, mode, target=target)
+    return Entry(rest, kind, mode)
+
+
+def compare_listings(a: list[str], b: list[str], sizes: tuple[dict, dict] | None = None) -> list[dict]:
+    """Every path whose entry differs between listings *a* and *b*, with how it differs.
+
+    Each difference is ``{"path", "differences": [...], "a", "b"}``; a
+    difference is one of ``missing in a``/``missing in b``, ``type``, ``mode``,
+    ``content`` (and ``size`` when *sizes* ({path: size} per side) say so) or
+    ``link target``.  Sorted by path bytes.
+    """
+    ea = {e.path: e for e in map(parse_line, a)}
+    eb = {e.path: e for e in map(parse_line, b)}
+    out = []
+    for path in sorted(set(ea) | set(eb), key=_key):
+        x, y = ea.get(path), eb.get(path)
+        if x == y:
+            continue
+        diffs: list[str] = []
+        if x is None:
+            diffs.append("missing in a")
+        elif y is None:
+            diffs.append("missing in b")
+        else:
+            if x.kind != y.kind:
+                diffs.append("type")
+            if x.mode != y.mode:
+                diffs.append("mode")
+            if x.kind == y.kind == "f" and x.sha256 != y.sha256:
+                if sizes is not None and sizes[0].get(path) != sizes[1].get(path):
+                    diffs.append("size")
+                diffs.append("content")
+            if x.kind == y.kind == "l" and x.target != y.target:
+                diffs.append("link target")
+        item: dict = {"path": path, "differences": diffs, "a": x.describe() if x else None,
+                      "b": y.describe() if y else None}
+        if sizes is not None and "size" in diffs:
+            item["size"] = [sizes[0].get(path), sizes[1].get(path)]
+        out.append(item)
+    return out
+
+
+def sizes_of(root: Path) -> dict[str, int]:
+    """{path: size} of the regular files under *root*."""
+    return {rel: st.st_size for rel, st in walk(Path(root)) if stat.S_ISREG(st.st_mode)}
+
+
+def describe_difference(d: dict) -> str:
+    """One line: the path, what differs, and both sides."""
+    return f"{d['path']}: {', '.join(d['differences'])} ({d['a'] or 'absent'} / {d['b'] or 'absent'})"

@@ -82,7 +82,8 @@ class ImageMeta:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        p = proc.run(["git", "-C", str(cwd), *args], f"git {args[0]}", check=False)
+        # safe.directory: the same answer whoever runs it (git refuses a checkout owned by another user)
+        p = proc.run(["git", "-c", "safe.directory=*", "-C", str(cwd), *args], f"git {args[0]}", check=False)
     except (EnvgenError, OSError):  # no git: no source label
         return None
     return p.stdout.strip() or None if p.returncode == 0 else None

@@ -57,7 +57,13 @@ FAMILIES: list[tuple[str, tuple[str, ...]]] = [
 ]
 _FAMILY_OF = {d: name for name, dists in FAMILIES for d in dists}
 
-WRITABLE_DIRS = {"tmp": 0o1777, "var/tmp": 0o1777}
+WRITABLE_DIRS = {"tmp": 0o1777, "var/tmp": 0o1777}  # the tree has them 0555 (read-only, no sticky bit)
+
+
+def writable_dirs(root: Path) -> dict[str, int]:
+    """{"/tmp": 0o1777, …}: the mode every image gives those of :data:`WRITABLE_DIRS` the tree has as directories."""
+    return {f"/{d}": m for d, m in sorted(WRITABLE_DIRS.items())
+            if (Path(root) / d).is_dir() and not (Path(root) / d).is_symlink()}
 
 GZIP = "gzip"
 ZSTD = "zstd"

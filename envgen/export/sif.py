@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import EnvgenError
 from ..fsutil import atomic_output, canonical_json, file_sha256
 from . import ImageMeta
+from .layers import writable_dirs
 from .squashfs import REPRO_FLAGS, make_squashfs, mksquashfs_version, path_of, time_flags
 
 LAUNCH = b"#!/usr/bin/env run-singularity\n"
@@ -344,7 +345,8 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
     try:
         labels = dict(meta.labels())
         files, dirs = singularity_files(meta, labels)
-        sqsh = make_squashfs(meta.root, work / "rootfs.sqsh", meta.epoch, files, dirs)
+        sqsh = make_squashfs(meta.root, work / "rootfs.sqsh", meta.epoch, files, dirs,
+                             mode_fixes=writable_dirs(meta.root))  # /tmp 1777, as in every image
         part_sha = file_sha256(sqsh)
         labels_obj = dict(labels)
         labels_obj["dev.envgen.partition-sha256"] = part_sha
@@ -364,10 +366,10 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
 
 
 def write_env_sqsh(meta: ImageMeta, out: Path) -> dict:
-    """The plain squashfs of the env for enroot/pyxis (/tmp made 1777, nothing added)."""
+    """The plain squashfs of the env for enroot/pyxis (/tmp and /var/tmp made 1777, nothing added)."""
     out = Path(out)
     with atomic_output(out) as fh:  # mksquashfs writes the temporary file; it becomes *out* only whole
-        make_squashfs(meta.root, path_of(fh), meta.epoch, mode_fixes={"/tmp": 0o1777})
+        make_squashfs(meta.root, path_of(fh), meta.epoch, mode_fixes=writable_dirs(meta.root))
     return {"format": "sqsh", "path": str(out), "sha256": file_sha256(out), "size": out.stat().st_size,
             "mksquashfs": mksquashfs_version()}
 

@@ -44,7 +44,9 @@ def _skipped(rel: str) -> bool:
 def _git_files(root: Path, probe: bool = False) -> list[str] | None:
     """The files git would see under *root*; with *probe*, None when *root* is not in a git work tree."""
     try:
-        r = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        # safe.directory: the same file list whoever runs it (git refuses a checkout owned by another user)
+        r = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"],
                            capture_output=True, timeout=120)
     except FileNotFoundError:
         if probe:
