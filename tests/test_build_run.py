@@ -41,6 +41,23 @@ def test_build_is_cached_and_reproducible_from_a_cleared_cache(tiny):
     assert rebuilt["key"] == first["key"]
 
 
+def test_the_tree_does_not_depend_on_uv(tiny, tmp_path):
+    """uv only resolves: a build with uv impossible to import gives the same tree (pypa installer installs)."""
+    blocker = tmp_path / "no-uv"
+    (blocker / "uv").mkdir(parents=True)
+    (blocker / "uv" / "__init__.py").write_text("raise ImportError('uv is not available to this build')\n")
+    store = tmp_path / "store"
+    shutil.copytree(tiny.store / "objects", store / "objects")  # the snapshot's objects, nothing built
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(["unshare", "-n", os.sys.executable, "-m", "envgen", "build", str(tiny.spec), "--store",
+                           str(store), "--json"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tree_digest"] == tiny.built["tree_digest"]
+    site = Path(tiny.built["path"], "opt/env/lib/python3.11/site-packages")
+    assert {p.read_text() for p in site.glob("*.dist-info/INSTALLER")} == {"envgen\n"}
+    assert not list(site.glob("*.dist-info/uv_*.json")) and not Path(tiny.built["path"], "opt/env/.lock").exists()
+
+
 def test_tree_has_no_host_paths_and_clamped_mtimes(tiny):
     rootfs = Path(tiny.built["path"])
     epoch = 1746662400  # 2025-05-08T00:00:00Z

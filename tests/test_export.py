@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -574,3 +575,44 @@ def test_abide_pipeline_outputs_are_identical_across_runtimes(abide, tmp_path):
 
     assert len({json.dumps(score_columns(outs[rt] / "cv_results.csv")) for rt in runtimes}) == 1
     require_tool("podman", "runc", why=f"compared {runtimes} only")
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_an_image_built_under_umask_077_runs_abide_as_non_root(abide, tmp_path):
+    """HPC accounts run with umask 077: the tree, the image and the pipeline's outputs must not notice."""
+    require_tool("podman", "runc")
+    from envgen.runtimes.podman import podman
+
+    normal = json.loads(run_envgen("build", str(abide.spec), "--store", str(abide.store), "--json", check=True).stdout)
+    store = tmp_path / "store-077"
+    shutil.copytree(abide.store / "objects", store / "objects", copy_function=os.link)
+
+    def envgen_077(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "envgen", args[0], "--store", str(store), *args[1:]],
+                              capture_output=True, text=True, preexec_fn=lambda: os.umask(0o077))
+
+    proc = envgen_077("build", str(abide.spec), "--json")
+    assert proc.returncode == 0, proc.stderr
+    strict = json.loads(proc.stdout)
+    assert strict["tree_digest"] == normal["tree_digest"]
+    podman("rmi", "-f", f"envgen/abide:{normal['snapshot_id'][:12]}", check=False)  # re-exported from this tree
+    data = tmp_path / "data"
+    data.mkdir()
+    run_envgen("run", str(abide.spec), "--store", str(abide.store), "--bind", f"{data}:/data", "--",
+               "abide-pipeline", "synth", "--out", "/data", "--seed", "3", "--n-subjects", "40",
+               "--sites", "NYU,UM_1,USM", check=True)
+    os.chmod(data, 0o755)
+    outs = {}
+    for name, runner, extra in (("022", run_envgen, ["--store", str(abide.store)]), ("077", envgen_077, [])):
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        os.chmod(out, 0o777)  # the image's user (uid 1000) writes here
+        runtime = "bwrap" if name == "022" else "podman"
+        proc = runner("run", str(abide.spec), *extra, "--runtime", runtime, "--bind", f"{data}:/data:ro",
+                      "--bind", f"{out}:/out", "--", "abide-pipeline", "--input-dir", "/data", "--output-dir", "/out",
+                      "--random-state", "0", "--num-folds", "3")
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = out
+    for f in ("inputs.npz", "phenotypes.csv", "args.yaml"):
+        assert (outs["022"] / f).read_bytes() == (outs["077"] / f).read_bytes(), f
