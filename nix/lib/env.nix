@@ -13,16 +13,8 @@
 let
   fetchAll = map fetch;
   tools = [ data.tools.installer data.tools.pyproject_hooks ];
-  plan = builtins.toJSON {
-    python = data.python;
+  plan = import ./plan.nix data {
     python_full = data.pythonFull;
-    python_cmd = [ "/usr/bin/python${data.python}" ];
-    epoch = data.epoch;
-    layout = "/.build/layout.py";
-    tools = {
-      installer = "/.build/tools/${data.tools.installer.file}";
-      pyproject_hooks = "/.build/tools/${data.tools.pyproject_hooks.file}";
-    };
     wheelhouse = "/.build/wheels";
     lock = "/.build/pylock.toml";
     manifest = "/.build/snapshot.json";

@@ -5,15 +5,7 @@
 # paths and environment as the embedded builder, so the wheel is the same.
 { fetch, bootstrap, data, source }:
 let
-  plan = builtins.toJSON {
-    python = data.python;
-    python_cmd = [ "/usr/bin/python${data.python}" ];
-    epoch = data.epoch;
-    layout = "/.build/layout.py";
-    tools = {
-      installer = "/.build/tools/${data.tools.installer.file}";
-      pyproject_hooks = "/.build/tools/${data.tools.pyproject_hooks.file}";
-    };
+  plan = import ./plan.nix data {
     build = {
       name = source.project;
       source = "/.build/source/${source.source.file}";
