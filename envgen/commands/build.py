@@ -16,12 +16,16 @@ def register(sub, parents, fmt):
         help="build the environment tree from the snapshot, offline (prints the tree digest)",
         description=textwrap.dedent(
             """\
-            Build SPEC's environment from store objects only, inside a network
-            namespace (bubblewrap): the pinned Debian runtime unpacked without
-            maintainer scripts, the locked wheels installed by uv into /opt/env
-            (--offline --no-index --require-hashes), local projects built by their
-            pinned build backend, bytecode compiled with unchecked-hash pycs, every
-            mtime clamped to the snapshot date.
+            Build SPEC's environment from store objects only, with the network cut:
+            the pinned Debian runtime unpacked without maintainer scripts; every
+            source the lock builds (local projects, sdist-only packages, [build]
+            from-source) built into a wheel by its pinned build backend in a build
+            root of the pinned runtime and build .debs (compilers included), or
+            taken from the store's cache of built wheels; then every wheel
+            installed into /opt/env by the pinned pypa installer, bytecode
+            compiled with unchecked-hash pycs, modes made canonical, every mtime
+            clamped to the snapshot date. The embedded builder runs these steps
+            under bubblewrap; --builder nix runs the same program in Nix's sandbox.
 
             The tree lands in the store under a key derived from its inputs
             (trees/KEY); building the same snapshot again is a cache hit. The
