@@ -133,9 +133,9 @@ def _unpack_source(archive: str, dest: str) -> None:
         members = [m for m in tf.getmembers() if m.isfile() or m.isdir()]
         top = _common_top([m.name for m in members if m.isfile()])
         for m in members:
-            rel = m.name[len(top):] if top and m.name.startswith(top) else ("" if top and m.name + "/" == top
-                                                                            else m.name)
-            if not rel or rel == ".":
+            name = m.name.rstrip("/")
+            rel = name[len(top):] if top and name.startswith(top) else ("" if f"{name}/" == top else name)
+            if rel in ("", "."):
                 continue
             _check_rel(rel, archive)
             target = os.path.join(dest, rel)
@@ -166,7 +166,6 @@ def _check_rel(rel: str, archive: str) -> None:
 
 def build_wheel(plan: dict) -> None:
     """Build ``plan["build"]`` into a wheel in ``plan["out"]``; print its file name."""
-    layout = load_layout(plan["layout"])
     b = plan["build"]
     name = b["name"]
     src = f"{SRC}/{name}"
@@ -198,7 +197,6 @@ def build_wheel(plan: dict) -> None:
         wheel = hooks.build_wheel(out, {})
     except subprocess.CalledProcessError as exc:
         fail(f"building {name} with {b['backend']} failed (exit status {exc.returncode}); its output is above")
-    del layout
     print(wheel)
 
 

@@ -89,7 +89,7 @@ class BuildInputs:
 
     def check_objects(self) -> None:
         """Fail (offline, one line) if any object the build needs is absent from the store."""
-        built = {p.sdist.sha256 for p in self.lock.packages if p.sdist is not None and not p.wheels}
+        built = {p.sdist.sha256 for p in self.lock.packages if p.from_sdist and p.sdist is not None}
         missing = [o for o in self.manifest["objects"] if not self.store.has(o["sha256"])
                    and (o["role"] not in ("sdist", "build-sdist") or o["sha256"] in built)]
         if missing:
@@ -120,7 +120,6 @@ class BuildInputs:
 
     def sources_to_build(self) -> list[SourceToBuild]:
         """Every source the lock builds into a wheel (local projects, sdists), in name order."""
-        tools = {(p.name, p.version): p for p in self.lock.build_tools}
         by_name = {p.name: p for p in self.lock.packages}
         local = {name: o for name, o in self.local_sources()}
         out = []
@@ -131,14 +130,16 @@ class BuildInputs:
             else:
                 pkg = by_name.get(sb.name)
                 if pkg is None or pkg.sdist is None:
-                    raise BuildError(f"the lock builds {sb.name} from source but pins no sdist of it")
+                    raise BuildError(f"the lock builds {sb.name} from source but pins no sdist of it",
+                                     hint="the lock is inconsistent; re-lock the spec (`envgen lock SPEC`)")
                 sha, fname = pkg.sdist.sha256, pkg.sdist.filename
             reqs = []
             for pin in sb.requires:
                 tname, _, tver = pin.partition("==")
-                tool = tools.get((canonicalize_name(tname), tver))
+                tool = self.lock.build_tool(tname, tver)
                 if tool is None or not tool.wheels:
-                    raise BuildError(f"{sb.name}: build requirement {pin} is not a pinned build tool of the lock")
+                    raise BuildError(f"{sb.name}: build requirement {pin} is not a pinned build tool of the lock",
+                                     hint="the lock is inconsistent; re-lock the spec (`envgen lock SPEC`)")
                 reqs.append((tool.wheels[0].filename, tool.wheels[0].sha256))
             out.append(SourceToBuild(sb.name, sha, fname, sb.backend, tuple(sb.backend_path), tuple(sorted(reqs))))
         return sorted(out, key=lambda s: s.name)

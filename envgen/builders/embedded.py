@@ -195,7 +195,9 @@ class _Build:
         _check(proc, f"building {src.name} from source")
         built = sorted((work / "out").glob("*.whl"))
         if len(built) != 1:
-            raise BuildError(f"building {src.name} from source gave {len(built)} wheels, expected one")
+            raise BuildError(f"building {src.name} from source gave {len(built)} wheels, expected one",
+                             hint=f"a PEP 517 backend ({src.backend}) writes one wheel; if {src.name} has "
+                                  "a wheel on PyPI, drop it from [build] from-source")
         sha = self.store.add_file(built[0], label=built[0].name)
         record_wheel(self.store, key, built[0].name, sha)
         remove_tree(work)

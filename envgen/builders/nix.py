@@ -217,6 +217,7 @@ def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
     command = inputs.run_command()
     local = dict(inputs.local_sources())
     sources = []
+    tool_wheels = {p.wheels[0].filename: p.wheels[0] for p in lock.build_tools if p.wheels}
     for src in inputs.sources_to_build():
         if src.name in local:
             name = clean_name(f"{src.name}-source.tar")
@@ -226,10 +227,9 @@ def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
             pkg = lock.package(src.name)
             assert pkg is not None and pkg.sdist is not None
             art = _artifact(pkg.sdist.filename, pkg.sdist.url, pkg.sdist.sha256)
-        tools = {(p.wheels[0].filename): p.wheels[0] for p in lock.build_tools if p.wheels}
         sources.append({"project": src.name, "source": art, "backend": src.backend,
                         "backendPath": list(src.backend_path),
-                        "requires": [_artifact(f, tools[f].url, sha) for f, sha in src.requires]})
+                        "requires": [_artifact(f, tool_wheels[f].url, sha) for f, sha in src.requires]})
     base_tools = {n.replace("-", "_"): inputs.tool_wheel(n) for n in BASE_TOOLS}
     lock_sha = hashlib.sha256(lock_bytes).hexdigest()
     data = {

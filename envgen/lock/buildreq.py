@@ -32,8 +32,6 @@ import os
 import subprocess
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,8 +40,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .. import __version__
-from ..errors import EnvgenError, LockError
+from ..errors import LockError
 from ..fsutil import atomic_write, remove_tree
 from ..paths import cache_dir
 from ..spec import Spec
@@ -53,7 +50,6 @@ from .sdist import BuildSystem, parse_build_system, sdist_build_system, unpack_s
 
 HOOK_CACHE_VERSION = 1
 HOOK_TIMEOUT = 600
-USER_AGENT = f"envgen/{__version__} (lock)"
 
 # The in-sandbox half: import the backend as pyproject_hooks does and ask it.
 HOOK_SCRIPT = r"""
@@ -99,31 +95,10 @@ def lock_cache() -> Path:
 
 
 def fetch_to_store(store, filename: str, url: str, sha256: str, size: int | None = None) -> Path:
-    """*url* into the store, checked against *sha256* (a present object is not fetched again); its path."""
-    if store.has(sha256):
-        return store.path_of(sha256)
-    with store.session(), store.object_lock(sha256):
-        if store.has(sha256):
-            return store.path_of(sha256)
-        last = ""
-        for _attempt in range(3):
-            try:
-                req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-                with urllib.request.urlopen(req, timeout=60) as resp, store.writer(sha256, f"{filename} ({url})") as w:
-                    while buf := resp.read(1 << 20):
-                        w.write(buf)
-                    if size is not None and w.size != size:
-                        raise ConnectionError(f"got {w.size} of {size} bytes")
-                    w.commit()
-                    return store.path_of(sha256)
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code} {exc.reason}"
-                if exc.code < 500:
-                    break
-            except (OSError, ConnectionError) as exc:  # URLError, timeouts, short reads
-                last = str(getattr(exc, "reason", None) or exc)
-    raise EnvgenError(f"cannot fetch {filename} from {url}: {last}",
-                      hint="check the network or proxy settings (https_proxy)")
+    """*url* into the store, checked against *sha256*, by the snapshot stage's fetch; its path."""
+    from ..snapshot import fetch_object
+
+    return fetch_object(store, filename, sha256, size, [url])
 
 
 # --------------------------------------------------------------------------- cached trees

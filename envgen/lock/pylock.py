@@ -55,6 +55,11 @@ class PyPackage:
     def is_local(self) -> bool:
         return self.directory is not None
 
+    @property
+    def from_sdist(self) -> bool:
+        """Installed by building its sdist (no wheel is locked for it)."""
+        return self.sdist is not None and not self.wheels
+
 
 @dataclass
 class DebRelease:

@@ -11,10 +11,20 @@ Public API (other stages import these names only):
 from __future__ import annotations
 
 from . import srcpack
-from .fetch import FetchError, Plan, SnapshotResult, load_root, local_sources, make_plan, parse_manifest, snapshot
+from .fetch import (
+                    FetchError,
+                    Plan,
+                    SnapshotResult,
+                    fetch_object,
+                    load_root,
+                    local_sources,
+                    make_plan,
+                    parse_manifest,
+                    snapshot,
+)
 from .store import HashMismatch, Store, is_sha256, open_store
 
 __all__ = [
-    "FetchError", "HashMismatch", "Plan", "SnapshotResult", "Store", "is_sha256", "load_root", "local_sources",
-    "make_plan", "open_store", "parse_manifest", "snapshot", "srcpack",
+    "FetchError", "HashMismatch", "Plan", "SnapshotResult", "Store", "fetch_object", "is_sha256", "load_root",
+    "local_sources", "make_plan", "open_store", "parse_manifest", "snapshot", "srcpack",
 ]

@@ -106,7 +106,7 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
         for w in p.wheels:
             fetches.append(Fetch(wheel_role, w.filename, w.sha256, w.size, [w.url]))
         # an sdist is fetched on request, and always when it is what gets built (no wheel)
-        if p.sdist is not None and (with_sdists or not p.wheels):
+        if p.sdist is not None and (with_sdists or p.from_sdist):
             s = p.sdist
             fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url]))
 
@@ -244,6 +244,18 @@ def _fetch_one(store: Store, f: Fetch, progress, retries: int, timeout: float,
             raise Interrupted()
         n = _download(store, f, progress, retries, timeout, stop)
         return f.sha256, n, True
+
+
+def fetch_object(store: Store, name: str, sha256: str, size: int | None, urls: list[str], *, retries: int = 2,
+                 timeout: float = 60.0) -> Path:
+    """One artifact into the store (verified, resumable, once across processes); its object path.
+
+    The same download as :func:`snapshot`'s, for stages that need a single
+    object before there is a snapshot (the lock's build-requirement step).
+    """
+    with store.session():
+        _fetch_one(store, Fetch("object", name, sha256, size, list(urls)), None, retries, timeout)
+    return store.path_of(sha256)
 
 
 def _schedule(fetches: list[Fetch]) -> list[Fetch]:
