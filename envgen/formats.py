@@ -20,7 +20,7 @@ VERSIONS: dict[str, int] = {
     "envgen-lock": 2,          # the [tool.envgen] table of pylock.NAME.toml (2: source-builds; reads 1)
     "envgen-store": 1,
     "envgen-snapshot": 1,
-    "envgen-bundle": 1,
+    "envgen-bundle": 2,        # 2: envgen's own runtime and VERIFY.sh (selfhost-snapshot-id); reads 1
     "envgen-tree": 1,          # trees/KEY/meta.json
     "envgen-nix-tree": 1,      # nix-trees/PATH.json
     "envgen-nix-data": 1,      # nix/specs/NAME.json

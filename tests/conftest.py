@@ -233,6 +233,20 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tiny, tmp_path_factory):
+    """The id of one recorded run in the tiny env (inputs under data/, outputs under out/)."""
+    d = tmp_path_factory.mktemp("tiny-run")
+    (d / "data").mkdir()
+    (d / "data" / "params.txt").write_text("seed=2\n")
+    (d / "out").mkdir()
+    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json",
+                      "--bind", f"{d / 'data'}:/data:ro", "--bind", f"{d / 'out'}:/out", "--label", "paper-fig1",
+                      "--", "hello", "--out", "/out", "--seed", "2")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["run"]
+
+
+@pytest.fixture(scope="session")
 def abide(tmp_path_factory):
     root = tmp_path_factory.mktemp("abide-env")
     proj = root / "proj"

@@ -37,20 +37,11 @@ def rewrite(bundle, out, change):
 
 
 @pytest.fixture(scope="module")
-def recorded_bundle(tiny, tmp_path_factory):
-    d = tmp_path_factory.mktemp("verify")
-    (d / "data").mkdir()
-    (d / "data" / "params.txt").write_text("seed=2\n")
-    (d / "out").mkdir()
-    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json",
-                      "--bind", f"{d / 'data'}:/data:ro", "--bind", f"{d / 'out'}:/out", "--label", "paper-fig1",
-                      "--", "hello", "--out", "/out", "--seed", "2")
-    assert proc.returncode == 0, proc.stderr
-    run_id = json.loads(proc.stdout)["run"]
-    bundle = d / "tiny.tar.zst"
-    run_envgen("archive", str(tiny.spec), "--store", str(tiny.store), "--with-runs", "--run", run_id,
+def recorded_bundle(tiny, tiny_run, tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("verify") / "tiny.tar.zst"
+    run_envgen("archive", str(tiny.spec), "--store", str(tiny.store), "--with-runs", "--run", tiny_run,
                "-o", str(bundle), check=True)
-    return bundle, run_id
+    return bundle, tiny_run
 
 
 def test_verify_reproduces_from_the_bundle_alone(recorded_bundle, tmp_path):

@@ -21,6 +21,9 @@ SNAPSHOT = "snapshot.json"
 SOURCE = "envgen-source.tar"
 ENV = "env.json"
 RUNS = "runs.json"
+# envgen's own runtime (envgen.selfhost): its snapshot id in the manifest, its snapshot manifest as a member
+SELFHOST_ID = "selfhost-snapshot-id"
+SELFHOST_SNAPSHOT = "selfhost/snapshot.json"
 # Members whose damage does not make the environment unavailable: they are the
 # evidence for a claim of reproduced results, checked by `envgen verify`.
 EVIDENCE_ROLES = ("run-input", "run-output")

@@ -40,6 +40,8 @@ from .members import (
     NOT_A_BUNDLE_HINT,
     READ_ERRORS,
     RUNS,
+    SELFHOST_ID,
+    SELFHOST_SNAPSHOT,
     SNAPSHOT,
     open_decompressed,
 )
@@ -104,6 +106,8 @@ def _check_manifest(bundle: Path, raw: bytes) -> dict:
     members = doc.get("members")
     if not is_sha256(sid) or not isinstance(members, list):
         raise _refuse(bundle, "the bundle manifest lacks snapshot-id or members")
+    if SELFHOST_ID in doc and not is_sha256(doc[SELFHOST_ID]):
+        raise _refuse(bundle, f"the bundle manifest's {SELFHOST_ID} is not a sha256")
     seen = set()
     for m in members:
         if not (isinstance(m, dict) and isinstance(m.get("path"), str) and is_sha256(m.get("sha256"))
@@ -212,6 +216,7 @@ class _Checked:
     wanted: set[str]
     env: dict | None
     runs: list[dict]
+    selfhost: tuple[str, bytes] | None = None  # envgen's own runtime snapshot: (id, manifest bytes)
 
 
 def _json_member(bundle: Path, files: dict, name: str, kind: type):
@@ -233,18 +238,19 @@ def _check_staged(bundle: Path, staged: _Staged) -> _Checked:
     missing = sorted({m["path"] for m in staged.manifest["members"]} - set(files))
     if missing:
         raise _refuse(bundle, f"members listed in the manifest are absent: {', '.join(missing[:5])}")
-    sid = staged.manifest["snapshot-id"]
-    snap_path = files[SNAPSHOT]
-    if snap_path is None:  # dropped as damaged: only a manifest that calls it evidence allows that
-        raise _refuse(bundle, f"{SNAPSHOT} is damaged")
-    snap_bytes = snap_path.read_bytes()
-    if hashlib.sha256(snap_bytes).hexdigest() != sid:
-        raise _refuse(bundle, f"{SNAPSHOT} does not hash to the snapshot id {sid}")
-    snap = parse_manifest(snap_bytes, f"{bundle}:{SNAPSHOT}")
+    sid, snap_bytes, snap = _snapshot_member(bundle, files, SNAPSHOT, staged.manifest["snapshot-id"])
     wanted = {o["sha256"] for o in snap["objects"]}
+    selfhost = None
+    if SELFHOST_ID in staged.manifest:
+        own_id, own_bytes, own = _snapshot_member(bundle, files, SELFHOST_SNAPSHOT, staged.manifest[SELFHOST_ID])
+        selfhost = (own_id, own_bytes)
+        wanted_here = wanted | {o["sha256"] for o in own["objects"]}
+    else:
+        wanted_here = wanted
     present = {p.split("/")[2] for p in files if p.startswith("objects/")}
-    if wanted - present:
-        raise _refuse(bundle, f"snapshot objects absent from the bundle: {', '.join(sorted(wanted - present)[:3])}")
+    if wanted_here - present:
+        raise _refuse(bundle, f"snapshot objects absent from the bundle: "
+                              f"{', '.join(sorted(wanted_here - present)[:3])}")
     env_doc = _json_member(bundle, files, ENV, dict)
     runs = _json_member(bundle, files, RUNS, list) or []
     if not all(isinstance(r, dict) and isinstance(r.get("inputs", {}), dict) and isinstance(r.get("outputs", {}), dict)
@@ -252,9 +258,21 @@ def _check_staged(bundle: Path, staged: _Staged) -> _Checked:
         raise _refuse(bundle, f"{RUNS} holds a malformed run record")
     evidence = {info["sha256"] for r in runs for key in ("inputs", "outputs")
                 for info in (r.get(key) or {}).values() if isinstance(info, dict)}
-    if present - wanted - evidence:
-        raise _refuse(bundle, f"objects not in the snapshot: {', '.join(sorted(present - wanted - evidence)[:3])}")
-    return _Checked(sid, snap_bytes, snap, wanted, env_doc, runs)
+    if present - wanted_here - evidence:
+        raise _refuse(bundle, f"objects not in the snapshot: "
+                              f"{', '.join(sorted(present - wanted_here - evidence)[:3])}")
+    return _Checked(sid, snap_bytes, snap, wanted, env_doc, runs, selfhost)
+
+
+def _snapshot_member(bundle: Path, files: dict, name: str, sid: str) -> tuple[str, bytes, dict]:
+    """(id, bytes, parsed) of the snapshot manifest member *name*, which must hash to *sid*."""
+    path = files.get(name)
+    if path is None:  # absent, or dropped as damaged: only a manifest that calls it evidence allows that
+        raise _refuse(bundle, f"{name} is {'damaged' if name in files else 'absent'}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sid:
+        raise _refuse(bundle, f"{name} does not hash to the snapshot id {sid}")
+    return sid, data, parse_manifest(data, f"{bundle}:{name}")
 
 
 # --------------------------------------------------------------------------- 3. lay out the work tree
@@ -307,6 +325,8 @@ def _commit(store: Store, staged: _Staged, checked: _Checked, tree: Path | None,
                 store.adopt(p, sha)
                 added += 1
     store.write_root(checked.sid, checked.snap_bytes)
+    if checked.selfhost is not None:
+        store.write_root(*checked.selfhost)
     if tree is not None and into is not None:
         into.mkdir(parents=True, exist_ok=True)
         for entry in sorted(tree.iterdir()):

@@ -59,17 +59,32 @@ def _envgen_source(mtime: int) -> bytes:
     return buf.getvalue()
 
 
-def _readme(doc: dict, sid: str) -> bytes:
+def _readme(doc: dict, sid: str, self_contained: bool) -> bytes:
     objs = doc["objects"]
     spec = next((o for o in objs if o["role"] == "spec"), None)
     lock = next((o for o in objs if o["role"] == "lock"), None)
     spec_path = spec["path"] if spec else (lock["path"] if lock else "SPEC")
+    bare = """
+## Verify it on a bare Linux host
+
+This bundle also carries envgen's own runtime (Python, bubblewrap, envgen's
+wheels, a static busybox), so on an x86_64 Linux host with nothing but `sh`,
+`tar` and coreutils (no Python, no envgen, no root, no network), as long as
+the kernel allows unprivileged user namespaces:
+
+    tar -xf BUNDLE VERIFY.sh && sh VERIFY.sh BUNDLE [--html report.html]
+
+checks every member's sha256 against `envgen-bundle.json` before it runs
+anything, bootstraps envgen from the bundle, and prints the verdict of
+`envgen verify` below, with the same exit status (this needs a plain `.tar`
+bundle, or `.tar.gz` where gzip is installed).
+""" if self_contained else ""
     text = f"""# envgen bundle: {doc['name']}
 
 Snapshot id: `{sid}`
 Snapshot date: {doc['snapshot-date']}
 Made by envgen {__version__}.
-
+{bare}
 This file holds everything needed to rebuild the environment `{doc['name']}`
 without a network: the spec and its lock, every wheel, sdist and Debian
 package the lock names (objects/sha256/<sha256>, named by their hash), the
@@ -139,7 +154,8 @@ class _HashingReader:
         return b
 
 
-def _check_out(out: Path, force: bool) -> None:
+def check_out(out: Path, force: bool) -> None:
+    """Refuse to overwrite what is not a bundle (without *force*) or a directory; before any work is done."""
     if out.exists() and not force:
         if out.is_dir():
             raise EnvgenError(f"{out}: is a directory", hint="give a file name with -o")
@@ -170,17 +186,20 @@ def _json_bytes(value) -> bytes:
 
 def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: str = DEFAULT_COMPRESSION,
                  level: int | None = None, force: bool = False, env: dict | None = None,
-                 runs: list[dict] | None = None) -> dict:
+                 runs: list[dict] | None = None, selfhost: str | None = None) -> dict:
     """Write the bundle of snapshot *sid*.
 
     *env* (builder, tree digest) becomes ``env.json``: what a rebuild must give.
     *runs* (provenance records, host paths removed) become ``runs.json``, and
     their input and output files travel as objects (roles ``run-input`` and
     ``run-output``), so ``envgen verify`` can rerun them from the bundle alone.
+    *selfhost*, the snapshot id of envgen's own runtime in *store*
+    (:mod:`envgen.selfhost`), adds ``VERIFY.sh`` and that snapshot: the bundle
+    then verifies itself on a host with only ``sh``, ``tar`` and coreutils.
     """
     out = Path(out)
     check_compression(compression)
-    _check_out(out, force)
+    check_out(out, force)
     doc = load_root(store, sid)
     mtime = SnapshotDate.parse(doc["snapshot-date"]).epoch
     snap_bytes = store.read_root(sid)
@@ -188,18 +207,25 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         raise EnvgenError(f"snapshot {sid} is not in the store {store.root}",
                           hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE`")
     roles = _roles(store, sid, doc, runs or [])
-    small: dict[str, tuple[str, bytes]] = {
-        SNAPSHOT: ("snapshot", snap_bytes),
-        SOURCE: ("envgen-source", _envgen_source(mtime)),
-        "README.md": ("readme", _readme(doc, sid)),
-        "CITATION.cff": ("citation", _citation(doc, sid)),
+    small: dict[str, tuple[str, bytes, int]] = {
+        SNAPSHOT: ("snapshot", snap_bytes, 0o644),
+        SOURCE: ("envgen-source", _envgen_source(mtime), 0o644),
+        "README.md": ("readme", _readme(doc, sid, selfhost is not None), 0o644),
+        "CITATION.cff": ("citation", _citation(doc, sid), 0o644),
     }
     if env is not None:
-        small[ENV] = ("env", _json_bytes(env))
+        small[ENV] = ("env", _json_bytes(env), 0o644)
     if runs:
-        small[RUNS] = ("runs", _json_bytes(sorted(runs, key=lambda r: r["id"])))
+        small[RUNS] = ("runs", _json_bytes(sorted(runs, key=lambda r: r["id"])), 0o644)
+    if selfhost is not None:
+        from ..selfhost import bundle_members
+
+        own = bundle_members(store, selfhost)
+        small.update(own.members)
+        for sha, role in own.objects.items():
+            roles.setdefault(sha, role)
     members: list[_Member] = []
-    for path, (role, data) in small.items():
+    for path, (role, data, _) in small.items():
         members.append({"path": path, "role": role, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
     for sha, role in roles.items():
         members.append({"path": f"objects/sha256/{sha}", "role": role, "sha256": sha, "size": store.size_of(sha)})
@@ -211,6 +237,7 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         "snapshot-date": doc["snapshot-date"],
         "envgen-version": __version__,
         "members": members,
+        **({"selfhost-snapshot-id": selfhost} if selfhost is not None else {}),
     }
     mbytes = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False).encode() + b"\n"
 
@@ -222,8 +249,8 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
             tf.addfile(entry(MANIFEST, size=len(mbytes), mtime=mtime), io.BytesIO(mbytes))
             for m in members:
                 if m["path"] in small:
-                    data = small[m["path"]][1]
-                    tf.addfile(entry(m["path"], size=len(data), mtime=mtime), io.BytesIO(data))
+                    _, data, mode = small[m["path"]]
+                    tf.addfile(entry(m["path"], size=len(data), mtime=mtime, mode=mode), io.BytesIO(data))
                     continue
                 with store.open(m["sha256"]) as src:
                     hr = _HashingReader(src)

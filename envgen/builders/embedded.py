@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats
@@ -178,11 +179,11 @@ class _Build:
         work = self.stage / f"build-{src.name}"
         (work / "tools").mkdir(parents=True)
         (work / "out").mkdir()
-        for fname, sha in src.requires + tuple(self._base_tools()):
+        for fname, sha in src.requires + tuple(base_tools(self.inputs)):
             link_or_copy(self.store.path_of(sha), work / "tools" / fname)
         source = work / src.source_name
         link_or_copy(self.store.path_of(src.source_sha256), source)
-        plan = self._plan({"build": {"name": src.name, "source": f"/.build/source/{src.source_name}",
+        plan = plan_for(self.inputs, {"build": {"name": src.name, "source": f"/.build/source/{src.source_name}",
                                      "backend": src.backend, "backend_path": list(src.backend_path),
                                      "requires": [f"/.build/tools/{f}" for f, _ in src.requires]},
                            "out": "/.build/out"})
@@ -190,7 +191,7 @@ class _Build:
         binds = [Bind(work / "tools", "/.build/tools"), Bind(source, f"/.build/source/{src.source_name}"),
                  Bind(work / "out", "/.build/out", True), Bind(work / "plan.json", "/.build/plan.json")]
         proc = self._sandbox(build_root, binds).run(
-            [self._python(), "-I", "-B", "-S", "/.build/assemble.py", "build-wheel", "/.build/plan.json"],
+            [python_path(self.inputs), "-I", "-B", "-S", "/.build/assemble.py", "build-wheel", "/.build/plan.json"],
             capture_output=True, text=True)
         _check(proc, f"building {src.name} from source")
         built = sorted((work / "out").glob("*.whl"))
@@ -204,45 +205,20 @@ class _Build:
         return built[0].name, sha
 
     def assemble(self, built: list[Path]) -> None:
-        wheels = self.stage / "wheels"
-        wheels.mkdir()
-        for p in self.lock.packages:
-            for w in p.wheels:
-                self.store.read_verified(w.sha256, w.filename)
-                link_or_copy(self.store.path_of(w.sha256), wheels / w.filename)
-        for path in built:
-            link_or_copy(path, wheels / path.name)
-        tools = self.stage / "tools"
-        tools.mkdir()
-        for fname, sha in self._base_tools():
-            link_or_copy(self.store.path_of(sha), tools / fname)
-        (self.stage / "pylock.toml").write_bytes(self.inputs.lock_bytes)
-        (self.stage / "snapshot.json").write_bytes(canonical_json(self.inputs.manifest))
-        plan = self._plan({"wheelhouse": "/.build/wheels",
-                           "python_full": self.inputs.python_full_version(),
-                           "lock": "/.build/pylock.toml", "manifest": "/.build/snapshot.json"})
-        (self.stage / "plan.json").write_text(json.dumps(plan, sort_keys=True, indent=1))
-        binds = [Bind(wheels, "/.build/wheels"), Bind(tools, "/.build/tools"),
-                 Bind(self.stage / "plan.json", "/.build/plan.json"),
-                 Bind(self.stage / "pylock.toml", "/.build/pylock.toml"),
-                 Bind(self.stage / "snapshot.json", "/.build/snapshot.json")]
-        proc = self._sandbox(self.root, binds).run(
-            [self._python(), "-I", "-B", "-S", "/.build/assemble.py", "assemble", "/.build/plan.json"],
-            capture_output=True, text=True)
+        spec = assembly(self.inputs, [(p.name, p) for p in built])
+        dirs = {"wheels": spec.wheels, "tools": spec.tools}
+        for sub, files in dirs.items():
+            (self.stage / sub).mkdir()
+            for fname, src in files:
+                link_or_copy(src, self.stage / sub / fname)
+        for fname, data in spec.files.items():
+            (self.stage / fname).write_bytes(data)
+        binds = [Bind(self.stage / sub, f"/.build/{sub}") for sub in dirs]
+        binds += [Bind(self.stage / fname, f"/.build/{fname}") for fname in spec.files]
+        proc = self._sandbox(self.root, binds).run(spec.command, capture_output=True, text=True)
         _check(proc, "assembling the env")
-        for leftover in ("wheels", "tools", "built", "plan.json", "pylock.toml", "snapshot.json"):
+        for leftover in (*dirs, "built", *spec.files):
             remove_tree(self.stage / leftover)
-
-    def _base_tools(self) -> list[tuple[str, str]]:
-        return [(w.filename, w.sha256) for w in (self.inputs.tool_wheel(n) for n in BASE_TOOLS)]
-
-    def _python(self) -> str:
-        return f"/usr/bin/python{self.lock.python}"
-
-    def _plan(self, extra: dict) -> dict:
-        tools = {n.replace("-", "_"): f"/.build/tools/{self.inputs.tool_wheel(n).filename}" for n in BASE_TOOLS}
-        return {"python": self.lock.python, "python_cmd": [self._python()], "epoch": self.inputs.epoch,
-                "layout": "/.build/layout.py", "tools": tools, **extra}
 
     def _sandbox(self, root: Path, binds: list[Bind]) -> Sandbox:
         """The tree (or build root) as a writable /, the assembler and layout beside it, the network cut."""
@@ -283,12 +259,67 @@ class _Build:
         os.chmod(dest, 0o755)
 
 
+@dataclass
+class Assembly:
+    """Everything the assembler's ``assemble`` step reads, laid out under ``/.build``.
+
+    The embedded builder binds it into its sandbox; a bundle's ``VERIFY.sh``
+    lays out the same files for envgen's own environment (:mod:`envgen.selfhost`).
+    """
+
+    debs: list[tuple[str, str]]        # (package name, sha256) of the runtime .debs, in unpack order
+    wheels: list[tuple[str, Path]]     # (file name, path) of every wheel to install -> /.build/wheels
+    tools: list[tuple[str, Path]]      # the assembler's own pinned tools -> /.build/tools
+    files: dict[str, bytes]            # plan.json, pylock.toml, snapshot.json -> /.build/NAME
+    command: list[str]                 # what runs, with the tree as /
+
+
+def assembly(inputs: BuildInputs, built: list[tuple[str, Path]]) -> Assembly:
+    """The assemble step of a build of *inputs*, given the wheels built from its sources."""
+    store = inputs.store
+    wheels = []
+    for p in inputs.lock.packages:
+        for w in p.wheels:
+            store.read_verified(w.sha256, w.filename)
+            wheels.append((w.filename, store.path_of(w.sha256)))
+    plan = plan_for(inputs, {"wheelhouse": "/.build/wheels", "python_full": inputs.python_full_version(),
+                             "lock": "/.build/pylock.toml", "manifest": "/.build/snapshot.json"})
+    return Assembly(
+        debs=[(d.name, d.sha256) for d in runtime_debs(inputs.lock, ("runtime",))],
+        wheels=sorted(wheels + list(built)),
+        tools=[(fname, store.path_of(sha)) for fname, sha in base_tools(inputs)],
+        files={"plan.json": json.dumps(plan, sort_keys=True, indent=1).encode(), "pylock.toml": inputs.lock_bytes,
+               "snapshot.json": canonical_json(inputs.manifest)},
+        command=[python_path(inputs), "-I", "-B", "-S", "/.build/assemble.py", "assemble", "/.build/plan.json"])
+
+
+def base_tools(inputs: BuildInputs) -> list[tuple[str, str]]:
+    """(file name, sha256) of the pinned tools the assembler itself imports."""
+    return [(w.filename, w.sha256) for w in (inputs.tool_wheel(n) for n in BASE_TOOLS)]
+
+
+def python_path(inputs: BuildInputs) -> str:
+    return f"/usr/bin/python{inputs.lock.python}"
+
+
+def plan_for(inputs: BuildInputs, extra: dict) -> dict:
+    """The assembler's plan: the keys every step reads, plus the step's own (*extra*)."""
+    tools = {n.replace("-", "_"): f"/.build/tools/{inputs.tool_wheel(n).filename}" for n in BASE_TOOLS}
+    return {"python": inputs.lock.python, "python_cmd": [python_path(inputs)], "epoch": inputs.epoch,
+            "layout": "/.build/layout.py", "tools": tools, **extra}
+
+
+def runtime_debs(lock: pylock.Lock, roles: tuple[str, ...]) -> list[pylock.DebPackage]:
+    """The lock's .debs of *roles* in unpack order (package name), the Nix builder's trust root left out."""
+    return [d for d in sorted(lock.debian.packages, key=lambda d: d.name)
+            if d.role in roles and d.name not in EXCLUDED_FROM_ROOTS]
+
+
 def unpack_debs(store: Store, lock: pylock.Lock, root: Path, roles: tuple[str, ...]) -> None:
     """Unpack the lock's .debs of *roles* into *root*, in package-name order (as the Nix builder does)."""
-    for d in sorted(lock.debian.packages, key=lambda d: d.name):
-        if d.role in roles and d.name not in EXCLUDED_FROM_ROOTS:
-            data = store.read_verified(d.sha256, Path(d.filename).name)
-            debs.extract_deb(io.BytesIO(data), root, d.name)
+    for d in runtime_debs(lock, roles):
+        data = store.read_verified(d.sha256, Path(d.filename).name)
+        debs.extract_deb(io.BytesIO(data), root, d.name)
 
 
 def assembler_environ(epoch: int) -> dict[str, str]:

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 from ..archive import COMPRESSIONS, DEFAULT_COMPRESSION, restore_bundle, write_bundle
+from ..archive.write import check_out
 from ..lock import load_lock_for
 from ..snapshot import snapshot
 from ..snapshot.store import is_sha256, open_store
@@ -27,13 +28,22 @@ def register(sub, parents, fmt):
             dated at the snapshot date; compression is single-threaded with fixed
             settings, so archiving twice gives byte-identical files.
 
+            The bundle also carries envgen's own runtime, locked like any spec
+            (envgen/selfhost/envgen.toml: its wheels, the Debian Python, bubblewrap, a
+            static busybox; snapshotted into the same store, shared objects stored once)
+            and VERIFY.sh, so that on an x86_64 Linux host with only sh, tar and
+            coreutils, `tar -xf BUNDLE VERIFY.sh && sh VERIFY.sh BUNDLE` checks every
+            member's sha256, bootstraps envgen from the bundle and runs `envgen verify`.
+            That needs a plain .tar (or a .tar.gz); --without-envgen leaves it out.
+
             SPEC may also be a snapshot id already in the store. BUNDLE is written
             atomically; an existing file that is not an envgen bundle is only replaced
             with --force.
             """
         ),
-        epilog="example:\n  envgen archive specs/abide.toml -o abide.tar.zst\n"
-               "  envgen archive specs/abide.toml -o abide.tar.gz --compression gzip",
+        epilog="example:\n  envgen archive specs/abide.toml --with-runs -o abide.tar\n"
+               "  tar -xf abide.tar VERIFY.sh && sh VERIFY.sh abide.tar    # on any x86_64 Linux, no envgen\n"
+               "  envgen archive specs/abide.toml -o abide.tar.zst          # smaller; needs zstd to read",
     )
     a.add_argument("spec", metavar="SPEC", help="a spec, a pylock.*.toml, or a snapshot id")
     a.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the bundle file to write")
@@ -45,6 +55,9 @@ def register(sub, parents, fmt):
     a.add_argument("--with-runs", action="store_true",
                    help="add the provenance records of this snapshot's runs, with their input and output files "
                         "(so `envgen verify` can rerun them); the env's tree digest goes in too")
+    a.add_argument("--without-envgen", action="store_true",
+                   help="leave out envgen's own runtime and VERIFY.sh (a smaller bundle; verifying it then needs "
+                        "envgen installed)")
     a.add_argument("--run", action="append", default=[], metavar="ID",
                    help="with --with-runs: only these runs (repeatable; default: every run of this snapshot)")
     a.set_defaults(func=run_archive)
@@ -93,14 +106,21 @@ def run_archive(args, ui) -> int:
         sid = snapshot(store, lock, spec.path if spec else None, jobs=args.jobs,
                        progress_factory=progress_factory(ui), note=ui.info).id
     comp = _compression_for(args.output, args.compression)
+    check_out(Path(args.output), args.force)
     env, runs = (None, None)
     if args.with_runs or args.run:
         from ..run.bundled import runs_for_bundle
 
         env, runs = runs_for_bundle(store, sid, args.run)
         ui.info(f"adding {len(runs)} recorded run(s) and their files")
+    selfhost = None
+    if not args.without_envgen:
+        from ..selfhost import snapshot_selfhost
+
+        selfhost = snapshot_selfhost(store, jobs=args.jobs, progress_factory=progress_factory(ui), note=ui.info)
     with ui.status(f"writing {args.output}"):
-        res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs)
+        res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs,
+                           selfhost=selfhost)
     res["runs"] = [r["id"] for r in runs or []]
 
     def human(out):
