@@ -1,8 +1,9 @@
 """The environment tree's layout: the one home of the constants every builder, runtime and exporter shares.
 
-Standard library only, and no imports from envgen: the Nix builder loads this
-very file inside its sandbox (``nix/lib/env.nix`` passes it to
-``build_env.py``), so both builders lay out the same tree from one source.
+Standard library only, and no imports from envgen: both builders' sandboxes load
+this very file beside the assembler (``envgen/builders/assemble.py``; the Nix
+side gets it from ``envgen/nix/lib/env.nix`` and ``wheel.nix``), so both lay out
+the same tree from one source.
 """
 
 ENV_PREFIX = "/opt/env"                       # the venv-style prefix on the Debian interpreter

@@ -79,7 +79,7 @@ class StorePaths:
 
     @property
     def nix_flakes(self) -> Path:
-        """The Nix builder's flake per snapshot: ``nix-flakes/<snapshot id>/nix/{lib,specs}``."""
+        """The Nix builder's flake per snapshot: ``nix-flakes/<snapshot id>/{flake.nix,nix/specs,envgen/nix/lib,…}``."""
         return self.root / "nix-flakes"
 
     @property

@@ -1,4 +1,4 @@
-"""The Nix builder (envgen/build/nix.py, flake.nix, nix/lib): tiny spec, end to end.
+"""The Nix builder (envgen/builders/nix.py, envgen/nix: the flake template and lib): tiny spec, end to end.
 
 Needs Debian's ``nix-bin`` (single-user, as root or with a writable /nix).
 Without Nix these tests are skipped, and FAIL when ``CI`` is set (the one
@@ -104,7 +104,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.network
 def test_expressions_parse_and_evaluate(tiny):
-    for f in sorted((tiny.proj / "nix" / "lib").glob("*.nix")) + [tiny.proj / "flake.nix"]:
+    for f in sorted((tiny.proj / "envgen" / "nix" / "lib").glob("*.nix")) + [tiny.proj / "flake.nix"]:
         nixcmd("nix-instantiate", "--parse", str(f))
     names = json.loads(nixcmd("nix", "eval", "--json", "-f", tiny.default, "--apply", "builtins.attrNames").stdout)
     assert names == ["tiny-app", "tiny-bootstrap-check", "tiny-env"]
@@ -113,10 +113,10 @@ def test_expressions_parse_and_evaluate(tiny):
     data = json.loads((tiny.proj / "nix" / "specs" / "tiny.json").read_text())
     assert data["command"] == ["hello"] and data["busybox"]["deb"]["sha256"]
     # the flake: no inputs at all (no nixpkgs), evaluated from a git checkout of the generated files
-    lock = json.loads((REPO / "flake.lock").read_text())
+    lock = json.loads((tiny.proj / "flake.lock").read_text())
     assert lock["nodes"] == {"root": {}}
     subprocess.run(["git", "init", "-q", str(tiny.proj)], check=True)
-    subprocess.run(["git", "-C", str(tiny.proj), "add", "flake.nix", "flake.lock", "nix"], check=True)
+    subprocess.run(["git", "-C", str(tiny.proj), "add", "flake.nix", "flake.lock", "nix", "envgen"], check=True)
     show = json.loads(nixcmd("nix", "flake", "show", "--json", "--offline", str(tiny.proj)).stdout)
     assert "tiny-env" in show["packages"]["x86_64-linux"] and show["apps"]["x86_64-linux"]["tiny"]["type"] == "app"
 
@@ -179,7 +179,7 @@ def test_unseeded_artifact_offline_is_named(tiny):
                 url="http://127.0.0.1:9/six-0.0.0-py2.py3-none-any.whl")  # unreachable, even where CI has a network
     with pytest.raises(nixb.EnvgenError) as exc:
         d = tiny.root / "unseeded"
-        nixb.ensure_flake(d)  # the flake, nix/lib and the envgen files it imports
+        nixb.ensure_flake(d)  # the flake, envgen/nix/lib and the envgen files it imports
         (d / "nix" / "specs").mkdir(parents=True)
         bad = dict(data, wheels=data["wheels"] + [fake])
         (d / "nix" / "specs" / "tiny.json").write_text(json.dumps(bad))

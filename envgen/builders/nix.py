@@ -1,9 +1,11 @@
 """The Nix builder: snapshot -> per-spec data for the flake -> seeded store -> ``nix build``.
 
 No nixpkgs, no binary cache, no network.  The flake (``flake.nix``,
-``nix/lib/*.nix``) reads one JSON file per spec (``nix/specs/NAME.json``,
+``envgen/nix/lib/*.nix``) reads one JSON file per spec (``nix/specs/NAME.json``,
 written here from the lock and the snapshot manifest) and turns every
-artifact into a fixed-output derivation keyed by its sha256.  ``seed`` puts
+artifact into a fixed-output derivation keyed by its sha256.  The flake's
+files are package data (``envgen/nix/``), copied into each flake directory
+by :func:`ensure_flake`, so an installed envgen needs no source checkout.  ``seed`` puts
 those artifacts into the Nix store from the envgen store
 (``nix-store --add-fixed``), so Nix finds every input already valid and never
 downloads.  The trust root is a static busybox taken from the pinned
@@ -46,8 +48,16 @@ NIX_SETTINGS = {
     "sandbox": "true",
     "substituters": "",  # no binary cache: nothing is downloaded, and no time is lost retrying one
 }
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding flake.nix and nix/lib
-FLAKE_FILES = ("flake.nix", "flake.lock", "nix/default.nix", "envgen/layout.py", "envgen/builders/assemble.py")
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the envgen package, installed or in a checkout
+NIX_LIB = "envgen/nix/lib"  # the Nix library's path in a flake directory (and in a checkout: the package's own)
+# the other files of a flake directory: {path there: path in the package}
+FLAKE_FILES = {
+    "flake.nix": "nix/template/flake.nix",
+    "flake.lock": "nix/template/flake.lock",
+    "nix/default.nix": "nix/template/default.nix",
+    "envgen/layout.py": "layout.py",  # envgen/nix/lib/env.nix and wheel.nix import these two
+    "envgen/builders/assemble.py": "builders/assemble.py",
+}
 PYTHON_COMMANDS = {"python", "python3"}
 
 
@@ -143,27 +153,41 @@ def _nix(args: list[str], what: str) -> subprocess.CompletedProcess:
 
 
 def flake_dir_for(spec_path: Path) -> Path:
-    """Where the flake lives: the nearest ancestor holding flake.nix, else the project root of specs/."""
+    """Where the flake lives: the nearest ancestor holding flake.nix and envgen's Nix library, else the
+    project root of specs/."""
     spec_path = Path(os.path.abspath(spec_path))
     for d in spec_path.parents:
-        if (d / "flake.nix").is_file() and (d / "nix" / "lib").is_dir():
+        if (d / "flake.nix").is_file() and (d / NIX_LIB).is_dir():
             return d
     return spec_path.parent.parent if spec_path.parent.name == "specs" else spec_path.parent
 
 
+def flake_files() -> dict[str, Path]:
+    """{path in a flake directory: the package file it is copied from}, sorted."""
+    lib = PACKAGE_DIR / "nix" / "lib"
+    files = {f"{NIX_LIB}/{f.name}": f for f in lib.glob("*") if f.suffix in (".nix", ".sh") and f.is_file()}
+    files.update({rel: PACKAGE_DIR / src for rel, src in FLAKE_FILES.items()})
+    missing = sorted(str(p) for p in [*files.values(), lib / "outputs.nix"] if not p.is_file())
+    if missing:
+        raise EnvgenError(f"envgen's Nix library is incomplete: {', '.join(missing)} missing",
+                          hint="reinstall envgen: its package ships envgen/nix/")
+    return dict(sorted(files.items()))
+
+
 def ensure_flake(flake_dir: Path) -> None:
-    """Copy flake.nix, flake.lock, nix/default.nix and nix/lib into *flake_dir* unless it is the checkout."""
-    lib = SOURCE_ROOT / "nix" / "lib"
-    if not lib.is_dir():
-        raise EnvgenError(f"envgen's Nix library is missing ({lib})", hint="use envgen from a source checkout")
-    if flake_dir.resolve() == SOURCE_ROOT:
-        return
-    (flake_dir / "nix" / "lib").mkdir(parents=True, exist_ok=True)
-    for f in sorted(lib.iterdir()):
-        if f.is_file() and f.suffix in (".nix", ".py", ".sh"):
-            _write_if_changed(flake_dir / "nix" / "lib" / f.name, f.read_bytes())
-    for rel in FLAKE_FILES:
-        _write_if_changed(flake_dir / rel, (SOURCE_ROOT / rel).read_bytes())
+    """Write flake.nix, flake.lock, nix/default.nix, envgen/nix/lib and the two envgen modules the library
+    imports into *flake_dir*, from the installed package (files already equal are left alone)."""
+    files = flake_files()
+    flake_dir = Path(flake_dir)
+    ours = (flake_dir / "envgen").resolve() == PACKAGE_DIR  # envgen's own checkout: its envgen/ is the package
+    if not ours and (flake_dir / "envgen" / "__init__.py").is_file():
+        raise EnvgenError(f"{flake_dir} holds the sources of another envgen ({flake_dir / 'envgen'}), "
+                          f"which the flake's envgen/ files would overwrite",
+                          hint="pass --flake-dir DIR, or run that checkout's own envgen")
+    for rel, src in files.items():
+        if ours and rel.startswith("envgen/"):
+            continue
+        _write_if_changed(flake_dir / rel, src.read_bytes())
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:

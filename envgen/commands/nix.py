@@ -35,7 +35,8 @@ def register(sub, parents, fmt):
     )
     p.add_argument("words", nargs="+", metavar="[seed] SPEC", help="a spec (its lock is read) or a pylock.*.toml")
     p.add_argument("--flake-dir", metavar="DIR", default=None,
-                   help="where flake.nix and nix/ live (default: the nearest ancestor of SPEC with a flake.nix)")
+                   help="where flake.nix, nix/ and envgen/nix/lib live (default: the nearest ancestor of SPEC "
+                        "holding flake.nix and envgen/nix/lib, else SPEC's project)")
     p.set_defaults(func=run)
 
 

@@ -25,8 +25,8 @@ derivation {
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;
   chrootSh = ./chroot.sh;
-  assemblePy = ../../envgen/builders/assemble.py;
-  layoutPy = ../../envgen/layout.py;
+  assemblePy = ../../builders/assemble.py;
+  layoutPy = ../../layout.py;
   debs = map fetch (data.debs ++ data.buildDebs);  # sorted by package name, as the embedded build root
   sourceFile = fetch source.source;
   sourceName = source.source.file;

@@ -28,8 +28,8 @@ derivation {
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;   # the trust root is checked before anything runs
   chrootSh = ./chroot.sh;
-  assemblePy = ../../envgen/builders/assemble.py;
-  layoutPy = ../../envgen/layout.py;  # the tree layout, shared with the embedded builder
+  assemblePy = ../../builders/assemble.py;
+  layoutPy = ../../layout.py;  # the tree layout, shared with the embedded builder
   debs = fetchAll data.debs;          # runtime .debs, sorted by package name
   wheels = fetchAll data.wheels;
   wheelFiles = map (w: w.file) data.wheels;
