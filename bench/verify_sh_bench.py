@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,7 +101,7 @@ def main() -> None:
             assert v["level"] == "reproduced", v
             times["envgen_verify"].append(t)
             print(f"VERIFY.sh {times['verify_sh'][-1]:.1f} s, envgen verify {t:.1f} s", file=sys.stderr)
-        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items()}
         result["verify"] = {"runs_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
                             "median_s": {k: round(v, 2) for k, v in med.items()},
                             "ratio_verify_sh_vs_envgen_verify": round(med["verify_sh"] / med["envgen_verify"], 3)}
