@@ -38,6 +38,7 @@ import msgspec
 from msgspec import Meta
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from . import formats
 from .clock import SnapshotDate
@@ -131,6 +132,9 @@ class SpecFile(_Table, kw_only=True):
     platforms: Annotated[list[PlatformName], Meta(min_length=1, description="a non-empty list of platforms")] = \
         msgspec.field(default_factory=lambda: ["linux-x86_64"])
     requirements: Annotated[list[NonEmpty], Meta(description="a list of PEP 508 requirement strings")] = []
+    constraints: Annotated[list[NonEmpty], Meta(
+        description="a list of PEP 508 constraints (a name, a version range, optionally a marker)")] = []
+    hold: Annotated[dict[str, str], Meta(description='a table of held versions, like { numpy = "1.26.4" }')] = {}
     local: Annotated[list[NonEmpty], Meta(description="a list of paths relative to the spec's directory")] = []
     os: Annotated[OsTable, Table] = msgspec.field(default_factory=OsTable)
     build: Annotated[BuildTable, Table] = msgspec.field(default_factory=BuildTable)
@@ -176,6 +180,8 @@ class Spec:
     slurm: dict[str, str] = field(default_factory=dict)
     os_build_packages: list[str] = field(default_factory=list)  # [os] build-packages
     from_source: list[str] = field(default_factory=list)  # [build] from-source, canonical names
+    constraints: list[str] = field(default_factory=list)  # pip -c: restrict versions, add no package
+    hold: dict[str, str] = field(default_factory=dict)  # [hold]: canonical name -> version (envgen update PKG)
 
     @property
     def dir(self) -> Path:
@@ -192,6 +198,14 @@ class Spec:
     @property
     def snapshot_epoch(self) -> int:
         return self.snapshot_date.epoch
+
+    def resolver_constraints(self) -> list[str]:
+        """What the resolver gets as constraints (``uv pip compile -c``): ``constraints``, then ``[hold]`` pins."""
+        return self.constraints + [f"{name}=={version}" for name, version in sorted(self.hold.items())]
+
+    def vcs_requirements(self) -> list[tuple[int, str]]:
+        """(index, text) of each requirement that names a VCS commit rather than an index release."""
+        return [(i, r) for i, r in enumerate(self.requirements) if Requirement(r).url]
 
 
 # --------------------------------------------------------------------------- loading
@@ -225,6 +239,8 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
     _check_unique(where, "build.from-source", [canonicalize_name(n) for n in doc.build.from_source])
     _check_python(where, doc)
     _check_requirements(where, doc.requirements)
+    _check_constraints(where, doc.constraints)
+    _check_hold(where, doc.hold)
     _check_local_paths(where, doc.local)
     if base_dir is not None:
         _check_local_dirs(where, doc.local, base_dir)
@@ -247,6 +263,8 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
         os_mirror=doc.os.mirror,
         os_build_packages=sorted(doc.os.build_packages),
         from_source=sorted(canonicalize_name(n) for n in doc.build.from_source),
+        constraints=list(doc.constraints),
+        hold=dict(sorted(doc.hold.items())),
         command=list(doc.run.command),
         run_env=dict(sorted(doc.run.env.items())),
         workdir=doc.run.workdir,
@@ -280,22 +298,65 @@ def _check_python(where: str, doc: SpecFile) -> None:
                     doc.python)
 
 
+def _pep508(where: str, key: str, text: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        reason = str(exc).splitlines()[0]  # packaging adds a caret diagram below
+        raise _fail(where, key, f"a PEP 508 requirement ({reason})", text) from None
+
+
 def _check_requirements(where: str, requirements: list[str]) -> None:
-    """Each a PEP 508 PyPI requirement (no URLs), each project once."""
+    """Each a PEP 508 PyPI requirement (no URLs but a git commit), each project once."""
     seen: dict[str, str] = {}
     for i, r in enumerate(requirements):
         key = f"requirements[{i}]"
-        try:
-            req = Requirement(r)
-        except InvalidRequirement as exc:
-            reason = str(exc).splitlines()[0]  # packaging adds a caret diagram below
-            raise _fail(where, key, f"a PEP 508 requirement ({reason})", r) from None
-        if req.url:
+        req = _pep508(where, key, r)
+        if req.url and not pinned_vcs_commit(req.url):
+            if VCS_URL.match(req.url):
+                raise _fail(where, key, f"a VCS requirement pinned to a full 40-hex commit, like "
+                                        f"'{req.name} @ git+https://host/repo@<commit>' (a branch or tag moves)", r)
             raise _fail(where, key, "a PyPI requirement; put local projects under 'local'", r)
         cname = canonicalize_name(req.name)
         if cname in seen:
             raise _fail(where, key, f"each project once ({req.name} already given as {seen[cname]!r})", r)
         seen[cname] = r
+
+
+def _check_constraints(where: str, constraints: list[str]) -> None:
+    """pip's constraints: a name and a version range (and a marker), no extras, no URL; each project once."""
+    seen: set[str] = set()
+    for i, c in enumerate(constraints):
+        key = f"constraints[{i}]"
+        req = _pep508(where, key, c)
+        if req.url or req.extras:
+            raise _fail(where, key, "a name and a version range (no extras, no URL)", c)
+        cname = canonicalize_name(req.name)
+        if cname in seen:
+            raise _fail(where, key, f"each project once ({req.name} is constrained twice)", c)
+        seen.add(cname)
+
+
+def _check_hold(where: str, hold: dict[str, str]) -> None:
+    for name, version in hold.items():
+        if canonicalize_name(name) != name or not re.match(PY_NAME_PATTERN, name):
+            raise _fail(where, f"hold.{name}", f"a normalized PyPI project name ({canonicalize_name(name)!r})", name)
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise _fail(where, f"hold.{name}", "a version such as \"1.26.4\"", version) from None
+
+
+# A VCS URL in a requirement (pip's schemes), and the one form of it that cannot move:
+# git, with a full commit id after the last '@' of the path.
+VCS_URL = re.compile(r"^(git|hg|svn|bzr)\+")
+_GIT_COMMIT = re.compile(r"^git\+[a-z]+://[^/#]+/[^#]*@(?P<commit>[0-9a-f]{40})(?:#.*)?$")
+
+
+def pinned_vcs_commit(url: str) -> str | None:
+    """The commit of ``git+SCHEME://HOST/PATH@<40-hex commit>``, else None (not VCS, or a branch/tag/short id)."""
+    m = _GIT_COMMIT.match(url)
+    return m.group("commit") if m else None
 
 
 def _check_local_paths(where: str, local: list[str]) -> None:

@@ -74,6 +74,15 @@ def test_minimal_spec_defaults(write_spec):
         (('"packaging>=24"]', '"packaging>=24"]\n[build]\nfrom-source = ["Six", "six"]'),
          "build.from-source", "no duplicates"),
         (('"packaging>=24"]', '"packaging>=24"]\nbuild = ["six"]'), "build", "a table"),
+        (('"six"', '"six @ git+https://github.com/x/six@main"'), "requirements[0]", "40-hex commit"),
+        (('"six"', '"six @ git+https://github.com/x/six@0123456"'), "requirements[0]", "40-hex commit"),
+        (('"packaging>=24"]', '"packaging>=24"]\nconstraints = ["numpy[extra]<2"]'), "constraints[0]", "no extras"),
+        (('"packaging>=24"]', '"packaging>=24"]\nconstraints = ["numpy<2", "NumPy>1"]'), "constraints[1]",
+         "each project once"),
+        (('"packaging>=24"]', '"packaging>=24"]\nconstraints = ["numpy <<2"]'), "constraints[0]", "PEP 508"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[hold]\nNumPy = "1.26.4"'), "hold.NumPy", "'numpy'"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[hold]\nnumpy = "latest"'), "hold.numpy", "a version"),
+        (('"packaging>=24"]', '"packaging>=24"]\n[hold]\nnumpy = 1'), "hold", "held versions"),
     ],
 )
 def test_bad_values_name_file_and_key(write_spec, edit, key, expected):
@@ -211,3 +220,16 @@ def test_mirror_accepts_snapshot_date_placeholder(write_spec):
     mirror = "https://snapshot.debian.org/archive/{archive}/{snapshot-date}"
     spec = load_spec(write_spec(GOOD + f'[os]\nmirror = "{mirror}"\n'))
     assert spec.os_mirror == mirror
+
+
+def test_constraints_hold_and_a_git_commit(write_spec):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    spec = load_spec(write_spec(GOOD.replace('"six"', f'"six @ git+https://github.com/x/six@{commit}"')
+                                + 'constraints = ["numpy<2; python_version >= \'3.10\'"]\n'
+                                + '[hold]\nzope-interface = "7.2"\nattrs = "25.3.0"\n'))
+    assert spec.vcs_requirements() == [(0, f"six @ git+https://github.com/x/six@{commit}")]
+    assert spec.hold == {"attrs": "25.3.0", "zope-interface": "7.2"}
+    # what uv gets with -c: the constraints, then the holds as exact pins, sorted
+    assert spec.resolver_constraints() == ["numpy<2; python_version >= '3.10'", "attrs==25.3.0",
+                                           "zope-interface==7.2"]
+    assert load_spec(write_spec(GOOD, name="plain")).resolver_constraints() == []

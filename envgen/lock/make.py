@@ -126,6 +126,10 @@ def debian_build_packages(spec: Spec, compile_: bool) -> list[str]:
 
 
 def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
+    for i, r in spec.vcs_requirements():
+        raise SpecError(f"{spec.path}: key 'requirements[{i}]': {r!r} names a git commit, which envgen cannot lock "
+                        "yet (it pins index releases and local projects); pin a PyPI release instead "
+                        f"({Requirement(r).name}==VERSION), or check that commit out and list it under 'local'")
     now = dt.datetime.now(dt.UTC)
     if spec.snapshot_date > now:
         raise SpecError(

@@ -137,15 +137,19 @@ def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resoluti
         (t / "bt").mkdir()
         rt_out = t / "rt" / "pylock.toml"
         bt_out = t / "bt" / "pylock.toml"
+        constraints: list[str] = []  # the spec's constraints and [hold] pins restrict the runtime set only
+        if spec.resolver_constraints():
+            (t / "constraints.txt").write_text("\n".join(spec.resolver_constraints()) + "\n")
+            constraints = ["-c", str(t / "constraints.txt")]
         jobs = [
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common,
+            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + constraints + common,
                   runtime_in).start(spec.dir),
             UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common,
                   build_in).start(spec.dir),
         ]
         jobs[0].wait(f"the requirements of {spec.path}")
         annotated = UvJob([uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"]
-                          + common, runtime_in).start(spec.dir).wait("the dependency edges")
+                          + constraints + common, runtime_in).start(spec.dir).wait("the dependency edges")
         jobs[1].wait(f"the build tools of {spec.path} ({build_in.strip().replace(chr(10), ', ')})")
         runtime = tomllib.loads(rt_out.read_text())
         build = tomllib.loads(bt_out.read_text())
@@ -181,6 +185,6 @@ def parse_via(text: str) -> dict[str, list[str]]:
             continue
         via = [v.strip() for v in m.group("via").split(",")]
         parents[canonicalize_name(name)] = sorted(
-            {canonicalize_name(v) for v in via if v and not v.startswith("-r")}
+            {canonicalize_name(v) for v in via if v and not v.startswith(("-r", "-c"))}
         )
     return parents
