@@ -14,6 +14,8 @@ from .ui import UI
 # Command name -> module under envgen.commands.  Each module has
 # ``register(subparsers, parents)`` and a ``run(args, ui)`` returning an exit code.
 COMMANDS = {
+    "init": "init",
+    "update": "update",
     "lock": "lock",
     "graph": "graph",
     "why": "graph",
@@ -44,6 +46,7 @@ DESCRIPTION = textwrap.dedent(
     where every wheel and every Debian .deb is pinned by sha256.
 
     typical session:
+      envgen init requirements.txt             a spec (envgen.toml) from a project's files, locked
       envgen lock specs/abide.toml             resolve and write the lock
       envgen graph specs/abide.toml            show the dependency tree
       envgen why specs/abide.toml threadpoolctl
@@ -52,6 +55,7 @@ DESCRIPTION = textwrap.dedent(
                                                what changed between two locks
       envgen export-requirements specs/abide.toml -o requirements.txt
                                                a hashed requirements.txt for pip
+      envgen update specs/abide.toml --dry-run what moving the snapshot date to today changes
 
     Every command takes --json for a machine-readable result on stdout.
     Errors are one line on stderr with exit status 2.

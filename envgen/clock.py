@@ -75,3 +75,21 @@ class SnapshotDate(dt.datetime):
 
     def __reduce__(self):  # pickles (and copies) as a SnapshotDate, not a plain datetime
         return (SnapshotDate.parse, (self.iso,))
+
+
+def today() -> SnapshotDate:
+    """Today's 00:00:00Z: the default snapshot date of ``envgen init`` and ``envgen update`` (a wall-clock reading,
+    made once, written into the spec, and never into an artifact)."""
+    now = dt.datetime.now(UTC)
+    return SnapshotDate(now.year, now.month, now.day, tzinfo=UTC)
+
+
+def parse_date_option(value: str) -> SnapshotDate | None:
+    """``--date``: ``2025-05-08`` (that day's 00:00:00Z) or an RFC 3339 UTC time; None if it is neither."""
+    value = value.strip()
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        d = parse_utc(value)
+        return SnapshotDate.parse(d) if d is not None else None
+    return SnapshotDate(day.year, day.month, day.day, tzinfo=UTC)

@@ -43,13 +43,16 @@ def run(args, ui) -> int:
         for c in build:
             line(out, c, "  ")
 
-    def line(out, c, indent=""):
-        if c["change"] == "added":
-            out.print(f"{indent}+ {c['source']:6} {c['name']} {c['new']}")
-        elif c["change"] == "removed":
-            out.print(f"{indent}- {c['source']:6} {c['name']} {c['old']}")
-        else:
-            out.print(f"{indent}~ {c['source']:6} {c['name']} {c['old']} -> {c['new']} ({c['change']})")
-
     ui.emit(data, human)
     return 1 if changes or build else 0
+
+
+def line(out, c: dict, indent: str = "") -> None:
+    """One change of :func:`~envgen.lock.diff.diff_locks` as a line (``envgen update`` prints them alike)."""
+    mark = " [security]" if c.get("security") else ""
+    if c["change"] == "added":
+        out.print(f"{indent}+ {c['source']:6} {c['name']} {c['new']}{mark}")
+    elif c["change"] == "removed":
+        out.print(f"{indent}- {c['source']:6} {c['name']} {c['old']}")
+    else:
+        out.print(f"{indent}~ {c['source']:6} {c['name']} {c['old']} -> {c['new']} ({c['change']}){mark}")
