@@ -294,3 +294,14 @@ def test_help_teaches_with_examples():
         proc = run_envgen(cmd, "--help")
         assert proc.returncode == 0 and all(w in proc.stdout for w in words), (cmd, proc.stdout)
     assert "envgen init" in run_envgen("--help").stdout
+
+
+def test_editable_paths_no_binary_and_a_vcs_commit_in_a_requirements_file(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "pyproject.toml").write_text('[project]\nname = "lib"\nversion = "1"\n')
+    (tmp_path / "requirements.txt").write_text(
+        f"-e ./lib\n--no-binary crcmod\ncrcmod==1.7\n-e git+https://github.com/o/proj.git@{COMMIT}#egg=proj&subdirectory=py\n")
+    init(str(tmp_path / "requirements.txt"), "--date", "2025-01-01")
+    spec = load_spec(tmp_path / "envgen.toml")
+    assert spec.requirements == ["crcmod==1.7", f"proj @ git+https://github.com/o/proj.git@{COMMIT}#subdirectory=py"]
+    assert [lp.path for lp in spec.local] == ["lib"] and spec.from_source == ["crcmod"]

@@ -222,7 +222,7 @@ class Reader:
         if VCS_URL.match(text):  # pip's bare form: git+https://host/repo@ref#egg=name
             m = _EGG.search(text)
             name = m["name"] if m else _name_from_url(text)
-            url = _EGG.sub("", text).rstrip("#&")
+            url = _without_egg(text)
             req = _parse(f"{name} @ {url}", origin, text)
             self._vcs(req, origin, text, inferred=m is None, constraint=constraint)
             return
@@ -363,6 +363,13 @@ def _file_url_path(url: str, base: Path) -> Path:
 
     parsed = urlparse(url)
     return (base / unquote(parsed.path if parsed.netloc in ("", "localhost") else url)).resolve()
+
+
+def _without_egg(url: str) -> str:
+    """*url* without its ``egg=`` fragment parameter (a PEP 508 ``NAME @ URL`` names the project itself)."""
+    base, hashmark, fragment = url.partition("#")
+    rest = [p for p in fragment.split("&") if p and not p.startswith("egg=")]
+    return base + ("#" + "&".join(rest) if hashmark and rest else "")
 
 
 def _name_from_url(url: str) -> str:
