@@ -205,7 +205,8 @@ def test_dockerfile_finds_copied_requirements_and_local_projects(tmp_path):
         "FROM debian:bookworm\nARG SIX=1.16.0\nENV PKG_VERSION=24.0\n"
         "COPY reqs.txt /tmp/\nCOPY app /src/app\nWORKDIR /src\n"
         "RUN apt-get update && apt-get install -y --no-install-recommends git \\\n"
-        " && pip3 install -r /tmp/reqs.txt ./app \"packaging==${PKG_VERSION}\" --index-url https://mirror.example\n"
+        " && pip3 install -r /tmp/reqs.txt ./app \"packaging==${PKG_VERSION}\" --index-url https://mirror.example"
+        " 2>/dev/null\n"
         'RUN ["python3", "-m", "pip", "install", "--no-deps", "attrs"]\n')
     out = init(str(tmp_path / "Dockerfile"), "--date", "2025-01-01")
     spec = load_spec(tmp_path / "envgen.toml")

@@ -25,7 +25,7 @@ before anything is written.
 
 from __future__ import annotations
 
-import os
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,15 +343,9 @@ def _date(option: str | None, entries: list[Entry], python: str, base: str, say)
     given = parse_date_option(option)
     if given is None:
         raise InitError(f"--date {option}: expected auto, a date such as 2025-05-08, or an RFC 3339 UTC time")
-    import datetime as dt
-
     if given > dt.datetime.now(dt.UTC):
         raise InitError(f"--date {option}: in the future; a snapshot can only freeze what has been published")
     return given, []
-
-
-def relpath(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 def write(p: Plan, lock: bool, progress=None):

@@ -184,9 +184,16 @@ def _commands(args: str, values: dict[str, str], origin: Origin) -> list[list[st
     except ValueError as exc:
         raise InitError(f"{origin}: cannot split the RUN command: {exc}") from None
     out: list[list[str]] = [[]]
+    skip = False
     for tok in tokens:
-        if tok in _SEPARATORS:
+        if skip:  # the target of a redirection
+            skip = False
+        elif tok in _SEPARATORS:
             out.append([])
+        elif re.fullmatch(r"[<>&]+", tok):  # a redirection (2>/dev/null: "2" ">" "/dev/null")
+            if out[-1] and out[-1][-1].isdigit():
+                out[-1].pop()
+            skip = True
         else:
             out[-1].append(tok)
     commands = [c for c in out if c]

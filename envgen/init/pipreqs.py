@@ -27,6 +27,7 @@ What becomes what:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -99,8 +100,6 @@ class Reader:
     _open: list[Path] = field(default_factory=list)  # files being read: -r cycles
 
     def rel(self, path: Path) -> str:
-        import os
-
         return Path(os.path.relpath(path.resolve(), self.spec_dir.resolve())).as_posix()
 
     # ------------------------------------------------------------------ requirements files
