@@ -54,7 +54,8 @@ DESCRIPTION = textwrap.dedent(
                                                a hashed requirements.txt for pip
 
     Every command takes --json for a machine-readable result on stdout.
-    Errors are one line on stderr with exit status 2.
+    Errors are one line on stderr with exit status 2; with --json, stdout also
+    gets {"error": {"type": CLASS, "message", "hint", ...}} (the type's fields).
     """
 )
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, ui) or 0)
     except EnvgenError as exc:
-        print(f"envgen: error: {exc}", file=sys.stderr)
+        ui.error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("envgen: interrupted", file=sys.stderr)
