@@ -1,5 +1,7 @@
-# envgen developer entry points.  `make demo` and `make test` are the two
-# Quick-start commands of README.md; both set up what they need.
+# envgen developer entry points.  `make demo` and `make test` are what the two
+# Quick-start commands of README.md (`./dev demo`, `./dev test`) run; both first
+# install the Debian packages they need (scripts/host-deps: as root; otherwise
+# it names the `sudo apt-get install` to run), then set up the venvs.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -27,10 +29,15 @@ $(ABIDE_VENV)/.installed: requirements/abide-test.txt pipelines/abide/pyproject.
 
 # The main job: snapshot and build the locked ABIDE env, run the pipeline in it
 # on synthetic data, print the scores and where outputs and provenance are.
-demo: setup
+demo:
+	scripts/host-deps demo
+	$(MAKE) --no-print-directory setup
 	scripts/demo.sh
 
-test: test-envgen test-abide
+# The whole check, as CI runs it (.ci/run): lint, typecheck, both test suites.
+test:
+	scripts/host-deps test
+	$(MAKE) --no-print-directory lint typecheck test-envgen test-abide
 
 test-envgen: setup
 	$(BIN)/pytest tests

@@ -58,7 +58,8 @@ DESCRIPTION = textwrap.dedent(
       envgen update specs/abide.toml --dry-run what moving the snapshot date to today changes
 
     Every command takes --json for a machine-readable result on stdout.
-    Errors are one line on stderr with exit status 2.
+    Errors are one line on stderr with exit status 2; with --json, stdout also
+    gets {"error": {"type": CLASS, "message", "hint", ...}} (the type's fields).
     """
 )
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, ui) or 0)
     except EnvgenError as exc:
-        print(f"envgen: error: {exc}", file=sys.stderr)
+        ui.error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("envgen: interrupted", file=sys.stderr)

@@ -8,6 +8,8 @@ message text.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EnvgenError(Exception):
     """A problem with the user's input or environment, not with envgen."""
@@ -23,6 +25,14 @@ class EnvgenError(Exception):
         if self.hint:
             return f"{self.message} (hint: {self.hint})"
         return self.message
+
+    def details(self) -> dict[str, Any]:
+        """Machine-readable fields of this kind of error (JSON values), beyond its message and hint."""
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``error`` object of ``--json`` output: ``type`` (the class name), ``message``, ``hint``, details."""
+        return {**self.details(), "type": type(self).__name__, "message": self.message, "hint": self.hint}
 
 
 class SpecError(EnvgenError):
@@ -54,7 +64,20 @@ class HashMismatch(StoreError):
 
 
 class FetchError(EnvgenError):
-    """An artifact could not be downloaded."""
+    """Artifacts could not be downloaded from any of their URLs.
+
+    ``artifacts`` names each one: ``{"name": FILE, "role": ROLE, "package": NAME,
+    "sha256": …, "attempts": [{"url": …, "status": HTTP status or null, "reason": …}]}``
+    (the last attempt per URL, in the order tried; ``role`` as in the snapshot
+    manifest: ``deb`` and ``build-deb`` are Debian packages).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, artifacts: list[dict[str, Any]] | None = None):
+        super().__init__(message, hint)
+        self.artifacts = list(artifacts or [])
+
+    def details(self) -> dict[str, Any]:
+        return {"artifacts": self.artifacts}
 
 
 class NotABundle(FormatError):

@@ -2,7 +2,9 @@
 
 Commands never print directly; they return a result object and a function
 that renders it for people.  ``--json`` swaps the renderer for
-``json.dumps``, and keeps stderr quiet apart from errors.
+``json.dumps``, and keeps stderr quiet apart from errors.  An error is one
+line on stderr, and with ``--json`` also ``{"error": {"type": …, "message": …,
+"hint": …, …}}`` on stdout (:meth:`UI.error`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from .errors import EnvgenError
 else:
     # rich is imported on first use (see UI.err/UI.out), not at start-up; at run
     # time the annotations resolve (typing.get_type_hints) with Console as Any.
@@ -27,6 +31,7 @@ class UI:
         self.quiet = quiet or json_mode
         self._err = None
         self._out = None
+        self._emitted = False  # stdout holds one JSON document at most
 
     # rich is imported on first use: commands that print little start faster
     @property
@@ -80,5 +85,19 @@ class UI:
     def emit(self, result: dict[str, Any], human: Callable[[Console], None] | None = None) -> None:
         if self.json:
             sys.stdout.write(json.dumps(result, sort_keys=True, indent=2, default=str) + "\n")
+            self._emitted = True
         elif human is not None:
             human(self.out)
+
+    def error(self, exc: EnvgenError) -> None:
+        """An error: one line on stderr; with ``--json`` also ``{"error": exc.to_json()}`` on stdout.
+
+        The document's ``error.type`` is the class name from :mod:`envgen.errors`
+        (``FetchError``, ``ToolMissing``, …), so scripts branch on it and on the
+        type's fields (``FetchError.artifacts``), never on the message text.
+        A command that already printed its result (``verify`` with nothing
+        verifiable) keeps that one document.
+        """
+        print(f"envgen: error: {exc}", file=sys.stderr)
+        if self.json and not self._emitted:
+            self.emit({"error": exc.to_json()})

@@ -13,7 +13,10 @@ mkdir -p "$OUT/data" "$OUT/results"
 OUT=$(cd "$OUT" && pwd)
 
 echo "== 1. snapshot: every wheel and .deb of specs/pylock.abide.toml into the store"
-$ENVGEN snapshot "$SPEC"
+# A pinned .deb that neither the mirror nor snapshot.debian.org serves any more
+# makes this re-lock a copy of the spec under $OUT/relock (with a notice) and
+# go on with that copy; the committed lock is never rewritten.
+SPEC=$(python3 scripts/demo_snapshot.py "$SPEC" "$OUT" --envgen "$ENVGEN")
 echo "== 2. build: the env tree, offline, in a network namespace"
 $ENVGEN build "$SPEC"
 echo "== 3. synthetic ABIDE data ($SUBJECTS subjects, real on-disk layout), made inside the env"

@@ -43,6 +43,7 @@ from .store import HashMismatch, Store, is_sha256
 KIND = "envgen-snapshot"
 USER_AGENT = f"envgen/{__version__} (+snapshot)"
 READ_CHUNK = 1 << 20
+FETCH_HINT = "check the network or proxy settings (https_proxy); re-run to resume"
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Fetch:
     sha256: str
     size: int | None
     urls: list[str]
+    package: str = ""  # the PyPI project or Debian package it belongs to
 
 
 @dataclass
@@ -104,11 +106,11 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
 
     def add_pkg(p: pylock.PyPackage, wheel_role: str, sdist_role: str):
         for w in p.wheels:
-            fetches.append(Fetch(wheel_role, w.filename, w.sha256, w.size, [w.url]))
+            fetches.append(Fetch(wheel_role, w.filename, w.sha256, w.size, [w.url], p.name))
         # an sdist is fetched on request, and always when it is what gets built (no wheel)
         if p.sdist is not None and (with_sdists or p.from_sdist):
             s = p.sdist
-            fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url]))
+            fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url], p.name))
 
     local_dirs: list[tuple[str, Path]] = []
     for p in lock.packages:
@@ -121,7 +123,7 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
     for dp in lock.debian.packages:
         role = "build-deb" if dp.role == "build" else "deb"
         urls = [dp.url] + ([dp.snapshot_url] if dp.snapshot_url and dp.snapshot_url != dp.url else [])
-        fetches.append(Fetch(role, Path(dp.filename).name, dp.sha256, dp.size, urls))
+        fetches.append(Fetch(role, Path(dp.filename).name, dp.sha256, dp.size, urls, dp.name))
     for f in fetches:
         if not is_sha256(f.sha256):
             raise EnvgenError(f"{lock.path}: {f.name}: not a sha256 digest: {f.sha256!r}")
@@ -189,7 +191,7 @@ def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, re
     import urllib.error
     import urllib.request
 
-    errors: list[str] = []
+    attempts: dict[str, dict] = {}  # url -> its last failed attempt
     for url in f.urls:
         for attempt in range(retries + 1):
             got = 0
@@ -218,18 +220,21 @@ def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, re
             except urllib.error.HTTPError as exc:
                 if progress is not None:
                     progress(-got)
-                errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                attempts[url] = {"url": url, "status": exc.code, "reason": f"HTTP {exc.code} {exc.reason}"}
                 if exc.code < 500:
                     break  # 404 and friends: retrying the same URL will not help
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
                 if progress is not None:
                     progress(-got)
                 reason = getattr(exc, "reason", None) or exc
-                errors.append(f"{url}: {reason}")
+                attempts[url] = {"url": url, "status": None, "reason": str(reason)}
             if attempt < retries:
                 time.sleep(min(0.2 * (2 ** attempt), 2.0))
-    raise FetchError(f"cannot fetch {f.name}: {errors[-1] if errors else 'no URL'}",
-                     hint="check the network or proxy settings (https_proxy); re-run to resume")
+    tried = list(attempts.values())
+    why = "; ".join(f"{a['url']}: {a['reason']}" for a in tried) or "no URL"
+    raise FetchError(f"cannot fetch {f.name}: {why}", hint=FETCH_HINT,
+                     artifacts=[{"name": f.name, "role": f.role, "package": f.package, "sha256": f.sha256,
+                                 "attempts": tried}])
 
 
 def _fetch_one(store: Store, f: Fetch, progress, retries: int, timeout: float,
@@ -344,12 +349,18 @@ def _fetch_all(store: Store, missing: list[Fetch], jobs: int, progress_factory, 
         note(f"fetching {len(missing)} of {n_unique} artifacts ({total / 1e6:.1f} MB)")
     stop = threading.Event()
 
+    failed: list[FetchError] = []  # artifacts no URL served: the others still go on
+
     def run(advance):
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         try:
             futs = {pool.submit(_fetch_one, store, f, advance, retries, timeout, stop): f for f in missing}
             for fut in as_completed(futs):
-                sha, n, downloaded = fut.result()
+                try:
+                    sha, n, downloaded = fut.result()
+                except FetchError as exc:
+                    failed.append(exc)
+                    continue
                 sizes[sha] = n
                 if downloaded:
                     fetched.add(sha)
@@ -365,7 +376,21 @@ def _fetch_all(store: Store, missing: list[Fetch], jobs: int, progress_factory, 
             run(advance)
     else:
         run(None)
+    if failed:
+        raise _one_fetch_error(failed)
     return sizes, fetched
+
+
+def _one_fetch_error(failed: list[FetchError]) -> FetchError:
+    """One error naming every artifact that could not be fetched (sorted by name)."""
+    if len(failed) == 1:
+        return failed[0]
+    failed = sorted(failed, key=lambda e: e.artifacts[0]["name"] if e.artifacts else "")
+    arts = [a for e in failed for a in e.artifacts]
+    names = ", ".join(a["name"] for a in arts[:3]) + (f" and {len(arts) - 3} more" if len(arts) > 3 else "")
+    first = "; ".join(f"{t['url']}: {t['reason']}" for t in arts[0]["attempts"])
+    return FetchError(f"cannot fetch {len(arts)} artifacts: {names} (first: {first})", hint=FETCH_HINT,
+                      artifacts=arts)
 
 
 def _fetched_objects(store: Store, plan: Plan, sizes: dict[str, int], fetched: set[str],
