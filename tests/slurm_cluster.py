@@ -99,7 +99,11 @@ class SlurmCluster:
         self._spawn(["/usr/sbin/slurmctld", "-D", "-i"], "ctld.out")
         self._spawn(["/usr/sbin/slurmd", "-D"], "slurmd.out")
         for _ in range(240):
-            out = subprocess.run(["sinfo", "-h", "-n", host, "-o", "%T"], capture_output=True, text=True, env=self.env)
+            try:  # a controller that never answers must not hang the test until pytest's limit
+                out = subprocess.run(["sinfo", "-h", "-n", host, "-o", "%T"], capture_output=True, text=True,
+                                     env=self.env, timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
             if out.stdout.strip() == "idle":
                 return self
             for p in self.procs:
