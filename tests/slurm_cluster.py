@@ -100,11 +100,11 @@ class SlurmCluster:
         self._spawn(["/usr/sbin/slurmd", "-D"], "slurmd.out")
         for _ in range(240):
             try:  # a controller that never answers must not hang the test until pytest's limit
-                out = subprocess.run(["sinfo", "-h", "-n", host, "-o", "%T"], capture_output=True, text=True,
-                                     env=self.env, timeout=10)
+                state = subprocess.run(["sinfo", "-h", "-n", host, "-o", "%T"], capture_output=True, text=True,
+                                       env=self.env, timeout=10).stdout.strip()
             except subprocess.TimeoutExpired:
-                continue
-            if out.stdout.strip() == "idle":
+                state = "no answer"
+            if state == "idle":
                 return self
             for p in self.procs:
                 if p.poll() is not None:
