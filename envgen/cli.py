@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-import textwrap
 
 from . import __version__
 from .errors import EnvgenError
@@ -35,7 +35,14 @@ COMMANDS = {
     "nix": "nix",
 }
 
-DESCRIPTION = textwrap.dedent(
+def dedent(text: str) -> str:
+    """textwrap.dedent for help texts, without importing textwrap (and its regexes) on every start-up."""
+    lines = text.split("\n")
+    indent = min((len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()), default=0)
+    return "\n".join(ln[indent:] if ln.strip() else "" for ln in lines)
+
+
+DESCRIPTION = dedent(
     """\
     envgen: source-pinned, reproducible research environments.
 
@@ -64,7 +71,16 @@ COMMON_DEFAULTS = {"json": False, "quiet": False, "store": None}
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog):
-        super().__init__(prog, max_help_position=32)
+        # the width as argparse finds it (shutil.get_terminal_size), without importing shutil: argparse
+        # makes a formatter for every add_argument, so every command would pay for that import
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        super().__init__(prog, max_help_position=32, width=(width or 80) - 2)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -73,7 +89,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Command modules import heavy libraries (networkx, rich progress, …); loading
     only the one that runs keeps start-up fast.
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=HelpFormatter)
     # SUPPRESS: nested subcommands (`runs show`) share these options, and argparse
     # would otherwise let a subparser's default overwrite a value given earlier.
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,

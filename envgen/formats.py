@@ -10,9 +10,12 @@ versions stay readable; a bump here comes with a migration in the reader.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .errors import FormatError, NewerFormatError
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 # kind -> the newest format-version this envgen writes and reads
 VERSIONS: dict[str, int] = {

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 
+from ..cli import dedent
 from ..runtimes.base import RUNTIMES
-from ..sandbox import Bind
-from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -17,7 +15,7 @@ def register(sub, parents, fmt):
         parents=parents,
         formatter_class=fmt,
         help="run a command inside the environment (bubblewrap), and record it",
-        description=textwrap.dedent(
+        description=dedent(
             """\
             Build SPEC's environment if needed, then run CMD inside it, unprivileged:
             the tree read-only as /, fresh /proc, /dev and /tmp, no network unless
@@ -35,7 +33,7 @@ def register(sub, parents, fmt):
             and host facts. With no CMD, the spec's [run] command runs.
             """
         ),
-        epilog=textwrap.dedent(
+        epilog=dedent(
             """\
             examples:
               envgen run specs/abide.toml -- python -c "import sklearn; print(sklearn.__version__)"
@@ -62,6 +60,8 @@ def register(sub, parents, fmt):
 def run(args, ui) -> int:
     from ..run.execute import RunRequest, run_recorded
     from ..runtimes import prepare
+    from ..sandbox import Bind
+    from ..snapshot.store import open_store
 
     store = open_store(args.store)
     binds = [Bind.parse(b) for b in args.bind]
