@@ -28,7 +28,7 @@ VERSIONS: dict[str, int] = {
     "envgen-nix-tree": 1,      # nix-trees/PATH.json
     "envgen-nix-data": 1,      # nix/specs/NAME.json
     "envgen-sweep": 1,
-    "envgen-run-cache": 1,
+    "envgen-run-cache": 2,     # cache/run/KEY.json, a launch plan (2: lstat-checked sources, tree identity)
     "envgen-records": 1,       # the SQLite schema
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
 }
