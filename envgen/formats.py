@@ -29,8 +29,9 @@ VERSIONS: dict[str, int] = {
     "envgen-nix-data": 1,      # nix/specs/NAME.json
     "envgen-sweep": 1,
     "envgen-run-cache": 2,     # cache/run/KEY.json, a launch plan (2: lstat-checked sources, tree identity)
-    "envgen-records": 1,       # the SQLite schema
+    "envgen-records": 2,       # the SQLite schema (2: runs.state, runs.owner; reads 1 and migrates it)
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
+    "envgen-pending-run": 1,   # records.d/ID.json: a run's record before a reader moves it into records.sqlite
 }
 
 LABELS = {
@@ -38,6 +39,7 @@ LABELS = {
     "envgen-bundle": "bundle", "envgen-tree": "tree metadata", "envgen-nix-tree": "Nix tree metadata",
     "envgen-nix-data": "Nix spec data", "envgen-sweep": "sweep", "envgen-run-cache": "run cache",
     "envgen-records": "records database", "envgen-built-wheel": "built-wheel record",
+    "envgen-pending-run": "run record file",
 }
 
 

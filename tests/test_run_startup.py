@@ -1,4 +1,5 @@
-"""`envgen run` start-up (issue 14): the launch plan and its invalidation.
+"""`envgen run` start-up (issue 14): the launch plan, its invalidation, the imports of a warm run, and a
+record that survives its envgen being killed.
 
 The first tests need no network: what a local project's listing is concluded from
 (envgen/snapshot/srcpack.watched_listing) and when a plan may be kept
@@ -7,8 +8,10 @@ The first tests need no network: what a local project's listing is concluded fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ import pytest
 
 from envgen.runtimes import plan
 from envgen.snapshot import srcpack
-from helpers import run_envgen
+from helpers import ENVGEN, run_envgen
 
 GIT_ENV = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
 
@@ -101,6 +104,10 @@ def test_sources_are_kept_only_when_unchanged_and_not_racy(tmp_path):
 
 # --------------------------------------------------------------------------- the tiny env (network)
 
+HEAVY = ("envgen.lock", "envgen.spec", "envgen.builders", "msgspec", "packaging", "rich", "networkx", "tomlkit",
+         "zstandard", "sqlite3", "dataclasses", "typing", "hashlib", "shutil", "tomllib")
+
+
 def _imports(t, *args: str) -> set[str]:
     """The modules a run imports (python -X importtime), from a directory outside git (a dirty work tree
     would add hashlib, for the hash of its changes)."""
@@ -123,6 +130,14 @@ def _warm(t, *args: str) -> set[str]:
 
 def _slow(mods: set[str]) -> bool:
     return "envgen.lock" in mods  # the spec and lock were read: no plan served this run
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_warm_run_starts_from_its_plan_without_heavy_imports(tiny):
+    mods = _warm(tiny, "--", "python", "-c", "pass")
+    assert not {m for m in mods if m.split(".")[0] in HEAVY or m in HEAVY}, sorted(mods)
+    assert "envgen.runtimes.plan" in mods
 
 
 @pytest.mark.network
@@ -185,3 +200,111 @@ def test_a_rebuilt_or_removed_tree_is_not_served_by_a_stale_plan(tiny, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tree_digest"] == tiny.built["tree_digest"]
     assert (store / tree).is_dir()
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_dry_run_prints_the_sandbox_argv_and_records_nothing(tiny):
+    before = json.loads(run_envgen("runs", "--store", str(tiny.store), "--json", check=True).stdout)["runs"]
+    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--dry-run", "--json", "--",
+                      "python", "-c", "print('same sandbox')")
+    assert proc.returncode == 0, proc.stderr
+    argv = json.loads(proc.stdout)["argv"]
+    assert Path(argv[0]).name == "bwrap" and argv[-3:] == ["python", "-c", "print('same sandbox')"]
+    direct = subprocess.run(argv, capture_output=True, text=True)
+    assert direct.returncode == 0 and direct.stdout == "same sandbox\n"
+    after = json.loads(run_envgen("runs", "--store", str(tiny.store), "--json", check=True).stdout)["runs"]
+    assert len(after) == len(before)
+
+
+def _runs(t) -> list[dict]:
+    return json.loads(run_envgen("runs", "--store", str(t.store), "--json", check=True).stdout)["runs"]
+
+
+def _wait_for(t, label: str, state: str, timeout: float = 60) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        rec = next((r for r in _runs(t) if r["label"] == label), None)
+        if rec is not None and rec["state"] == state:
+            return rec
+        time.sleep(0.2)
+    raise AssertionError(f"no run {label!r} in state {state!r}")
+
+
+def _children_with(marker: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if marker.encode() in cmd and b"envgen" not in cmd:
+            out.append(int(pid))
+    return out
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_run_whose_envgen_is_killed_leaves_its_record_marked_killed(tiny, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("input\n")
+    marker = f"sleeper-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen([*ENVGEN, "run", str(tiny.spec), "--store", str(tiny.store), "--label", marker,
+                             "--bind", f"{data}:/data:ro", "--", "python", "-c",
+                             f"import time; time.sleep(120)  # {marker}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rec = _wait_for(tiny, marker, "started")  # inputs and code revision recorded while it runs
+        assert rec["status"] == "running" and rec["exit_status"] is None
+        assert set(rec["inputs"]) == {"/data/x.txt"} and rec["owner"]["pid"] == proc.pid
+        assert _children_with(marker), "the command should be running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    end = time.monotonic() + 30
+    while _children_with(marker) and time.monotonic() < end:  # bwrap --die-with-parent takes the command along
+        time.sleep(0.1)
+    assert not _children_with(marker)
+    rec = next(r for r in _runs(tiny) if r["label"] == marker)
+    assert rec["status"] == "killed" and rec["state"] == "started"
+    assert rec["exit_status"] is None and rec["duration"] is None and rec["outputs"] == {}
+    assert set(rec["inputs"]) == {"/data/x.txt"}  # what was recorded before the kill is kept
+    assert not list((tiny.store / "records.d").glob(f"{rec['id']}.json"))  # moved into records.sqlite for good
+    shown = run_envgen("runs", "--store", str(tiny.store), "show", rec["id"], check=True).stdout
+    assert "KILLED" in shown and f"pid {proc.pid}" in shown and "no exit status" in shown
+    listed = run_envgen("runs", "--store", str(tiny.store), check=True).stdout
+    assert "killed" in listed
+    rr = run_envgen("rerun", rec["id"], "--store", str(tiny.store))
+    assert rr.returncode == 2 and "no result to compare with (killed" in rr.stderr
+    assert rr.stderr.count("\n") == 1
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_the_record_of_a_normal_run_holds_what_it_always_held(tiny, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "params.txt").write_text("seed=3\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for binds in ([f"{data}:/data:ro"], [f"{data}:/data:ro", f"{out}:/out"]):  # inputs hashed meanwhile; before
+        args = [a for b in binds for a in ("--bind", b)]
+        proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), *args, "--label", "normal", "--json",
+                          "--", "python", "-c", "print(open('/data/params.txt').read())")
+        assert proc.returncode == 0, proc.stderr
+        run_id = json.loads(proc.stdout)["run"]
+        rec = next(r for r in _runs(tiny) if r["id"] == run_id)
+        assert set(rec) == {
+            "id", "started", "runtime", "command", "binds", "network", "env", "code", "inputs", "outputs", "host",
+            "nondeterministic", "duration", "label", "reason", "spec", "env_name", "builder", "snapshot_id",
+            "tree_digest", "build_key", "workdir", "exit_status", "rerun_of", "tags", "comments",
+            "state", "owner", "status"}
+        assert rec["state"] == "finished" and rec["status"] == "finished" and rec["exit_status"] == 0
+        assert rec["inputs"] == {"/data/params.txt": {"sha256": hashlib.sha256(b"seed=3\n").hexdigest(), "size": 7}}
+        assert rec["code"]["vcs"] in ("git", None) and rec["duration"] >= 0
+        assert rec["spec"] == str(tiny.spec) and rec["workdir"] == "/"
+        assert rec["env"]["PYTHONHASHSEED"] == "0" and rec["host"]["cores"] >= 1
+    assert not list((tiny.store / "records.d").glob("*.json"))  # every finished record moved in
