@@ -308,3 +308,17 @@ def test_the_record_of_a_normal_run_holds_what_it_always_held(tiny, tmp_path):
         assert rec["spec"] == str(tiny.spec) and rec["workdir"] == "/"
         assert rec["env"]["PYTHONHASHSEED"] == "0" and rec["host"]["cores"] >= 1
     assert not list((tiny.store / "records.d").glob("*.json"))  # every finished record moved in
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_run_ends_its_process_only_when_it_is_the_program(tiny, capsys):
+    """`envgen run` skips the interpreter's teardown (os._exit) as the program; called in-process, it returns."""
+    from envgen.cli import main
+
+    assert main(["run", str(tiny.spec), "--store", str(tiny.store), "-q", "--", "python", "-c", "exit(5)"]) == 5
+    # as the program: the exit status and every byte of output still come through
+    proc = run_envgen("run", str(tiny.spec), "--store", str(tiny.store), "--json", "--", "python", "-c",
+                      "import sys; print('x' * 100000); sys.exit(4)")
+    assert proc.returncode == 4 and json.loads(proc.stdout)["exit_status"] == 4
+    assert proc.stderr.count("x" * 100000) == 1

@@ -62,7 +62,7 @@ def register(sub, parents, fmt):
     p.add_argument("--dry-run", action="store_true",
                    help="print the command line that would run (the sandbox's own argv); run nothing, record nothing")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments (after --)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, fast_exit=True)
 
 
 def run(args, ui) -> int:
