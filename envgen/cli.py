@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-import textwrap
 
 from . import __version__
 from .errors import EnvgenError
@@ -37,7 +37,14 @@ COMMANDS = {
     "nix": "nix",
 }
 
-DESCRIPTION = textwrap.dedent(
+def dedent(text: str) -> str:
+    """textwrap.dedent for help texts, without importing textwrap (and its regexes) on every start-up."""
+    lines = text.split("\n")
+    indent = min((len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()), default=0)
+    return "\n".join(ln[indent:] if ln.strip() else "" for ln in lines)
+
+
+DESCRIPTION = dedent(
     """\
     envgen: source-pinned, reproducible research environments.
 
@@ -69,7 +76,16 @@ COMMON_DEFAULTS = {"json": False, "quiet": False, "store": None}
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog):
-        super().__init__(prog, max_help_position=32)
+        # the width as argparse finds it (shutil.get_terminal_size), without importing shutil: argparse
+        # makes a formatter for every add_argument, so every command would pay for that import
+        try:
+            width = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            try:
+                width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+            except (AttributeError, ValueError, OSError):
+                width = 80
+        super().__init__(prog, max_help_position=32, width=(width or 80) - 2)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -78,7 +94,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Command modules import heavy libraries (networkx, rich progress, …); loading
     only the one that runs keeps start-up fast.
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=HelpFormatter)
     # SUPPRESS: nested subcommands (`runs show`) share these options, and argparse
     # would otherwise let a subparser's default overwrite a value given earlier.
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -103,6 +119,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status.  Called as the program (*argv* None), a command that asks for it
+    (``fast_exit``: `envgen run`, whose record is on disk by then) ends the process itself, skipping the
+    interpreter's teardown of every module (a few ms of each run's overhead)."""
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     first = argv[0] if argv else None
     parser = build_parser(first if first in COMMANDS else None)
@@ -125,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ui = UI(json_mode=args.json, quiet=args.quiet)
     try:
-        return int(args.func(args, ui) or 0)
+        code = int(args.func(args, ui) or 0)
+        if as_program and getattr(args, "fast_exit", False):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except EnvgenError as exc:
         ui.error(exc)
         return exc.exit_code

@@ -10,9 +10,12 @@ versions stay readable; a bump here comes with a migration in the reader.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .errors import FormatError, NewerFormatError
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 # kind -> the newest format-version this envgen writes and reads
 VERSIONS: dict[str, int] = {
@@ -25,9 +28,10 @@ VERSIONS: dict[str, int] = {
     "envgen-nix-tree": 1,      # nix-trees/PATH.json
     "envgen-nix-data": 1,      # nix/specs/NAME.json
     "envgen-sweep": 1,
-    "envgen-run-cache": 1,
-    "envgen-records": 1,       # the SQLite schema
+    "envgen-run-cache": 2,     # cache/run/KEY.json, a launch plan (2: lstat-checked sources, tree identity)
+    "envgen-records": 2,       # the SQLite schema (2: runs.state, runs.owner; reads 1 and migrates it)
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
+    "envgen-pending-run": 1,   # records.d/ID.json: a run's record before a reader moves it into records.sqlite
 }
 
 LABELS = {
@@ -35,6 +39,7 @@ LABELS = {
     "envgen-bundle": "bundle", "envgen-tree": "tree metadata", "envgen-nix-tree": "Nix tree metadata",
     "envgen-nix-data": "Nix spec data", "envgen-sweep": "sweep", "envgen-run-cache": "run cache",
     "envgen-records": "records database", "envgen-built-wheel": "built-wheel record",
+    "envgen-pending-run": "run record file",
 }
 
 

@@ -8,20 +8,22 @@ never a half-written one, and a crash leaves only a temporary name behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib  # here: its OpenSSL set-up costs start-up time that `envgen run` without inputs need not pay
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -57,6 +59,8 @@ def atomic_output(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Binary
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here, not at the top: `envgen run` imports this module and writes no such file
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -88,6 +92,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces *path* (file or directory) when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -129,4 +135,6 @@ def remove_tree(path: str | os.PathLike) -> None:
     if not p.exists():
         return
     make_writable(p)
+    import shutil
+
     shutil.rmtree(p, ignore_errors=True)

@@ -33,7 +33,7 @@ class StorePaths:
 
     ``objects/`` ``roots/`` ``tmp/`` ``locks/`` belong to the store proper
     (:mod:`envgen.snapshot.store`); the rest are later stages' results, each
-    re-creatable from the objects and roots, except ``records.sqlite`` (history).
+    re-creatable from the objects and roots, except ``records.sqlite`` and ``records.d/`` (history).
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -91,6 +91,11 @@ class StorePaths:
     def records(self) -> Path:
         """The provenance database (history, not a cache)."""
         return self.root / "records.sqlite"
+
+    @property
+    def run_journal(self) -> Path:
+        """Runs' own record files (``<run id>.json``), until a reader moves them into ``records.sqlite``."""
+        return self.root / "records.d"
 
     @property
     def run_cache(self) -> Path:

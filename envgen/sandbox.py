@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EnvgenError
 from .layout import BASE_ENV
+from .values import Value
 
 
-@dataclass
-class Bind:
-    src: Path
-    dst: str
-    writable: bool = False
+class Bind(Value):
+    def __init__(self, src: Path, dst: str, writable: bool = False):
+        self.src = src
+        self.dst = dst
+        self.writable = writable
 
     @classmethod
     def parse(cls, text: str) -> Bind:
@@ -45,8 +44,17 @@ class Bind:
         return f"{self.src}:{self.dst}:{'rw' if self.writable else 'ro'}"
 
 
+def _which(name: str) -> str | None:
+    """shutil.which for a plain name, without importing shutil (and bz2, lzma) on every run's start-up."""
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        p = os.path.join(d or os.curdir, name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
 def bwrap_path() -> str:
-    path = shutil.which("bwrap")
+    path = _which("bwrap")
     if not path:
         raise EnvgenError(
             "bubblewrap (bwrap) is not installed; envgen needs it to build and run environments unprivileged",
@@ -90,15 +98,16 @@ def _probe_netns() -> bool:
     return proc.returncode == 0
 
 
-@dataclass
-class Sandbox:
-    root: Path
-    writable_root: bool = False
-    network: bool = False
-    binds: list[Bind] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str = "/"
-    extra: list[str] = field(default_factory=list)
+class Sandbox(Value):
+    def __init__(self, root: Path, writable_root: bool = False, network: bool = False, binds: list[Bind] | None = None,
+                 env: dict[str, str] | None = None, cwd: str = "/", extra: list[str] | None = None):
+        self.root = root
+        self.writable_root = writable_root
+        self.network = network
+        self.binds: list[Bind] = binds if binds is not None else []
+        self.env: dict[str, str] = env if env is not None else {}
+        self.cwd = cwd
+        self.extra: list[str] = extra if extra is not None else []
 
     def argv(self, command: list[str]) -> list[str]:
         args = [bwrap_path(), "--die-with-parent", "--unshare-all"]

@@ -13,16 +13,19 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import Console
 
     from .errors import EnvgenError
 else:
-    # rich is imported on first use (see UI.err/UI.out), not at start-up; at run
-    # time the annotations resolve (typing.get_type_hints) with Console as Any.
-    Console = Any
+    # rich is imported on first use (see UI.err/UI.out), not at start-up, and typing
+    # not at all; at run time the annotations resolve (typing.get_type_hints) with
+    # Console and Any as object.
+    Any = Console = object
 
 
 class UI:

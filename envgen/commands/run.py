@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
 
+from ..cli import dedent
 from ..runtimes.base import RUNTIMES
-from ..sandbox import Bind
-from ..snapshot.store import open_store
 
 
 def register(sub, parents, fmt):
@@ -17,7 +15,7 @@ def register(sub, parents, fmt):
         parents=parents,
         formatter_class=fmt,
         help="run a command inside the environment (bubblewrap), and record it",
-        description=textwrap.dedent(
+        description=dedent(
             """\
             Build SPEC's environment if needed, then run CMD inside it, unprivileged:
             the tree read-only as /, fresh /proc, /dev and /tmp, no network unless
@@ -32,10 +30,16 @@ def register(sub, parents, fmt):
             (snapshot id, tree digest), sha256 of every input file under read-only
             binds and of every file the run wrote under writable binds (kept in the
             store), the git revision of the working directory, exit status, times
-            and host facts. With no CMD, the spec's [run] command runs.
+            and host facts. With no CMD, the spec's [run] command runs. The record
+            is written before CMD starts and completed when it ends: a run whose
+            envgen is killed shows as killed in `envgen runs`.
+
+            --dry-run prints the command line that would run CMD (the sandbox
+            itself: bwrap, podman or apptainer, with all its options) and runs
+            and records nothing.
             """
         ),
-        epilog=textwrap.dedent(
+        epilog=dedent(
             """\
             examples:
               envgen run specs/abide.toml -- python -c "import sklearn; print(sklearn.__version__)"
@@ -55,13 +59,17 @@ def register(sub, parents, fmt):
     p.add_argument("--runtime", default="bwrap", choices=sorted(RUNTIMES),
                    help="how to run: bwrap (default), nix (the Nix-built tree), podman (the OCI image), "
                         "sif (the SIF's squashfs under bwrap), apptainer (where installed)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the command line that would run (the sandbox's own argv); run nothing, record nothing")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments (after --)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, fast_exit=True)
 
 
 def run(args, ui) -> int:
-    from ..run.execute import RunRequest, run_recorded
+    from ..run.execute import RunRequest, launch_argv, run_recorded
     from ..runtimes import prepare
+    from ..sandbox import Bind
+    from ..snapshot.store import open_store
 
     store = open_store(args.store)
     binds = [Bind.parse(b) for b in args.bind]
@@ -75,6 +83,16 @@ def run(args, ui) -> int:
     req = RunRequest.for_spec(command, binds, spec, args.spec, network=args.network, label=args.label,
                               reason=args.reason, tags=list(args.tag), workdir=args.workdir,
                               stdout_to_stderr=ui.json)
+    if args.dry_run:
+        argv = launch_argv(runtime, env, req)
+        if ui.json:
+            sys.stdout.write(json.dumps({"argv": argv, "runtime": runtime.name, "tree_digest": env.tree_digest},
+                                        sort_keys=True) + "\n")
+        else:
+            import shlex
+
+            sys.stdout.write(shlex.join(argv) + "\n")
+        return 0
     rec = run_recorded(store, runtime, env, req)
     summary = {"run": rec.id, "exit_status": rec.exit_status, "duration": rec.duration,
                "outputs": len(rec.outputs), "inputs": len(rec.inputs), "tree_digest": rec.tree_digest,

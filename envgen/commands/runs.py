@@ -19,6 +19,12 @@ def register(sub, parents, fmt):
             store). `envgen runs` lists them, newest first; the subcommands show one
             record in full or annotate it. A run id may be abbreviated to any
             unique prefix.
+
+            A run's record is written before its command starts and completed
+            when it ends, so a run is listed while it runs ("running" in the
+            exit column), and a run whose envgen was killed (SIGKILL, a node
+            lost) stays listed as "killed": no exit status, no outputs. `runs
+            show` says what it holds.
             """
         ),
         epilog="examples:\n  envgen runs --tag paper\n  envgen runs show 20261121-2350\n"
@@ -49,8 +55,11 @@ def _records(args):
 
 
 def run_list(args, ui) -> int:
+    from ..run.records import status
+
     recs = _records(args).list(tag=args.tag, limit=args.limit)
-    data = {"runs": [r.as_dict() for r in recs]}
+    states = [status(r) for r in recs]
+    data = {"runs": [{**r.as_dict(), "status": st} for r, st in zip(recs, states, strict=True)]}
 
     def human(out):
         from rich.table import Table
@@ -58,8 +67,8 @@ def run_list(args, ui) -> int:
         table = Table(box=None, pad_edge=False)
         for col in ("id", "label", "exit", "secs", "in", "out", "tree", "command", "tags"):
             table.add_column(col)
-        for r in recs:
-            table.add_row(r.id, r.label or "", "" if r.exit_status is None else str(r.exit_status),
+        for r, st in zip(recs, states, strict=True):
+            table.add_row(r.id, r.label or "", st if r.exit_status is None else str(r.exit_status),
                           "" if r.duration is None else f"{r.duration:.1f}", str(len(r.inputs)), str(len(r.outputs)),
                           (r.tree_digest or "")[:12], " ".join(r.command)[:60], ",".join(r.tags))
         out.print(table)
@@ -68,11 +77,30 @@ def run_list(args, ui) -> int:
     return 0
 
 
+def _status_line(r, st: str) -> str:
+    """What an unfinished record holds, in words."""
+    owner = r.owner or {}
+    who = f"envgen (pid {owner.get('pid')}" + (f" on {owner['node']})" if owner.get("node") else ")")
+    facts = ("its inputs and code revision were not recorded" if r.state == "starting"
+             else "inputs and code revision recorded")
+    return {
+        "running": f"RUNNING: {who} is running it; {facts} so far",
+        "killed": f"KILLED: {who} ended before the run did (killed?): no exit status, no outputs; {facts}",
+        "abandoned": "ABANDONED: envgen stopped with an error after the command started: no exit status, no outputs",
+        "incomplete": f"INCOMPLETE: not finished, and {who} cannot be checked from here; no exit status, no outputs",
+    }.get(st, st)
+
+
 def run_show(args, ui) -> int:
+    from ..run.records import status
+
     r = _records(args).get(args.run_id)
+    st = status(r)
 
     def human(out):
         out.print(f"run {r.id}" + (f"  ({r.label})" if r.label else ""))
+        if st != "finished":
+            out.print(f"  status:    {_status_line(r, st)}")
         if r.reason:
             out.print(f"  reason:    {r.reason}")
         out.print(f"  command:   {' '.join(r.command)}")
@@ -83,7 +111,10 @@ def run_show(args, ui) -> int:
         if code.get("vcs"):
             out.print(f"  code:      {code['commit']}" + (f" + uncommitted changes {code['changes_sha256'][:16]}…"
                                                           if code.get("dirty") else " (clean)"))
-        out.print(f"  started:   {r.started}  duration {r.duration} s  exit {r.exit_status}")
+        if st == "finished":
+            out.print(f"  started:   {r.started}  duration {r.duration} s  exit {r.exit_status}")
+        else:
+            out.print(f"  started:   {r.started}  ({st}: no duration, no exit status)")
         out.print(f"  host:      {r.host.get('cpu')}, {r.host.get('cores')} cores, kernel {r.host.get('kernel')}")
         for b in r.binds:
             out.print(f"  bind:      {b['src']} -> {b['dst']} ({b['mode']})")
@@ -100,7 +131,7 @@ def run_show(args, ui) -> int:
         if r.rerun_of:
             out.print(f"  rerun of:  {r.rerun_of}")
 
-    ui.emit(r.as_dict(), human)
+    ui.emit({**r.as_dict(), "status": st}, human)
     return 0
 
 

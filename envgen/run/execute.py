@@ -1,39 +1,66 @@
-"""Run a command inside a built environment and record it."""
+"""Run a command inside a built environment and record it.
+
+The order of a run (:func:`run_recorded`), so that it starts fast and no run
+goes unrecorded:
+
+1. the command is looked up in the tree and the sandbox argv made;
+2. when the command could change files on the host (a writable bind, or the
+   network), the read-only inputs are hashed and the code revision read now,
+   before it starts;
+3. the record is written (``starting``, or ``started`` when 2 happened), as
+   the run's own file (:func:`.records.write_pending`, no SQLite, no fsync):
+   from here on a killed envgen leaves a record that reads ``killed``;
+4. the command starts.  When it can change nothing on the host (no writable
+   bind, no network), the inputs and the code revision are recorded *while it
+   runs*, by a thread: the sandbox shows it the inputs read-only and nothing
+   else of the host, so what is hashed is what it reads, as before it started;
+5. after it ends: exit status, duration, and the files it wrote under its
+   writable binds (hashed, kept in the store); the record becomes
+   ``finished`` (fsynced).  The next reader of the records moves it into
+   ``records.sqlite``.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RunError
 from ..fsutil import file_sha256
 from ..layout import DEFAULT_PATH, RUN_ENV
 from ..runtimes.base import Env, Launch, RunSpec, Runtime
-from ..sandbox import Bind
-from ..snapshot import Store
-from .records import Record, Records, host_facts, new_run_id, now_iso
+from ..values import Value
+from . import records as rec_db
+from .records import Record, host_facts, new_run_id, now_iso, owner_facts, write_pending
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from ..sandbox import Bind
+    from ..snapshot import Store
 
 
 def hash_tree(src: Path, dst: str) -> dict[str, dict]:
     """{container path: {sha256, size}} for every regular file under a bind."""
     out: dict[str, dict] = {}
-    if src.is_file():
-        return {dst: {"sha256": file_sha256(src), "size": src.stat().st_size}}
-    for dirpath, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if full.is_symlink() or not full.is_file():
-                continue
-            rel = full.relative_to(src).as_posix()
-            out[posixpath.join(dst, rel)] = {"sha256": file_sha256(full), "size": full.stat().st_size}
+    try:
+        if src.is_file():
+            return {dst: {"sha256": file_sha256(src), "size": src.stat().st_size}}
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = Path(dirpath) / name
+                if full.is_symlink() or not full.is_file():
+                    continue
+                rel = full.relative_to(src).as_posix()
+                out[posixpath.join(dst, rel)] = {"sha256": file_sha256(full), "size": full.stat().st_size}
+    except OSError as exc:
+        raise RunError(f"cannot read {exc.filename or src} (bound at {dst}): {exc.strerror}") from None
     return out
 
 
@@ -54,13 +81,14 @@ def _fingerprints(src: Path) -> dict[str, tuple[int, int, int]]:
 
 def code_revision(cwd: Path) -> dict:
     """git commit of the working directory, plus a hash of uncommitted changes (tracked and untracked)."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(cwd), *args], capture_output=True)
+    def start(*args: str) -> subprocess.Popen:
+        # --no-optional-locks: `status` must not rewrite the index (the run's launch plan watches it)
+        return subprocess.Popen(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
 
-    try:  # the two questions asked at once: this runs before every recorded command
-        procs = [subprocess.Popen(["git", "-C", str(cwd), *a], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                 for a in (("rev-parse", "HEAD", "--show-toplevel"), ("status", "--porcelain", "-z",
-                                                                       "--untracked-files=all"))]
+    try:  # questions asked two at a time: this runs with every recorded command
+        procs = [start("rev-parse", "HEAD", "--show-toplevel"),
+                 start("status", "--porcelain", "-z", "--untracked-files=all")]
     except OSError:
         return {"vcs": None}
     (head_out, _), (status, _) = (p.communicate() for p in procs)
@@ -69,8 +97,11 @@ def code_revision(cwd: Path) -> dict:
     commit, top = head_out.decode().split("\n")[:2]
     if not status:
         return {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
-    diff = git("diff", "HEAD", "--binary").stdout
-    untracked = git("ls-files", "--others", "--exclude-standard", "-z").stdout.split(b"\0")
+    import hashlib  # only for a dirty work tree
+
+    procs = [start("diff", "HEAD", "--binary"), start("ls-files", "--others", "--exclude-standard", "-z")]
+    (diff, _), (others, _) = (p.communicate() for p in procs)
+    untracked = others.split(b"\0")
     h = hashlib.sha256(diff)
     for name in sorted(u for u in untracked if u):
         p = Path(top) / name.decode("utf-8", "surrogateescape")
@@ -105,23 +136,33 @@ def find_command(rootfs: Path, argv0: str, path: str = DEFAULT_PATH) -> str:
                       hint="is it provided by a package in the spec's requirements?")
 
 
-@dataclass
-class RunRequest:
-    """What to run and how to record it (everything but the env and the runtime)."""
+class RunRequest(Value):
+    """What to run and how to record it (everything but the env and the runtime).
 
-    command: list[str]
-    binds: list[Bind] = field(default_factory=list)
-    network: bool = False
-    env_vars: dict[str, str] = field(default_factory=dict)  # on top of RUN_ENV
-    workdir: str | None = None
-    label: str | None = None
-    reason: str | None = None
-    tags: list[str] = field(default_factory=list)
-    spec: str | None = None  # the spec (or lock, or SIF) the env came from, as given
-    nondeterministic: dict = field(default_factory=dict)
-    rerun_of: str | None = None
-    cwd: Path | None = None  # where the code revision is read (default: the working directory)
-    stdout_to_stderr: bool = False  # for --json (stdout holds one JSON document) and reruns
+    ``env_vars`` go on top of RUN_ENV; ``spec`` is the spec (or lock, or SIF) the env
+    came from, as given; ``cwd`` is where the code revision is read (default: the
+    working directory); ``stdout_to_stderr`` is for --json (stdout holds one JSON
+    document) and reruns.
+    """
+
+    def __init__(self, command: list[str], binds: list[Bind] | None = None, network: bool = False,
+                 env_vars: dict[str, str] | None = None, workdir: str | None = None, label: str | None = None,
+                 reason: str | None = None, tags: list[str] | None = None, spec: str | None = None,
+                 nondeterministic: dict | None = None, rerun_of: str | None = None, cwd: Path | None = None,
+                 stdout_to_stderr: bool = False):
+        self.command = command
+        self.binds: list[Bind] = binds if binds is not None else []
+        self.network = network
+        self.env_vars: dict[str, str] = env_vars if env_vars is not None else {}
+        self.workdir = workdir
+        self.label = label
+        self.reason = reason
+        self.tags: list[str] = tags if tags is not None else []
+        self.spec = spec
+        self.nondeterministic: dict = nondeterministic if nondeterministic is not None else {}
+        self.rerun_of = rerun_of
+        self.cwd = cwd
+        self.stdout_to_stderr = stdout_to_stderr
 
     @classmethod
     def for_spec(cls, command: list[str], binds: list[Bind], spec: RunSpec | None, target: str,
@@ -132,41 +173,103 @@ class RunRequest:
                    spec=spec.path if spec else target, nondeterministic=spec.nondeterministic if spec else {}, **kw)
 
 
+def launch_argv(runtime: Runtime, env: Env, req: RunRequest) -> list[str]:
+    """The argv that runs *req* in *env*: what run_recorded starts (``envgen run --dry-run`` prints it)."""
+    find_command(env.rootfs, req.command[0])
+    launch = Launch(command=list(req.command), env_vars=_run_env(req), binds=req.binds, network=req.network,
+                    workdir=req.workdir or "/")
+    return runtime.argv(env, launch)
+
+
 def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> Record:
     """Run *req* in *env* with *runtime*; stream its output; record it; return the record."""
-    find_command(env.rootfs, req.command[0])
+    argv = launch_argv(runtime, env, req)
     rec = _new_record(env, req)
-    launch = Launch(command=list(req.command), env_vars=rec.env, binds=req.binds, network=req.network,
-                    workdir=rec.workdir or "/")
-    argv = runtime.argv(env, launch)
-    before = {b.dst: _fingerprints(b.src) for b in req.binds if b.writable}
-    records = Records(store.paths.records)
+    writable = [b for b in req.binds if b.writable]
+    # Could the command change a file on the host?  Only through a writable bind (or, with the
+    # network, through some service); if not, its inputs and the code revision are the same
+    # before and while it runs, and are recorded while it runs.
+    meanwhile = not writable and not req.network
+    if not meanwhile:
+        _pre_run_facts(rec, req)
+    before = {b.dst: _fingerprints(b.src) for b in writable}
+    journal = store.paths.run_journal
+    rec.state = rec_db.STARTING if meanwhile else rec_db.STARTED
+    rec.owner = owner_facts()
+    write_pending(journal, rec)  # the record exists before the command does
     try:
-        records.add(rec)
-        t0 = time.perf_counter()
-        status = _wait(subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None))
-        rec.duration = round(time.perf_counter() - t0, 3)
-        rec.exit_status = status if status >= 0 else 128 - status
+        rec.exit_status, rec.duration = _start_and_wait(argv, req, rec, journal if meanwhile else None)
         rec.outputs = _collect_outputs(store, req.binds, before)
-        records.update_result(rec.id, outputs=rec.outputs, exit_status=rec.exit_status, duration=rec.duration)
-    finally:
-        records.close()
+    except BaseException:
+        rec.state = rec_db.ABANDONED
+        write_pending(journal, rec, durable=True)
+        raise
+    rec.state = rec_db.FINISHED
+    write_pending(journal, rec, durable=True)
     return rec
 
 
-def _new_record(env: Env, req: RunRequest) -> Record:
+def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path | None) -> tuple[int, float]:
+    """Start the command, record the pre-run facts meanwhile (*journal* given), wait: (exit status, seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None)
+    worker = None
+    failed: list[BaseException] = []
+    if journal is not None:
+        def record_facts() -> None:
+            try:
+                _pre_run_facts(rec, req)
+                rec.state = rec_db.STARTED
+                write_pending(journal, rec)
+            except BaseException as exc:  # e.g. an unreadable input: the run stops, unrecorded runs are not kept
+                failed.append(exc)
+                if proc.poll() is None:
+                    proc.kill()
+
+        worker = threading.Thread(target=record_facts, name="envgen-record", daemon=True)
+        worker.start()
+    try:
+        status = _wait(proc)
+    finally:
+        if worker is not None:
+            _join(worker)
+    duration = round(time.perf_counter() - t0, 3)
+    if failed:
+        raise failed[0]
+    return (status if status >= 0 else 128 - status), duration
+
+
+def _join(worker: threading.Thread) -> None:
+    while True:
+        try:
+            worker.join()
+            return
+        except KeyboardInterrupt:
+            continue  # the facts are being written; the command has had its SIGINT already
+
+
+def _run_env(req: RunRequest) -> dict[str, str]:
+    return {**RUN_ENV, **req.env_vars}
+
+
+def _pre_run_facts(rec: Record, req: RunRequest) -> None:
+    """What the record says about the state before the run: the read-only inputs and the code revision."""
     inputs: dict[str, dict] = {}
     for b in req.binds:
         if not b.writable:
             inputs.update(hash_tree(b.src, b.dst))
+    rec.inputs = inputs
+    rec.code = code_revision(req.cwd or Path.cwd())
+
+
+def _new_record(env: Env, req: RunRequest) -> Record:
     return Record(
         id=new_run_id(), started=now_iso(), runtime=env.runtime, command=list(req.command),
         binds=[{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"} for b in req.binds],
-        network=req.network, env={**RUN_ENV, **req.env_vars}, code=code_revision(req.cwd or Path.cwd()),
-        inputs=inputs, outputs={}, host=host_facts(), nondeterministic=req.nondeterministic or {}, label=req.label,
-        reason=req.reason, spec=req.spec, env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id,
-        tree_digest=env.tree_digest, build_key=env.build_key, workdir=req.workdir or "/", rerun_of=req.rerun_of,
-        tags=list(req.tags),
+        network=req.network, env=_run_env(req), code={}, inputs={}, outputs={}, host=host_facts(),
+        nondeterministic=req.nondeterministic or {}, label=req.label, reason=req.reason, spec=req.spec,
+        env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
+        build_key=env.build_key, workdir=req.workdir or "/", rerun_of=req.rerun_of, tags=list(req.tags),
     )
 
 

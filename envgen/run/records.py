@@ -9,19 +9,35 @@ compared with it even after the files are gone), the code revision of the
 working directory, and when, where and how it ended.
 
 Records are history, not artifacts: they carry real times and host facts.
+
+**No run goes unrecorded.**  A run writes its record as a file of its own,
+``records.d/<id>.json`` (:func:`write_pending`), before the command starts
+(``state`` ``starting``, or ``started`` once the inputs and the code revision
+are in it), and again when it ends (``finished``: exit status, duration,
+outputs; fsynced).  Every reader (:class:`Records`) first moves those files
+into ``records.sqlite``: finished ones, and those whose envgen is gone, are
+then removed.  The run itself never opens the database, so its start and end
+pay for neither SQLite nor the syncs of its write-ahead log.  ``owner`` names
+the envgen process of the run (pid, its start time, the boot and the node),
+so a record left ``starting``/``started`` by an envgen that no longer exists,
+e.g. one killed with SIGKILL, reads as ``killed`` (:func:`status`), never as a
+run in progress and never as a success.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import sqlite3
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 from .. import formats
-from ..errors import EnvgenError
+from ..errors import EnvgenError, FormatError
+from ..values import Value
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA_VERSION = formats.current("envgen-records")
 SCHEMA = """
@@ -50,86 +66,270 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_status INTEGER,
     host TEXT NOT NULL,
     nondeterministic TEXT NOT NULL,
-    rerun_of TEXT
+    rerun_of TEXT,
+    state TEXT,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS tags (run_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (run_id, tag));
 CREATE TABLE IF NOT EXISTS comments (run_id TEXT NOT NULL, created TEXT NOT NULL, text TEXT NOT NULL);
 """
-JSON_FIELDS = ("command", "binds", "env", "code", "inputs", "outputs", "host", "nondeterministic")
+JSON_FIELDS = ("command", "binds", "env", "code", "inputs", "outputs", "host", "nondeterministic", "owner")
+# columns added by each schema version (the reader migrates older databases in place)
+ADDED = {2: (("state", "TEXT"), ("owner", "TEXT"))}
+
+# Record.state: how far a run's record got (written by run_recorded)
+STARTING = "starting"    # written, command being started; inputs and code revision not yet in it
+STARTED = "started"      # inputs and code revision recorded; the command runs
+FINISHED = "finished"    # exit status, duration and outputs recorded
+ABANDONED = "abandoned"  # envgen stopped with an error after the start; the result is not recorded
+# a record only moves forward: a reader never replaces a later state with an earlier one
+RANK = {None: 0, STARTING: 0, STARTED: 1, FINISHED: 2, ABANDONED: 2}
+PENDING_KIND = "envgen-pending-run"
 
 
-@dataclass
-class Record:
-    id: str
-    started: str
-    runtime: str
-    command: list[str]
-    binds: list[dict]
-    network: bool
-    env: dict
-    code: dict
-    inputs: dict
-    outputs: dict
-    host: dict
-    nondeterministic: dict
-    duration: float | None = None
-    label: str | None = None
-    reason: str | None = None
-    spec: str | None = None
-    env_name: str | None = None
-    builder: str | None = None
-    snapshot_id: str | None = None
-    tree_digest: str | None = None
-    build_key: str | None = None
-    workdir: str | None = None
-    exit_status: int | None = None
-    rerun_of: str | None = None
-    tags: list[str] = field(default_factory=list)
-    comments: list[dict] = field(default_factory=list)
+class Record(Value):
+    """One run's provenance record: the ``runs`` columns, its tags and comments.
+
+    ``state``: STARTING, STARTED, FINISHED or ABANDONED (None in rows written
+    before schema 2); ``owner``: the envgen process that ran it (pid, start:
+    clock ticks after boot, boot id, node).
+    """
+
+    def __init__(self, id: str, started: str, runtime: str, command: list[str], binds: list[dict], network: bool,
+                 env: dict, code: dict, inputs: dict, outputs: dict, host: dict, nondeterministic: dict,
+                 duration: float | None = None, label: str | None = None, reason: str | None = None,
+                 spec: str | None = None, env_name: str | None = None, builder: str | None = None,
+                 snapshot_id: str | None = None, tree_digest: str | None = None, build_key: str | None = None,
+                 workdir: str | None = None, exit_status: int | None = None, rerun_of: str | None = None,
+                 state: str | None = None, owner: dict | None = None, tags: list[str] | None = None,
+                 comments: list[dict] | None = None):
+        self.id = id
+        self.started = started
+        self.runtime = runtime
+        self.command = command
+        self.binds = binds
+        self.network = network
+        self.env = env
+        self.code = code
+        self.inputs = inputs
+        self.outputs = outputs
+        self.host = host
+        self.nondeterministic = nondeterministic
+        self.duration = duration
+        self.label = label
+        self.reason = reason
+        self.spec = spec
+        self.env_name = env_name
+        self.builder = builder
+        self.snapshot_id = snapshot_id
+        self.tree_digest = tree_digest
+        self.build_key = build_key
+        self.workdir = workdir
+        self.exit_status = exit_status
+        self.rerun_of = rerun_of
+        self.state = state
+        self.owner = owner
+        self.tags: list[str] = tags if tags is not None else []
+        self.comments: list[dict] = comments if comments is not None else []
 
     def as_dict(self) -> dict:
-        d = dict(self.__dict__)
-        return d
+        return dict(self.__dict__)
 
 
-def new_run_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
-    return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+def new_run_id(now: float | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx`` (UTC): ids sort by time.  (time, not datetime: `envgen run` imports this.)"""
+    t = time.gmtime(time.time() if now is None else now)
+    return time.strftime("%Y%m%d-%H%M%S-", t) + os.urandom(3).hex()
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time now, UTC, to the millisecond: ``2025-01-01T00:00:00.000Z``."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns // 1_000_000 % 1000:03d}Z"
+
+
+# --------------------------------------------------------------------------- a run's own record file
+
+
+def write_pending(journal: Path, rec: Record, durable: bool = False) -> None:
+    """Write *rec* as ``journal/<id>.json``, replacing the run's earlier one whole (rename).
+
+    ``durable`` also fsyncs the file and the directory: for the final record.
+    Without it the file survives the process being killed, not a power cut.
+    """
+    doc = {**formats.header(PENDING_KIND), "record": {k: v for k, v in rec.__dict__.items() if k != "comments"}}
+    data = json.dumps(doc, sort_keys=True).encode()
+    final = journal / f"{rec.id}.json"
+    tmp = journal / f".{rec.id}.json.{os.getpid()}.tmp"  # readers skip dot files
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        journal.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    if durable:
+        dfd = os.open(journal, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def host_facts() -> dict:
     cpu = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as fh:  # the first "model name" line: the file is long on big machines
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     u = os.uname()  # not `platform`: its import compiles dozens of regexes on every run
     return {"kernel": u.release, "machine": u.machine, "cpu": cpu, "cores": os.cpu_count() or 0, "os": u.sysname}
 
 
-class Records:
-    """The run database (``records.sqlite`` in the store directory)."""
+# --------------------------------------------------------------------------- who runs a run, and is it alive
 
-    def __init__(self, path: Path):
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> int | None:
+    """When process *pid* started (clock ticks after boot), or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid …": comm may hold spaces and parentheses; field 22 is starttime
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def owner_facts() -> dict:
+    """This process, so that a later reader can tell a run in progress from one whose envgen was killed."""
+    pid = os.getpid()
+    return {"pid": pid, "start": _process_start(pid), "boot": _boot_id(), "node": os.uname().nodename}
+
+
+def owner_alive(owner: dict | None) -> bool | None:
+    """Whether the envgen process *owner* still runs: None when this machine cannot tell (another node)."""
+    if not owner or owner.get("node") != os.uname().nodename:
+        return None
+    if owner.get("boot") != _boot_id():
+        return False  # rebooted since
+    start = _process_start(int(owner["pid"]))
+    return start is not None and start == owner.get("start")
+
+
+def status(rec: Record) -> str:
+    """``finished``, ``running``, ``killed`` (its envgen is gone: no exit status, no outputs), ``abandoned``
+    (envgen stopped with an error after the start) or ``incomplete`` (not finished, and whether its envgen
+    still runs cannot be told here)."""
+    if rec.state == FINISHED or (rec.state is None and rec.exit_status is not None):
+        return "finished"
+    if rec.state == ABANDONED:
+        return "abandoned"
+    if rec.state in (STARTING, STARTED):
+        alive = owner_alive(rec.owner)
+        return "running" if alive else "incomplete" if alive is None else "killed"
+    return "incomplete"
+
+
+class Records:
+    """The run database (``records.sqlite`` in the store directory), with the runs' own files moved in."""
+
+    def __init__(self, path: Path, journal: Path | None = None):
+        import sqlite3
+
+        from ..paths import StorePaths
+
         self.path = Path(path)
+        self.journal = journal if journal is not None else StorePaths(self.path.parent).run_journal
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.row_factory = sqlite3.Row
-        with self.db:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+        try:  # the common case, a database at this envgen's version, costs one read
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema-version'").fetchone()
+        except sqlite3.OperationalError:
+            row = None  # no meta table: a new database
+        if row is None or formats.check("envgen-records", int(row["value"]), str(self.path)) != SCHEMA_VERSION:
+            self._set_up()
+        self.take_pending()
+
+    def _set_up(self) -> None:
+        """Create the tables, or bring an older schema up to this one (in one write transaction)."""
+        self.db.execute("PRAGMA journal_mode=WAL")  # kept in the file: set once
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema-version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema-version', ?)", (str(SCHEMA_VERSION),))
             else:
-                formats.check("envgen-records", int(row["value"]), str(self.path))
+                version = formats.check("envgen-records", int(row["value"]), str(self.path))
+                have = {r["name"] for r in self.db.execute("PRAGMA table_info(runs)")}
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for col, typ in ADDED.get(v, ()):
+                        if col not in have:
+                            self.db.execute(f"ALTER TABLE runs ADD COLUMN {col} {typ}")
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema-version'", (str(SCHEMA_VERSION),))
+            self.db.commit()
+        except BaseException:
+            self.db.rollback()
+            raise
+
+    def take_pending(self) -> int:
+        """Move the runs' own record files into the database; remove those that will not change again."""
+        try:
+            names = sorted(n for n in os.listdir(self.journal) if n.endswith(".json") and not n.startswith("."))
+        except FileNotFoundError:
+            return 0
+        done: list[Path] = []
+        with self.db:
+            for name in names:
+                f = self.journal / name
+                try:
+                    doc = json.loads(f.read_bytes())
+                except FileNotFoundError:
+                    continue  # taken by another reader meanwhile
+                except ValueError:
+                    raise FormatError(f"{f}: not an envgen run record (invalid JSON)",
+                                      hint="move the file out of the way") from None
+                rec = Record(**formats.check_doc(PENDING_KIND, doc, str(f))["record"])
+                self._upsert(rec)
+                if RANK[rec.state] == RANK[FINISHED] or owner_alive(rec.owner) is False:
+                    done.append(f)  # final, or its envgen is gone: the database has it all
+        for f in done:
+            f.unlink(missing_ok=True)
+        return len(names)
+
+    def _upsert(self, rec: Record) -> None:
+        cols = [k for k in rec.__dict__ if k not in ("tags", "comments")]
+        vals = [json.dumps(getattr(rec, k), sort_keys=True) if k in JSON_FIELDS else getattr(rec, k) for k in cols]
+        vals = [int(v) if isinstance(v, bool) else v for v in vals]
+        rank = "CASE {} WHEN 'finished' THEN 2 WHEN 'abandoned' THEN 2 WHEN 'started' THEN 1 ELSE 0 END"
+        self.db.execute(
+            f"INSERT INTO runs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))}) ON CONFLICT(id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
+            + f" WHERE {rank.format('excluded.state')} >= {rank.format('runs.state')}", vals)
+        for t in sorted(set(rec.tags)):
+            self.db.execute("INSERT OR IGNORE INTO tags VALUES (?, ?)", (rec.id, t))
 
     def close(self) -> None:
         self.db.close()

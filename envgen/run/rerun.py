@@ -11,13 +11,16 @@ from ..sandbox import Bind
 from ..snapshot.store import Store
 from .compare import compare_outputs
 from .execute import RunRequest, hash_tree, run_recorded
-from .records import Records
+from .records import Records, status
 
 
 def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
     records = Records(store.paths.records)
     rec = records.get(run_id)
     records.close()
+    if rec.exit_status is None:
+        raise EnvgenError(f"run {rec.id} has no result to compare with ({status(rec)}: no exit status, no outputs)",
+                          hint="`envgen runs show ID` says what its record holds")
     runtime, env = _env_of(store, rec, ui)
 
     base = Path(out) if out else Path(tempfile.mkdtemp(prefix=f"envgen-rerun-{rec.id}-"))

@@ -11,41 +11,54 @@ Recording a run (:mod:`envgen.run.execute`) is the same for all of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from ..errors import RunError
-from ..sandbox import Bind
-from ..snapshot import Store
-from ..ui import UI
+from ..values import Value
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from ..sandbox import Bind
+    from ..snapshot import Store
+    from ..ui import UI
+else:
+    Protocol = object
 
 
-@dataclass
-class Env:
-    """What a runtime runs in: a tree on disk (always: commands are looked up in it) and its identity."""
+class Env(Value):
+    """What a runtime runs in: a tree on disk (always: commands are looked up in it) and its identity.
 
-    rootfs: Path
-    runtime: str
-    builder: str
-    snapshot_id: str
-    tree_digest: str
-    build_key: str
-    env_name: str
-    image: str | None = None  # what the runtime executes, when not the tree: an image ref or a SIF path
+    ``image``: what the runtime executes, when not the tree (an image ref or a SIF path).
+    """
+
+    def __init__(self, rootfs: Path, runtime: str, builder: str, snapshot_id: str, tree_digest: str, build_key: str,
+                 env_name: str, image: str | None = None):
+        self.rootfs = rootfs
+        self.runtime = runtime
+        self.builder = builder
+        self.snapshot_id = snapshot_id
+        self.tree_digest = tree_digest
+        self.build_key = build_key
+        self.env_name = env_name
+        self.image = image
 
 
-@dataclass
-class RunSpec:
-    """The parts of a spec a run reads (from the spec, or from the start-up cache without reading it)."""
+class RunSpec(Value):
+    """The parts of a spec a run reads (from the spec, or from the launch plan without reading it)."""
 
-    path: str
-    command: list[str] = field(default_factory=list)
-    run_env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    nondeterministic_files: list[str] = field(default_factory=list)
-    nondeterministic_columns: dict[str, list[str]] = field(default_factory=dict)
-    slurm: dict[str, str] = field(default_factory=dict)
+    def __init__(self, path: str, command: list[str] | None = None, run_env: dict[str, str] | None = None,
+                 workdir: str | None = None, nondeterministic_files: list[str] | None = None,
+                 nondeterministic_columns: dict[str, list[str]] | None = None, slurm: dict[str, str] | None = None):
+        self.path = path
+        self.command: list[str] = command if command is not None else []
+        self.run_env: dict[str, str] = run_env if run_env is not None else {}
+        self.workdir = workdir
+        self.nondeterministic_files: list[str] = nondeterministic_files if nondeterministic_files is not None else []
+        self.nondeterministic_columns: dict[str, list[str]] = (nondeterministic_columns
+                                                               if nondeterministic_columns is not None else {})
+        self.slurm: dict[str, str] = slurm if slurm is not None else {}
 
     @classmethod
     def of(cls, spec) -> RunSpec:
@@ -59,15 +72,16 @@ class RunSpec:
         return {"files": list(self.nondeterministic_files), "columns": dict(self.nondeterministic_columns)}
 
 
-@dataclass
-class Launch:
+class Launch(Value):
     """One command to start inside an env."""
 
-    command: list[str]
-    env_vars: dict[str, str]
-    binds: list[Bind]
-    network: bool = False
-    workdir: str = "/"
+    def __init__(self, command: list[str], env_vars: dict[str, str], binds: list[Bind], network: bool = False,
+                 workdir: str = "/"):
+        self.command = command
+        self.env_vars = env_vars
+        self.binds = binds
+        self.network = network
+        self.workdir = workdir
 
 
 class Runtime(Protocol):

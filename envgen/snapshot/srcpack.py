@@ -67,8 +67,11 @@ def _git_files(root: Path, probe: bool = False) -> list[str] | None:
     return out
 
 
-def _walk_files(root: Path) -> list[str]:
-    """Files under *root* not ignored by the .gitignore files inside it (git's rules, via pathspec)."""
+def _walk_files(root: Path, dirs: list[str] | None = None) -> list[str]:
+    """Files under *root* not ignored by the .gitignore files inside it (git's rules, via pathspec).
+
+    *dirs*, if given, receives every directory the walk looked into ("" for *root*).
+    """
     import pathspec
 
     out: list[str] = []
@@ -87,6 +90,8 @@ def _walk_files(root: Path) -> list[str]:
         return verdict
 
     def walk(d: Path, rel_dir: str, specs: list) -> None:
+        if dirs is not None:
+            dirs.append(rel_dir)
         gi = d / ".gitignore"
         if gi.is_file():
             lines = gi.read_text(errors="surrogateescape").splitlines()
@@ -119,6 +124,93 @@ def list_files(root: str | os.PathLike, use_git: bool | None = None) -> list[str
     if files is None:
         files = _walk_files(root)
     return sorted({f for f in files if not _skipped(f)})
+
+
+def watched_listing(root: str | os.PathLike) -> tuple[list[str], list[str]] | None:
+    """:func:`list_files` of *root*, and the paths whose ``lstat``, unchanged, keeps that answer.
+
+    For a cache of conclusions drawn from the listing (``envgen run``'s start-up
+    plan) that is checked with ``lstat`` calls alone.  The answer depends on:
+
+    * the entries of every directory the listing looks into (a directory's
+      mtime and ctime change when an entry is added, removed or renamed);
+      ignored directories are not looked into, so their churn does not count;
+    * the ignore rules: every ``.gitignore`` on the way (present or absent),
+      and in a git work tree the index, ``info/exclude``, the excludes file and
+      the config files that could name another one;
+    * whether *root* is in a git work tree at all: the ``.git`` of each
+      directory above it.
+
+    The listed files' own contents are not part of it (callers stat the files
+    too).  None when git answers the listing but not the questions about it.
+    Absolute paths, sorted.
+    """
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise EnvgenError(f"{root}: local project directory not found")
+    watch: set[Path] = set()
+    files = _git_files(root, probe=True)
+    if files is None:  # not in a work tree: the walk, and every .git above that could make it one
+        seen: list[str] = []
+        files = _walk_files(root, seen)
+        dirs = [root / d if d else root for d in seen]
+        watch.update(a / ".git" for a in (root, *root.parents))
+    else:
+        git = _git_state(root)
+        if git is None:
+            return None
+        top, state = git
+        dirs = []
+        for dirpath, dirnames, _ in os.walk(root):
+            rel = os.path.relpath(dirpath, root)
+            prefix = "" if rel == "." else rel + "/"
+            dirnames[:] = sorted(d for d in dirnames
+                                 if d not in ALWAYS_SKIP_DIRS and f"{prefix}{d}/" not in state["ignored"])
+            dirs.append(Path(dirpath))
+        real = Path(os.path.realpath(root))  # git names the top with symbolic links resolved
+        between = [real] + [a for a in real.parents if a == top or top in a.parents]
+        watch.update(a / ".gitignore" for a in between)
+        # a repository made below the top would change the answer; the top's own .git is
+        # covered by the index and config (its mtime moves with every git command)
+        watch.update(a / ".git" for a in between if a != top)
+        watch.update(Path(p) for p in state["files"])
+    watch.update(dirs)
+    watch.update(d / ".gitignore" for d in dirs)
+    return sorted({f for f in files if not _skipped(f)}), sorted(str(p) for p in watch)
+
+
+def _git_state(root: Path) -> tuple[Path, dict] | None:
+    """The work tree's top, the ignored directories under *root*, and the git files that decide the listing."""
+    def git(*args: str, stdin: bytes = b"", ok: tuple[int, ...] = (0,)) -> str | None:
+        try:
+            r = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(root), *args], input=stdin,
+                               capture_output=True, timeout=120)
+        except OSError:
+            return None
+        return r.stdout.decode("utf-8", "surrogateescape") if r.returncode in ok else None
+
+    paths = git("rev-parse", "--path-format=absolute", "--show-toplevel", "--git-dir", "--git-common-dir",
+                "--git-path", "index", "--git-path", "info/exclude")
+    # Directories ls-files shows whole ("dir/") are ignored ones, or ones whose files all are: only
+    # those that check-ignore confirms (a rule matches the directory) hide whatever appears in them.
+    others = git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+    if paths is None or others is None or len(paths.splitlines()) != 5:
+        return None
+    candidates = [p for p in others.split("\0") if p.endswith("/")]
+    ignored = git("check-ignore", "-z", "--stdin", stdin="\0".join(candidates).encode(), ok=(0, 1)) \
+        if candidates else ""
+    if ignored is None:
+        return None
+    top, gitdir, common, index, exclude = paths.splitlines()
+    excludes = (git("config", "--get", "--path", "core.excludesFile", ok=(0, 1)) or "").strip()
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = [index, exclude, os.path.join(common, "config"), os.path.join(gitdir, "config.worktree"),
+             os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config"), os.path.join(xdg, "git", "ignore"),
+             "/etc/gitconfig"]
+    if excludes:
+        files.append(os.path.join(root, excludes))
+    return Path(top), {"files": files, "ignored": {p for p in ignored.split("\0") if p}}
 
 
 def _norm_mode(st_mode: int) -> int:

@@ -21,22 +21,21 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import re
-import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeGuard
 
 from .. import formats
 from ..errors import EnvgenError, FormatError, HashMismatch, NewerFormatError, StoreError
 from ..fsutil import atomic_write, canonical_json, fsync_dir, remove_tree
 from ..paths import StorePaths, store_dir
+from ..values import Value
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import BinaryIO, TypeGuard
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20  # 1 MiB: large reads for hashing and copying
@@ -47,12 +46,13 @@ def is_sha256(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(HEX64.match(value))
 
 
-@dataclass
-class VerifyReport:
-    checked: int = 0
-    bytes: int = 0
-    corrupt: list[str] = field(default_factory=list)  # objects whose bytes no longer match their name
-    missing: list[str] = field(default_factory=list)
+class VerifyReport(Value):
+    def __init__(self, checked: int = 0, bytes: int = 0, corrupt: list[str] | None = None,
+                 missing: list[str] | None = None):
+        self.checked = checked
+        self.bytes = bytes
+        self.corrupt: list[str] = corrupt if corrupt is not None else []  # objects whose bytes no longer match
+        self.missing: list[str] = missing if missing is not None else []
 
     @property
     def ok(self) -> bool:
@@ -70,8 +70,12 @@ class ObjectWriter:
         self.store = store
         self.expected = expected_sha
         self.label = label
+        import hashlib  # not at the top: `envgen run` opens the store, and hashes nothing when it has no binds
+
         self.hasher = hashlib.sha256()
         self.size = 0
+        import tempfile  # not at the top: `envgen run` opens the store but rarely writes to it
+
         fd, tmp = tempfile.mkstemp(prefix="obj-", suffix=".part", dir=store.tmp)
         self.tmp = Path(tmp)
         self.fh = os.fdopen(fd, "wb")
@@ -160,6 +164,8 @@ class Store:
         if not self.has(sha):
             raise EnvgenError(f"store object missing: {name} ({sha[:16]}…)", hint="run `envgen snapshot SPEC`")
         data = self.path_of(sha).read_bytes()
+        import hashlib
+
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha:
             raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
@@ -187,6 +193,8 @@ class Store:
         fsync_dir(self.objects)
 
     def add_bytes(self, data: bytes, expected_sha: str | None = None, label: str = "object") -> str:
+        import hashlib
+
         sha = hashlib.sha256(data).hexdigest()
         if expected_sha is not None and sha != expected_sha:
             raise HashMismatch(label, expected_sha, sha)
@@ -283,6 +291,8 @@ class Store:
         return n
 
     def staging_dir(self, prefix: str = "stage-") -> Path:
+        import tempfile
+
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp))
 
     # ------------------------------------------------------------------ roots
@@ -339,6 +349,10 @@ class Store:
         Reads in 4 MiB blocks into a reused buffer; hashlib releases the GIL on
         large updates, so threads hash several files at once.
         """
+        import hashlib
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
         report = VerifyReport()
         names = sorted(set(shas)) if shas is not None else sorted(self.iter_objects())
         todo = []
