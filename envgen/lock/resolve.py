@@ -1,44 +1,63 @@
 """PyPI resolution with uv, frozen at the spec's snapshot date.
 
 uv does the resolving; this module only drives it and reads back what it
-wrote.  Three uv runs make one lock:
+wrote.  A lock needs these uv runs, started together as soon as the spec is
+read (:class:`UvSession`), so that they overlap one another, the Debian side
+and the rest of envgen's start-up:
 
 * the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
 * the base build tools (pypa ``installer``, ``packaging`` and
   ``pyproject-hooks``, which the builders' in-sandbox assembler imports), also
-  as a pylock, run concurrently with the first;
-* the runtime set again, offline from uv's now-warm cache, as an annotated
-  ``requirements.txt`` whose ``# via`` comments give the dependency edges.
+  as a pylock;
+* the ``[build-system] requires`` of each local project, which its
+  ``pyproject.toml`` states before anything is resolved (sdists' build
+  requirements are known only after the runtime set, and are resolved then,
+  by :mod:`envgen.lock.buildreq`, through the same session);
+* ``uv --version``.
 
-The first two run concurrently; the third follows the first (~0.2 s; running
-it alongside measured no faster on two cores, and doubled the downloads).
-Each source build's build requirements are resolved afterwards, the same way
-(:func:`compile_pylock`), by :mod:`envgen.lock.buildreq`.
+Each run names envgen's own interpreter with ``--python`` when it is the
+spec's Python (:func:`_interpreter_args`), which spares uv its discovery.
+
+The dependency edges take one more run: the runtime set again, offline from
+uv's now-warm cache, as an annotated ``requirements.txt`` whose ``# via``
+comments give the edges (uv's pylock has no ``dependencies``).  That answer is
+a function of the runtime resolution it annotates, so it is cached
+(:func:`edges_key`): a re-lock whose resolution is unchanged runs no second
+resolve, and gets the edges a fresh run would give.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from ..distros import PLATFORMS
 from ..errors import EnvgenError
-from ..proc import run as run_tool
+from ..paths import cache_dir
 from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Build tools every lock carries, not tied to one source build: the builders' assembler
 # installs wheels with pypa installer and drives PEP 517 backends with pyproject_hooks.
 BASE_BUILD_TOOLS = ["installer", "packaging", "pyproject-hooks"]
+EDGES_CACHE_VERSION = 1
 
 
+@functools.cache
 def uv_bin() -> str:
     try:
         from uv import find_uv_bin
@@ -47,13 +66,13 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
-def uv_version() -> str:
-    out = run_tool([uv_bin(), "--version"], "uv --version").stdout
-    return out.split()[1]
-
-
 def index_url() -> str:
     return os.environ.get("ENVGEN_INDEX_URL", DEFAULT_INDEX)
+
+
+def lock_cache() -> Path:
+    """Where locking keeps what only saves time (every entry keyed by all it depends on)."""
+    return cache_dir() / "lock"
 
 
 def _clean_uv_error(text: str) -> str:
@@ -71,6 +90,8 @@ class UvJob:
     cmd: list[str]
     stdin: str
     proc: subprocess.Popen[str] | None = None
+    result: str | None = None
+    error: str | None = None
 
     def start(self, cwd: Path) -> UvJob:
         self.proc = proc = subprocess.Popen(
@@ -78,18 +99,32 @@ class UvJob:
             stderr=subprocess.PIPE, text=True, env=_uv_env(),
         )
         assert proc.stdin is not None  # stdin=PIPE
-        proc.stdin.write(self.stdin)
-        proc.stdin.close()
+        try:
+            proc.stdin.write(self.stdin)  # a requirement list: well within the pipe's buffer
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # uv exited at once; wait() reports why
+        proc.stdin = None
         return self
 
     def wait(self, what: str) -> str:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None  # started, with pipes
-        out = proc.stdout.read()
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise EnvgenError(f"uv could not resolve {what}: {_clean_uv_error(err)}")
-        return out
+        """uv's stdout (once; later calls give the same), or one line naming *what* could not be resolved."""
+        if self.result is None and self.error is None:
+            proc = self.proc
+            assert proc is not None  # started
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                self.error = _clean_uv_error(err)
+            else:
+                self.result = out
+        if self.result is None:
+            raise EnvgenError(f"uv could not resolve {what}: {self.error}")
+        return self.result
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _uv_env() -> dict[str, str]:
@@ -115,6 +150,139 @@ def _common_args(spec: Spec, platform: str) -> list[str]:
     ]
 
 
+def _interpreter_args(spec: Spec) -> list[str]:
+    """``--python`` envgen's own interpreter, when it is the spec's Python version.
+
+    uv needs an interpreter only to build metadata from sources; the target is
+    ``--python-version`` (its markers use the version's ``.0`` patch level) on
+    ``--python-platform``.  Naming one spares uv its discovery, which runs the
+    ``python3.X`` it finds on ``PATH`` (a pyenv shim is a chain of shell
+    scripts: ~0.3 s per uv run).  Otherwise (another Python, or not CPython,
+    whose implementation markers differ) uv discovers one, as before.
+    """
+    ours = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if ours == spec.python and sys.implementation.name == "cpython" and sys.executable:
+        return ["--python", sys.executable]
+    return []
+
+
+ANNOTATED_ARGS = ["--annotation-style", "line", "--no-header", "--offline"]
+
+
+@dataclass
+class _Pylock:
+    job: UvJob
+    out: Path
+    what: str
+    parsed: dict | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class UvSession:
+    """The uv runs of one lock: started when asked for, awaited when needed, all ended on close.
+
+    A pylock run is keyed by its requirement list, so asking twice for the same
+    list (two sources with the same build requirements, or a prestarted one)
+    runs uv once.
+    """
+
+    spec: Spec
+    platform: str
+    _tmp: Path | None = None
+    _pylocks: dict[tuple[tuple[str, ...], Path | None], _Pylock] = field(default_factory=dict)
+    _others: list[UvJob] = field(default_factory=list)
+    _version: UvJob | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> UvSession:
+        self._tmp = Path(tempfile.mkdtemp(prefix="envgen-lock-"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in list(self._pylocks.values()):
+            p.job.kill()
+        for j in self._others:
+            j.kill()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    @property
+    def common(self) -> list[str]:
+        return _common_args(self.spec, self.platform) + _interpreter_args(self.spec)
+
+    def _job(self, args: list[str], stdin: str, cwd: Path) -> UvJob:
+        job = UvJob([uv_bin(), "pip", "compile", "-", *args, *self.common], stdin).start(cwd)
+        with self._lock:
+            self._others.append(job)
+        return job
+
+    def start_pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None) -> None:
+        """Start resolving *requirements* as the runtime set is resolved (snapshot date, Python, platform)."""
+        key = (tuple(requirements), cwd)
+        with self._lock:
+            if key in self._pylocks:
+                return
+            assert self._tmp is not None, "use UvSession as a context manager"
+            d = self._tmp / f"p{len(self._pylocks)}"
+            d.mkdir()
+            out = d / "pylock.toml"
+            job = UvJob([uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "-o", str(out), *self.common],
+                        "\n".join(requirements) + "\n").start(cwd or d)
+            self._pylocks[key] = _Pylock(job, out, what)
+
+    def pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None) -> dict:
+        """The parsed pylock of *requirements* (started now unless already started)."""
+        self.start_pylock(requirements, what, cwd)
+        p = self._pylocks[(tuple(requirements), cwd)]
+        with p.lock:
+            if p.parsed is None:
+                p.job.wait(p.what)
+                p.parsed = tomllib.loads(p.out.read_text())
+            return p.parsed
+
+    def start_version(self) -> None:
+        with self._lock:
+            if self._version is None:
+                assert self._tmp is not None, "use UvSession as a context manager"
+                self._version = UvJob([uv_bin(), "--version"], "").start(self._tmp)
+                self._others.append(self._version)
+
+    def version_text(self) -> str:
+        """``uv --version``'s whole line (``uv 0.13.9 (…)``)."""
+        self.start_version()
+        assert self._version is not None
+        return self._version.wait("its own version (uv --version)").strip()
+
+    def version(self) -> str:
+        return self.version_text().split()[1]
+
+    def annotated(self, requirements_in: str, cwd: Path) -> str:
+        """The runtime set again, offline from uv's warm cache, with ``# via`` annotations."""
+        return self._job(ANNOTATED_ARGS, requirements_in, cwd).wait("the dependency edges")
+
+
+# --------------------------------------------------------------------------- the runtime set
+
+
+def runtime_requirements(spec: Spec) -> str:
+    """What uv is given for the runtime set: the spec's requirements, then its local projects."""
+    local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
+    return "\n".join(spec.requirements + local) + "\n"
+
+
+def _base_tools_what(spec: Spec) -> str:
+    return f"the build tools of {spec.path} ({', '.join(BASE_BUILD_TOOLS)})"
+
+
+def start(uv: UvSession) -> None:
+    """Start every uv run whose input the spec alone gives: runtime set, base build tools, ``uv --version``."""
+    spec = uv.spec
+    uv.start_pylock(runtime_requirements(spec).splitlines(), f"the requirements of {spec.path}", spec.dir)
+    uv.start_pylock(BASE_BUILD_TOOLS, _base_tools_what(spec))
+    uv.start_version()
+
+
 @dataclass
 class Resolution:
     runtime: dict  # parsed pylock from uv
@@ -123,46 +291,88 @@ class Resolution:
     uv_version: str
 
 
-def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resolution:
-    uv = uv_bin()
-    common = _common_args(spec, platform)
-    if cache_dir:
-        common += ["--cache-dir", cache_dir]
-    local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
-    runtime_in = "\n".join(spec.requirements + local) + "\n"
-    build_in = "\n".join(BASE_BUILD_TOOLS) + "\n"
-    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
-        t = Path(tmp)
-        (t / "rt").mkdir()
-        (t / "bt").mkdir()
-        rt_out = t / "rt" / "pylock.toml"
-        bt_out = t / "bt" / "pylock.toml"
-        jobs = [
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + common,
-                  runtime_in).start(spec.dir),
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common,
-                  build_in).start(spec.dir),
-        ]
-        jobs[0].wait(f"the requirements of {spec.path}")
-        annotated = UvJob([uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"]
-                          + common, runtime_in).start(spec.dir).wait("the dependency edges")
-        jobs[1].wait(f"the build tools of {spec.path} ({build_in.strip().replace(chr(10), ', ')})")
-        runtime = tomllib.loads(rt_out.read_text())
-        build = tomllib.loads(bt_out.read_text())
-    return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv_version())
+def finish(uv: UvSession) -> Resolution:
+    """The runtime set, its edges and the base build tools (what :func:`start` began, awaited)."""
+    spec = uv.spec
+    runtime_in = runtime_requirements(spec)
+    runtime = uv.pylock(runtime_in.splitlines(), f"the requirements of {spec.path}", spec.dir)
+    key = edges_key(spec, uv.platform, runtime_in, runtime, uv.version_text())
+    cached = lock_cache() / "edges" / f"{key}.txt" if key else None
+    annotated = _read_cached(cached) if cached else None
+    if annotated is None:
+        annotated = uv.annotated(runtime_in, spec.dir)
+        if cached:
+            from ..fsutil import atomic_write
+
+            atomic_write(cached, annotated)
+    build = uv.pylock(BASE_BUILD_TOOLS, _base_tools_what(spec))
+    return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv.version())
 
 
-def compile_pylock(spec: Spec, platform: str, requirements: list[str], what: str,
-                   cache_dir: str | None = None) -> dict:
-    """Resolve *requirements* as the runtime set is resolved (snapshot date, Python, platform); the parsed pylock."""
-    common = _common_args(spec, platform)
-    if cache_dir:
-        common += ["--cache-dir", cache_dir]
-    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
-        out = Path(tmp) / "pylock.toml"
-        UvJob([uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "-o", str(out)] + common,
-              "\n".join(requirements) + "\n").start(Path(tmp)).wait(what)
-        return tomllib.loads(out.read_text())
+# --------------------------------------------------------------------------- the edges' cache
+
+
+def _read_cached(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _static_dependencies(pyproject: bytes) -> bool:
+    """Whether a local project's dependencies are in its ``pyproject.toml`` alone (PEP 621, not dynamic)."""
+    try:
+        proj = tomllib.loads(pyproject.decode()).get("project")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(proj, dict):
+        return False
+    dynamic = proj.get("dynamic", [])
+    return isinstance(dynamic, list) and not {"dependencies", "optional-dependencies"} & set(dynamic)
+
+
+def edges_key(spec: Spec, platform: str, runtime_in: str, runtime: dict, version: str) -> str | None:
+    """The key of the edges of *runtime* (uv's pylock of *runtime_in*), or None when they cannot be cached.
+
+    uv's ``# via`` lines are a function of: uv's version; its arguments (index,
+    snapshot date, Python, platform: the OS base's glibc); the interpreter it
+    is given (markers such as ``implementation_name`` are the interpreter's);
+    the requirements given; the packages resolved, each pinned by the hashes
+    of its files, whose dependency metadata is immutable; and each local
+    project's dependencies.  The key holds all of these.  Three cases fall
+    back to running uv: uv discovers the interpreter itself (envgen's own is
+    not the spec's Python); a local project's dependencies are not static in
+    its ``pyproject.toml`` (a backend computes them); a package has no wheel
+    for the target (uv builds its metadata from the sdist).
+    """
+    from .tags import best_wheel, supported_tags
+
+    interpreter = _interpreter_args(spec)
+    if not interpreter:
+        return None
+    plat = PLATFORMS[platform]
+    tags = supported_tags(spec.python, plat.machine, spec.distro.glibc)
+    for p in runtime.get("packages", []):
+        if "directory" in p:
+            continue
+        names = [w.get("name") or w["url"].rsplit("/", 1)[-1] for w in p.get("wheels", [])]
+        if best_wheel(names, tags) is None:
+            return None
+    local: dict[str, str] = {}
+    for lp in spec.local:
+        try:
+            pyproject = (lp.dir / "pyproject.toml").read_bytes()
+        except OSError:
+            return None
+        if not _static_dependencies(pyproject):
+            return None
+        local[Path(os.path.relpath(lp.dir, spec.dir)).as_posix()] = hashlib.sha256(pyproject).hexdigest()
+    doc = {
+        "v": EDGES_CACHE_VERSION, "uv": version, "args": _common_args(spec, platform) + ANNOTATED_ARGS,
+        "interpreter": [*interpreter, sys.version], "requirements": runtime_in, "resolution": runtime,
+        "local": local,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
 VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")

@@ -34,13 +34,18 @@ def supported_tags(python: str, machine: str, glibc: tuple[int, int]) -> tuple[T
     return tuple(tags)
 
 
+@cache
+def _ranks(tags: tuple[Tag, ...]) -> dict[Tag, int]:
+    return {t: i for i, t in enumerate(tags)}
+
+
 def wheel_rank(filename: str, tags: tuple[Tag, ...]) -> int | None:
     """The rank of the best tag *filename* offers (lower is better), or None."""
     try:
         _, _, _, wtags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return None
-    ranks = {t: i for i, t in enumerate(tags)}
+    ranks = _ranks(tags)
     best = [ranks[t] for t in wtags if t in ranks]
     return min(best) if best else None
 
