@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import textwrap
 
 from ..lock.make import lock_spec
@@ -47,8 +48,12 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     spec = load_spec(args.spec)
+    def prepare_output() -> None:
+        if not args.json:
+            ui.out  # noqa: B018 - the console (rich) is set up while uv resolves, not after
+
     with ui.status(f"locking {spec.path}") as update:
-        result = lock_spec(spec, progress=update)
+        result = lock_spec(spec, progress=update, idle=prepare_output)
     lock = result.lock
     wheels = [w for p in lock.packages for w in p.wheels]
     runtime_debs = [d for d in lock.debian.packages if d.role == "runtime"]
@@ -86,4 +91,7 @@ def run(args, ui) -> int:
                       f"{b.backend}, {', '.join(b.requires) or 'no build requirements'})")
 
     ui.emit(summary, human)
+    # The process ends here: spare the interpreter's last collections over all
+    # that resolving left behind (~40 ms, a tenth of a warm lock's own time).
+    gc.freeze()
     return 0

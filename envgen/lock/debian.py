@@ -28,7 +28,6 @@ import re
 import shutil
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,9 +280,13 @@ def _inrelease_unchanged(apt: Apt) -> bool:
         paths.append(lists / (_uri_to_listname(uri) + f"_dists_{suite.suite}_InRelease"))
     if not all(p.is_file() for p in paths):
         return False
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        remote = list(pool.map(_fetch, urls))
-    return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths, strict=True))
+    # One after the other: this runs alongside uv, well inside its time, and a burst of
+    # simultaneous DNS queries is what some resolvers drop (a 5 s retry for whoever waits).
+    for url, path in zip(urls, paths, strict=True):
+        remote = _fetch(url)
+        if remote is None or remote != path.read_bytes():
+            return False
+    return True
 
 
 def _cache_key(apt: Apt, roots: list[str], build_roots: list[str]) -> str:

@@ -172,7 +172,6 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
     for lp in spec.local:
         name, version = local_name(lp.dir)
         locals_[name] = (lp.path, version)
-        start_local(uv, name, lp.dir)
         local_inputs.append(SourceInput(name=name, version=version, reason="local", directory=lp.dir))
     from_source = frozenset(spec.from_source)
 
@@ -200,10 +199,17 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
         hook_debs.append(interpreter_key(debs))
         return debs
 
-    local_fut: Future[BuildResolution] | None = (
-        pool.submit(source_builds, local_inputs, first_debs) if local_inputs else None)
     if idle is not None:
         idle()
+    # The short uv runs start only now, after the runtime set's has begun and envgen's own
+    # start-up is done: started all at once they slowed it down (2 cores) and their
+    # simultaneous DNS queries got some dropped (a 5 s retry).
+    uvr.start_tools(uv)
+    for inp in local_inputs:
+        assert inp.directory is not None  # a local project
+        start_local(uv, inp.name, inp.directory)
+    local_fut: Future[BuildResolution] | None = (
+        pool.submit(source_builds, local_inputs, first_debs) if local_inputs else None)
     res = uvr.finish(uv)
 
     children: dict[str, list[str]] = {}
@@ -277,7 +283,8 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
     return lock, warnings
 
 
-def lock_spec(spec: Spec, progress=None) -> LockResult:
+def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None) -> LockResult:
+    """Lock *spec* into its ``pylock.<name>.toml``; *idle* as for :func:`build_lock`."""
     from ..fsutil import atomic_write
     from . import pylock
 
@@ -294,7 +301,12 @@ def lock_spec(spec: Spec, progress=None) -> LockResult:
             except EnvgenError:
                 pass  # unreadable or foreign: rewrite it
 
-    lock, warnings = build_lock(spec, progress, read_previous)
+    def while_uv_resolves() -> None:
+        read_previous()
+        if idle is not None:
+            idle()
+
+    lock, warnings = build_lock(spec, progress, while_uv_resolves)
     lock.path = path
     if previous[0] is not None and previous[0] == lock:
         return LockResult(lock, path, False, warnings)

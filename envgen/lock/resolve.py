@@ -1,9 +1,11 @@
 """PyPI resolution with uv, frozen at the spec's snapshot date.
 
 uv does the resolving; this module only drives it and reads back what it
-wrote.  A lock needs these uv runs, started together as soon as the spec is
-read (:class:`UvSession`), so that they overlap one another, the Debian side
-and the rest of envgen's start-up:
+wrote.  A lock needs these uv runs (:class:`UvSession`), all overlapping the
+longest, the runtime set's, which starts as soon as the spec is read; the
+short ones start once the rest of envgen's start-up is done (started all at
+once, they slowed the long one down on two cores, and their simultaneous DNS
+queries got some dropped, which costs a 5 s retry):
 
 * the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
 * the base build tools (pypa ``installer``, ``packaging`` and
@@ -276,11 +278,15 @@ def _base_tools_what(spec: Spec) -> str:
 
 
 def start(uv: UvSession) -> None:
-    """Start every uv run whose input the spec alone gives: runtime set, base build tools, ``uv --version``."""
+    """Start the runtime set's uv run (the longest) and ``uv --version``."""
     spec = uv.spec
     uv.start_pylock(runtime_requirements(spec).splitlines(), f"the requirements of {spec.path}", spec.dir)
-    uv.start_pylock(BASE_BUILD_TOOLS, _base_tools_what(spec))
     uv.start_version()
+
+
+def start_tools(uv: UvSession) -> None:
+    """Start resolving the base build tools (short: started after :func:`start`, see :mod:`envgen.lock.make`)."""
+    uv.start_pylock(BASE_BUILD_TOOLS, _base_tools_what(uv.spec))
 
 
 @dataclass

@@ -34,9 +34,15 @@ def supported_tags(python: str, machine: str, glibc: tuple[int, int]) -> tuple[T
     return tuple(tags)
 
 
-@cache
+_RANKS: dict[int, tuple[tuple[Tag, ...], dict[Tag, int]]] = {}
+
+
 def _ranks(tags: tuple[Tag, ...]) -> dict[Tag, int]:
-    return {t: i for i, t in enumerate(tags)}
+    """Each tag's rank, computed once per tag tuple (found by identity: hashing ~1000 tags per wheel is not free)."""
+    hit = _RANKS.get(id(tags))
+    if hit is None or hit[0] is not tags:
+        hit = _RANKS[id(tags)] = (tags, {t: i for i, t in enumerate(tags)})
+    return hit[1]
 
 
 def wheel_rank(filename: str, tags: tuple[Tag, ...]) -> int | None:
