@@ -44,8 +44,8 @@ def _resolution(*extra: dict) -> dict:
 @pytest.fixture(autouse=True)
 def interpreter(monkeypatch):
     """The interpreter envgen gives uv: one of the spec's Python, whatever runs these tests."""
-    def args(spec) -> list[str]:
-        return ["--python", f"/usr/bin/python{spec.python}"]
+    def args(python: str) -> list[str]:
+        return ["--python", f"/usr/bin/python{python}"]
 
     monkeypatch.setattr(resolve, "_interpreter_args", args)
 
@@ -72,7 +72,7 @@ def test_edges_key_changes_with_every_input(abide_checkout, monkeypatch):
                                                            "wheels": [_wheel("idna", "3.10")]}))
     keys["uv"] = _key(abide_checkout, uv="uv 0.13.10")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(resolve, "_interpreter_args", lambda spec: ["--python", "/opt/other/bin/python3.11"])
+        mp.setattr(resolve, "_interpreter_args", lambda python: ["--python", "/opt/other/bin/python3.11"])
         keys["interpreter"] = _key(abide_checkout)
     monkeypatch.setenv("ENVGEN_INDEX_URL", "https://mirror.example.org/simple")
     keys["index"] = _key(abide_checkout)
@@ -114,7 +114,7 @@ def test_edges_are_not_cached_when_the_inputs_do_not_fix_them(abide_checkout):
     assert _key(abide_checkout, _resolution(mac_only)) is None
     # uv left to find an interpreter (envgen's own is another implementation, or another Python)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(resolve, "_interpreter_args", lambda spec: [])
+        mp.setattr(resolve, "_interpreter_args", lambda python: [])
         assert _key(abide_checkout) is None
     # a local project whose dependencies its backend computes
     pyproject = abide_checkout / "pipelines" / "abide" / "pyproject.toml"
@@ -126,9 +126,9 @@ def test_uv_is_given_envgen_s_interpreter_only_when_it_is_the_spec_s_python(abid
     monkeypatch.undo()  # the real _interpreter_args
     spec = load_spec(abide_checkout / "specs" / "abide.toml")
     ours = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert resolve._interpreter_args(spec) == (["--python", sys.executable] if ours == spec.python else [])
+    assert resolve._interpreter_args(spec.python) == (["--python", sys.executable] if ours == spec.python else [])
     monkeypatch.setattr(sys.implementation, "name", "pypy")
-    assert resolve._interpreter_args(spec) == []
+    assert resolve._interpreter_args(spec.python) == []
 
 
 def test_hook_key_changes_with_every_input():
@@ -247,3 +247,48 @@ def test_hook_answers_are_cached_per_source(abide_checkout, caches):
     (abide_checkout / "pipelines" / "abide" / "abide_pipeline" / "extra.py").write_text("X = 1\n")
     assert _lock(spec, env) == first  # the source is not in the lock; its hook ran again
     assert len(list((Path(env["ENVGEN_CACHE"]) / "lock" / "build-requires").iterdir())) == 2
+
+
+# --------------------------------------------------------------------------- the early runtime run
+
+
+def test_the_early_run_is_adopted_only_when_it_is_the_run_the_spec_needs(abide_checkout):
+    spec_file = abide_checkout / "specs" / "abide.toml"
+    early = resolve.start_early(spec_file)
+    assert early is not None
+    try:
+        spec = load_spec(spec_file)
+        with resolve.UvSession(spec, "linux-x86_64", early) as uv:
+            resolve.start(uv)
+            assert early.adopted
+        assert early.job.proc is not None and early.job.proc.poll() is not None  # ended with the session
+    finally:
+        early.close()
+    assert not early.tmp.exists()
+
+    # the file changed between the early start and validation: the early run is not used, and is ended
+    early = resolve.start_early(spec_file)
+    assert early is not None
+    _edit(spec_file, '"pyyaml",', '"pyyaml",\n    "six",')
+    try:
+        with resolve.UvSession(load_spec(spec_file), "linux-x86_64", early) as uv:
+            resolve.start(uv)
+            assert not early.adopted
+    finally:
+        early.close()
+    assert early.job.proc is not None and early.job.proc.poll() is not None and not early.tmp.exists()
+
+
+@pytest.mark.parametrize("edit", [
+    ("snapshot-date = 2025-05-08T00:00:00Z", "snapshot-date = 2999-01-01T00:00:00Z"),  # refused before any run
+    ('platforms = ["linux-x86_64"]', 'platforms = ["linux-x86_64", "linux-aarch64"]'),
+    ('base = "debian/bookworm"', 'base = "debian/sid"'),
+    ("requirements = [", "requirements = 1\nx = ["),
+    ('python = "3.11"', "python = 3.11"),
+    ("[os]", "[os"),
+])
+def test_no_early_run_from_a_spec_that_cannot_be_locked(abide_checkout, edit):
+    spec_file = abide_checkout / "specs" / "abide.toml"
+    _edit(spec_file, *edit)
+    assert resolve.start_early(spec_file) is None
+    assert resolve.start_early(abide_checkout / "no-such.toml") is None

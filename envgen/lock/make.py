@@ -136,9 +136,14 @@ def debian_build_packages(spec: Spec, compile_: bool) -> list[str]:
     return sorted(names)
 
 
-def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
-               ) -> tuple[pylock.Lock, list[str]]:
-    """The lock of *spec* and its warnings; *idle* is called once while uv resolves (work that needs no result)."""
+def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
+               early: uvr.EarlyRun | None = None) -> tuple[pylock.Lock, list[str]]:
+    """The lock of *spec* and its warnings.
+
+    *idle* is called once while uv resolves (work that needs no result);
+    *early* is :func:`~envgen.lock.resolve.start_early` of the spec's file,
+    adopted only if it is exactly the run this lock needs.
+    """
     now = dt.datetime.now(dt.UTC)
     if spec.snapshot_date > now:
         raise SpecError(
@@ -149,7 +154,7 @@ def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
         raise SpecError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
     platform = spec.platforms[0]
     say = progress or (lambda msg: None)
-    with uvr.UvSession(spec, platform) as uv:
+    with uvr.UvSession(spec, platform, early) as uv:
         say("resolving PyPI with uv")
         uvr.start(uv)
         from concurrent.futures import ThreadPoolExecutor
@@ -283,8 +288,9 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
     return lock, warnings
 
 
-def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None) -> LockResult:
-    """Lock *spec* into its ``pylock.<name>.toml``; *idle* as for :func:`build_lock`."""
+def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
+              early: uvr.EarlyRun | None = None) -> LockResult:
+    """Lock *spec* into its ``pylock.<name>.toml``; *idle* and *early* as for :func:`build_lock`."""
     from ..fsutil import atomic_write
     from . import pylock
 
@@ -306,7 +312,7 @@ def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None)
         if idle is not None:
             idle()
 
-    lock, warnings = build_lock(spec, progress, while_uv_resolves)
+    lock, warnings = build_lock(spec, progress, while_uv_resolves, early)
     lock.path = path
     if previous[0] is not None and previous[0] == lock:
         return LockResult(lock, path, False, warnings)

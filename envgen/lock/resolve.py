@@ -44,13 +44,14 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-
-from ..distros import PLATFORMS
+from ..distros import DISTROS, PLATFORMS
 from ..errors import EnvgenError
 from ..paths import cache_dir
-from ..spec import Spec
+
+if TYPE_CHECKING:
+    from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Build tools every lock carries, not tied to one source build: the builders' assembler
@@ -139,20 +140,23 @@ def _uv_env() -> dict[str, str]:
     return env
 
 
-def _common_args(spec: Spec, platform: str) -> list[str]:
-    glibc = spec.distro.glibc
+def _uv_args(snapshot_iso: str, python: str, platform: str, glibc: tuple[int, int]) -> list[str]:
     plat = PLATFORMS[platform]
     return [
         "--no-config",
         "--default-index", index_url(),
-        "--exclude-newer", spec.snapshot_date.iso,
-        "--python-version", spec.python,
+        "--exclude-newer", snapshot_iso,
+        "--python-version", python,
         "--python-platform", f"{plat.machine}-manylinux_{glibc[0]}_{glibc[1]}",
         "--quiet",
     ]
 
 
-def _interpreter_args(spec: Spec) -> list[str]:
+def _common_args(spec: Spec, platform: str) -> list[str]:
+    return _uv_args(spec.snapshot_date.iso, spec.python, platform, spec.distro.glibc)
+
+
+def _interpreter_args(python: str) -> list[str]:
     """``--python`` envgen's own interpreter, when it is the spec's Python version.
 
     uv needs an interpreter only to build metadata from sources; the target is
@@ -163,9 +167,14 @@ def _interpreter_args(spec: Spec) -> list[str]:
     whose implementation markers differ) uv discovers one, as before.
     """
     ours = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if ours == spec.python and sys.implementation.name == "cpython" and sys.executable:
+    if ours == python and sys.implementation.name == "cpython" and sys.executable:
         return ["--python", sys.executable]
     return []
+
+
+def _pylock_args(common: list[str]) -> list[str]:
+    """A pylock run's arguments, all but its output file."""
+    return ["pip", "compile", "-", "--format", "pylock.toml", *common]
 
 
 ANNOTATED_ARGS = ["--annotation-style", "line", "--no-header", "--offline"]
@@ -191,6 +200,7 @@ class UvSession:
 
     spec: Spec
     platform: str
+    early: EarlyRun | None = None  # the runtime run, started before the spec was validated
     _tmp: Path | None = None
     _pylocks: dict[tuple[tuple[str, ...], Path | None], _Pylock] = field(default_factory=dict)
     _others: list[UvJob] = field(default_factory=list)
@@ -206,12 +216,13 @@ class UvSession:
             p.job.kill()
         for j in self._others:
             j.kill()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        for d in [self._tmp, *([self.early.tmp] if self.early and self.early.adopted else [])]:
+            if d is not None:
+                shutil.rmtree(d, ignore_errors=True)
 
     @property
     def common(self) -> list[str]:
-        return _common_args(self.spec, self.platform) + _interpreter_args(self.spec)
+        return _common_args(self.spec, self.platform) + _interpreter_args(self.spec.python)
 
     def _job(self, args: list[str], stdin: str, cwd: Path) -> UvJob:
         job = UvJob([uv_bin(), "pip", "compile", "-", *args, *self.common], stdin).start(cwd)
@@ -222,15 +233,25 @@ class UvSession:
     def start_pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None) -> None:
         """Start resolving *requirements* as the runtime set is resolved (snapshot date, Python, platform)."""
         key = (tuple(requirements), cwd)
+        args = _pylock_args(self.common)
+        stdin = "\n".join(requirements) + "\n"
         with self._lock:
             if key in self._pylocks:
+                return
+            early = self.early
+            if early is not None and not early.adopted and cwd is not None and early.identity == (args, stdin, cwd):
+                # the run started before the spec was validated is exactly this one: take it over
+                early.adopted = True
+                self._pylocks[key] = _Pylock(early.job, early.out, what)
+                if self._version is None:
+                    self._version = early.version
+                    self._others.append(early.version)
                 return
             assert self._tmp is not None, "use UvSession as a context manager"
             d = self._tmp / f"p{len(self._pylocks)}"
             d.mkdir()
             out = d / "pylock.toml"
-            job = UvJob([uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "-o", str(out), *self.common],
-                        "\n".join(requirements) + "\n").start(cwd or d)
+            job = UvJob([uv_bin(), *args, "-o", str(out)], stdin).start(cwd or d)
             self._pylocks[key] = _Pylock(job, out, what)
 
     def pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None) -> dict:
@@ -267,10 +288,75 @@ class UvSession:
 # --------------------------------------------------------------------------- the runtime set
 
 
+def _runtime_in(requirements: list[str], local_dirs: list[Path], spec_dir: Path) -> str:
+    local = [f"./{Path(os.path.relpath(d, spec_dir)).as_posix()}" for d in local_dirs]
+    return "\n".join(requirements + local) + "\n"
+
+
 def runtime_requirements(spec: Spec) -> str:
     """What uv is given for the runtime set: the spec's requirements, then its local projects."""
-    local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
-    return "\n".join(spec.requirements + local) + "\n"
+    return _runtime_in(spec.requirements, [lp.dir for lp in spec.local], spec.dir)
+
+
+@dataclass
+class EarlyRun:
+    """The runtime set's uv run (and ``uv --version``), started from the spec's TOML before it is validated.
+
+    Validating a spec imports most of envgen, which takes longer than reading
+    its TOML.  The session adopts this run only when the validated spec asks
+    for exactly this run (arguments, input, directory); otherwise it is
+    killed, and the lock is what it would have been without it.
+    """
+
+    identity: tuple[list[str], str, Path]
+    job: UvJob
+    out: Path
+    tmp: Path
+    version: UvJob
+    adopted: bool = False
+
+    def close(self) -> None:
+        """Kill and remove what the session did not adopt."""
+        if not self.adopted:
+            self.job.kill()
+            self.version.kill()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start_early(spec_path: str | os.PathLike) -> EarlyRun | None:
+    """Start the runtime run of the spec at *spec_path* as its TOML states it (None: nothing worth starting).
+
+    Nothing here is trusted: :class:`UvSession` compares it with the run the
+    validated spec needs.
+    """
+    import datetime as dt
+
+    from ..clock import SnapshotDate
+
+    try:
+        path = Path(spec_path)
+        raw = tomllib.loads(path.read_text())
+        date = SnapshotDate.parse(raw["snapshot-date"])
+        platforms = raw.get("platforms", ["linux-x86_64"])
+        python = raw["python"]
+        requirements = raw.get("requirements", [])
+        local = raw.get("local", [])
+        glibc = DISTROS[raw["os"]["base"]].glibc
+        if (date > dt.datetime.now(dt.UTC) or not isinstance(platforms, list) or len(platforms) != 1
+                or not isinstance(python, str) or not isinstance(requirements, list)
+                or not all(isinstance(r, str) for r in requirements) or not isinstance(local, list)):
+            return None
+        common = _uv_args(date.iso, python, platforms[0], glibc) + _interpreter_args(python)
+        stdin = _runtime_in(requirements, [(path.parent / lp).resolve() for lp in local], path.parent)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    args = _pylock_args(common)
+    tmp = Path(tempfile.mkdtemp(prefix="envgen-lock-"))
+    (tmp / "early").mkdir()
+    out = tmp / "early" / "pylock.toml"
+    job = UvJob([uv_bin(), *args, "-o", str(out)], stdin).start(path.parent)
+    version = UvJob([uv_bin(), "--version"], "").start(tmp)
+    return EarlyRun((args, stdin, path.parent), job, out, tmp, version)
 
 
 def _base_tools_what(spec: Spec) -> str:
@@ -353,7 +439,7 @@ def edges_key(spec: Spec, platform: str, runtime_in: str, runtime: dict, version
     """
     from .tags import best_wheel, supported_tags
 
-    interpreter = _interpreter_args(spec)
+    interpreter = _interpreter_args(spec.python)
     if not interpreter:
         return None
     plat = PLATFORMS[platform]
@@ -386,6 +472,8 @@ VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")
 
 def parse_via(text: str) -> dict[str, list[str]]:
     """``name==1.0  # via a, b`` lines -> {name: [a, b]} (canonical names)."""
+    from packaging.utils import canonicalize_name
+
     parents: dict[str, list[str]] = {}
     for line in text.splitlines():
         m = VIA_RE.match(line.strip())
