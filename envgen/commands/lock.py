@@ -61,6 +61,7 @@ def _run(args, ui, early) -> int:
     from ..spec import load_spec
 
     spec = load_spec(args.spec)
+
     def prepare_output() -> None:
         if not args.json:
             ui.out  # noqa: B018 - the console (rich) is set up while uv resolves, not after
