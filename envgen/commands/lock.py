@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import gc
 import textwrap
-
-from ..lock.make import lock_spec
-from ..spec import load_spec
 
 REASONS = {"local": "local project", "no-wheel": "no wheel for the target",
            "from-source": "[build] from-source"}
@@ -46,9 +44,30 @@ def register(sub, parents, fmt):
 
 
 def run(args, ui) -> int:
+    # uv's runtime resolution, the longest step, starts before the imports that validating the
+    # spec needs; it is used only if the validated spec asks for exactly that run
+    from ..lock.resolve import start_early
+
+    early = start_early(args.spec)
+    try:
+        return _run(args, ui, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _run(args, ui, early) -> int:
+    from ..lock.make import lock_spec
+    from ..spec import load_spec
+
     spec = load_spec(args.spec)
+
+    def prepare_output() -> None:
+        if not args.json:
+            ui.out  # noqa: B018 - the console (rich) is set up while uv resolves, not after
+
     with ui.status(f"locking {spec.path}") as update:
-        result = lock_spec(spec, progress=update)
+        result = lock_spec(spec, progress=update, idle=prepare_output, early=early)
     lock = result.lock
     wheels = [w for p in lock.packages for w in p.wheels]
     runtime_debs = [d for d in lock.debian.packages if d.role == "runtime"]
@@ -86,4 +105,7 @@ def run(args, ui) -> int:
                       f"{b.backend}, {', '.join(b.requires) or 'no build requirements'})")
 
     ui.emit(summary, human)
+    # The process ends here: spare the interpreter's last collections over all
+    # that resolving left behind (~40 ms, a tenth of a warm lock's own time).
+    gc.freeze()
     return 0

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EnvgenError
-from ..spec import Spec, load_spec
-from . import pylock
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+    from . import pylock
 
 
 def load_lock_for(path: str | Path, ui=None) -> tuple[Spec | None, pylock.Lock]:
     """Accept a spec (its lock is read) or a lock file itself."""
+    # imported here: `envgen lock` imports this package first, and starts uv before it needs these
+    from ..spec import load_spec
+    from . import pylock
+
     path = Path(path)
     if not path.is_file():
         raise EnvgenError(f"{path}: no such file", hint="give a spec such as specs/abide.toml or a pylock.*.toml")

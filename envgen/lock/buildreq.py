@@ -19,7 +19,13 @@ The pins are the source build's ``requires``; every pinned tool goes into
 the lock's ``build_tools``.  Downloads (sdists, tool wheels, .debs) land in
 the content-addressed store, verified by sha256; the unpacked interpreter
 root, the unpacked tool sets and the hooks' answers are caches under
-``envgen.paths.cache_dir()/lock``, so a re-lock runs no hook again.
+``envgen.paths.cache_dir()/lock``, so a re-lock runs no hook again.  An
+answer is keyed by all it depends on (:func:`hook_key`): the source's bytes,
+its backend, the pinned tools, the interpreter's .debs and the snapshot date.
+
+A local project's static requirements are known before anything is
+resolved, so ``envgen lock`` starts resolving them (:func:`start_local`) with
+the runtime set, and locks its build while that resolution runs.
 """
 
 from __future__ import annotations
@@ -42,13 +48,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from ..errors import LockError
 from ..fsutil import atomic_write, remove_tree
-from ..paths import cache_dir
 from ..spec import Spec
 from . import pylock
-from .resolve import compile_pylock
+from .resolve import UvSession, lock_cache
 from .sdist import BuildSystem, parse_build_system, sdist_build_system, unpack_sdist
 
-HOOK_CACHE_VERSION = 1
+HOOK_CACHE_VERSION = 2
 HOOK_TIMEOUT = 600
 
 # The in-sandbox half: import the backend as pyproject_hooks does and ask it.
@@ -87,17 +92,18 @@ class BuildResolution:
     tools: list[pylock.PyPackage]  # every pinned tool, one entry per (name, version)
 
 
-def lock_cache() -> Path:
-    return cache_dir() / "lock"
-
-
 # --------------------------------------------------------------------------- verified downloads
 
 
 def fetch_to_store(store, filename: str, url: str, sha256: str, size: int | None = None) -> Path:
-    """*url* into the store, checked against *sha256*, by the snapshot stage's fetch; its path."""
+    """*url* into the store (None: the default store), checked against *sha256*, by the snapshot stage's fetch."""
     from ..snapshot import fetch_object
 
+    if store is None:
+        from ..paths import store_dir
+        from ..snapshot.store import Store
+
+        store = Store(store_dir(None))
     return fetch_object(store, filename, sha256, size, [url])
 
 
@@ -133,14 +139,24 @@ def _cached_tree(kind: str, key: str, fill: Callable[[Path], None]) -> Path:
     return final
 
 
+def _runtime_debs(debs: list[pylock.DebPackage]) -> list[pylock.DebPackage]:
+    runtime = sorted((d for d in debs if d.role == "runtime"), key=lambda d: d.name)
+    if not runtime:
+        raise LockError("the lock has no Debian runtime to run build backends on")
+    return runtime
+
+
+def interpreter_key(debs: list[pylock.DebPackage]) -> str:
+    """What the hooks run on: the hash of the lock's runtime .debs (the OS base, its Python, the mirror's state)."""
+    return hashlib.sha256("\n".join(d.sha256 for d in _runtime_debs(debs)).encode()).hexdigest()
+
+
 def interpreter_root(store, debs: list[pylock.DebPackage]) -> Path:
     """The lock's runtime .debs unpacked into one tree (cached by their hashes): the hooks' ``/``."""
     from ..builders.debs import extract_deb
 
-    runtime = sorted((d for d in debs if d.role == "runtime"), key=lambda d: d.name)
-    if not runtime:
-        raise LockError("the lock has no Debian runtime to run build backends on")
-    key = hashlib.sha256("\n".join(d.sha256 for d in runtime).encode()).hexdigest()[:32]
+    runtime = _runtime_debs(debs)
+    key = interpreter_key(debs)[:32]
     paths = {d.name: fetch_to_store(store, Path(d.filename).name, d.url, d.sha256, d.size) for d in runtime}
 
     def fill(tmp: Path) -> None:
@@ -224,21 +240,27 @@ def _load_source(inp: SourceInput, spec: Spec, store) -> _Source:
 # --------------------------------------------------------------------------- the hook
 
 
-def hook_key(source_sha: str, bs: BuildSystem, tools: list[pylock.PyPackage], python: str) -> str:
+def hook_key(source_sha: str, bs: BuildSystem, tools: list[pylock.PyPackage], python: str,
+             interpreter: str, epoch: int) -> str:
+    """Everything the hook's answer depends on: the source, its backend, the tools, the interpreter, the clock."""
     doc = {
         "v": HOOK_CACHE_VERSION, "source": source_sha, "backend": bs.backend, "backend-path": bs.backend_path,
         "python": python, "tools": sorted(w.sha256 for p in tools for w in p.wheels),
+        "interpreter": interpreter, "source-date-epoch": epoch,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def run_hook(inp: SourceInput, src: _Source, tools: list[pylock.PyPackage], spec: Spec, store,
-             root: Callable[[], Path]) -> list[str]:
-    """``get_requires_for_build_wheel({})`` of *inp*'s backend, offline in bwrap (answers cached)."""
+             root: Callable[[], Path], interpreter: str) -> list[str]:
+    """``get_requires_for_build_wheel({})`` of *inp*'s backend, offline in bwrap (answers cached).
+
+    *interpreter* is :func:`interpreter_key` of the .debs that *root* unpacks.
+    """
     from ..sandbox import Bind, Sandbox
 
     bs = src.build_system
-    key = hook_key(src.sha256, bs, tools, spec.python)
+    key = hook_key(src.sha256, bs, tools, spec.python, interpreter, spec.snapshot_epoch)
     cached = lock_cache() / "build-requires" / f"{key}.json"
     try:
         answer = json.loads(cached.read_text())
@@ -298,15 +320,41 @@ def _check_requirements(reqs: list[str], where: str) -> list[str]:
     return reqs
 
 
+def _tools_what(name: str, reqs: list[str]) -> str:
+    return f"the build requirements of {name} ({', '.join(reqs)})"
+
+
+def start_local(uv: UvSession, name: str, directory: Path) -> None:
+    """Start resolving a local project's static build requirements, which its ``pyproject.toml`` states.
+
+    :func:`resolve_source_builds` then finds them resolved (or resolving) in *uv*.
+    Anything unreadable is left for it to report.
+    """
+    pyproject = directory / "pyproject.toml"
+    try:
+        text = pyproject.read_text() if pyproject.is_file() else None
+        static = _check_requirements(list(parse_build_system(text, str(pyproject)).requires), name)
+    except (OSError, UnicodeDecodeError, LockError):
+        return
+    if static:
+        uv.start_pylock(static, _tools_what(name, static))
+
+
 def resolve_source_builds(spec: Spec, platform: str, inputs: list[SourceInput], store,
                           runtime_debs: Callable[[], list[pylock.DebPackage]],
                           convert: Callable[[dict, str], list[pylock.PyPackage]],
-                          progress: Callable[[str], None] | None = None) -> BuildResolution:
+                          progress: Callable[[str], None] | None = None,
+                          uv: UvSession | None = None) -> BuildResolution:
     """Lock the build environment of every input.
 
     *runtime_debs* gives the lock's Debian packages (it may wait for apt);
-    *convert* turns a uv pylock into build tools (each with its one wheel).
+    *convert* turns a uv pylock into build tools (each with its one wheel);
+    *uv* runs the resolutions (one may have been started already: see
+    :func:`start_local`).
     """
+    if uv is None:
+        with UvSession(spec, platform) as own:
+            return resolve_source_builds(spec, platform, inputs, store, runtime_debs, convert, progress, own)
     say = progress or (lambda msg: None)
     root_lock = threading.Lock()
     root_path: list[Path] = []
@@ -319,8 +367,7 @@ def resolve_source_builds(spec: Spec, platform: str, inputs: list[SourceInput], 
             return root_path[0]
 
     def resolve_tools(reqs: list[str], inp: SourceInput) -> list[pylock.PyPackage]:
-        what = f"the build requirements of {inp.name} ({', '.join(reqs)})"
-        return convert(compile_pylock(spec, platform, reqs, what), f"a build requirement of {inp.name}")
+        return convert(uv.pylock(reqs, _tools_what(inp.name, reqs)), f"a build requirement of {inp.name}")
 
     def one(inp: SourceInput) -> tuple[pylock.SourceBuild, list[pylock.PyPackage]]:
         where = f"{inp.name} {inp.version or ''}".strip()
@@ -328,7 +375,8 @@ def resolve_source_builds(spec: Spec, platform: str, inputs: list[SourceInput], 
         bs = src.build_system
         static = _check_requirements(list(bs.requires), where)
         tools = resolve_tools(static, inp) if static else []
-        dynamic = _check_requirements(run_hook(inp, src, tools, spec, store, root), f"{where} (hook)")
+        answer = run_hook(inp, src, tools, spec, store, root, interpreter_key(runtime_debs()))
+        dynamic = _check_requirements(answer, f"{where} (hook)")
         if dynamic:
             tools = resolve_tools(sorted(set(static) | set(dynamic)), inp)
         requires = sorted(f"{p.name}=={p.version}" for p in tools)

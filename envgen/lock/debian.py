@@ -22,13 +22,13 @@ import datetime as dt
 import email.utils
 import fcntl
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +268,43 @@ def _fetch(url: str) -> bytes | None:
         return None
 
 
+class _Fetcher:
+    """GETs over one kept-alive connection per host (one DNS lookup, one handshake), else urllib.
+
+    urllib opens a connection per request; with a proxy configured, or when a
+    server answers anything but 200 (a redirect), urllib does the request.
+    """
+
+    PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+    def __init__(self) -> None:
+        self.direct = not any(os.environ.get(k) for k in self.PROXY_VARS)
+        self.conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def get(self, url: str) -> bytes | None:
+        parts = urllib.parse.urlsplit(url)
+        if not self.direct or parts.scheme not in ("http", "https"):
+            return _fetch(url)
+        key = (parts.scheme, parts.netloc)
+        try:
+            conn = self.conns.get(key)
+            if conn is None:
+                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                conn = self.conns[key] = cls(parts.netloc, timeout=20)
+            conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 200:
+                return body
+        except (OSError, http.client.HTTPException):
+            self.conns.pop(key, None)
+        return _fetch(url)
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+
 def _inrelease_unchanged(apt: Apt) -> bool:
     """True when every suite's InRelease on the mirror equals the one apt verified last time.
 
@@ -281,9 +318,18 @@ def _inrelease_unchanged(apt: Apt) -> bool:
         paths.append(lists / (_uri_to_listname(uri) + f"_dists_{suite.suite}_InRelease"))
     if not all(p.is_file() for p in paths):
         return False
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        remote = list(pool.map(_fetch, urls))
-    return all(r is not None and r == p.read_bytes() for r, p in zip(remote, paths, strict=True))
+    # One after the other, on one connection per host: this runs alongside uv, well inside
+    # its time, and the fewer DNS queries at once, the fewer a rate-limiting resolver drops
+    # (each costs whoever waits on it a 5 s retry).
+    fetcher = _Fetcher()
+    try:
+        for url, path in zip(urls, paths, strict=True):
+            remote = fetcher.get(url)
+            if remote is None or remote != path.read_bytes():
+                return False
+    finally:
+        fetcher.close()
+    return True
 
 
 def _cache_key(apt: Apt, roots: list[str], build_roots: list[str]) -> str:

@@ -3,15 +3,21 @@
 PyPI (uv) and Debian (apt) resolve concurrently; their results are merged
 into one :class:`~envgen.lock.pylock.Lock`, serialised deterministically and
 written atomically.  Nothing is written when anything fails.
+
+The uv runs start first, before the rest of this stage is even imported
+(:mod:`envgen.lock.resolve`), then the Debian side, then the local projects'
+build requirements (their hooks included); all of these overlap the runtime
+resolution, which is the longest wait.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -20,13 +26,13 @@ from .. import __version__
 from ..clock import format_utc
 from ..distros import PLATFORMS
 from ..errors import EnvgenError, LockError, SpecError
-from ..fsutil import atomic_write
 from ..spec import Spec
-from . import debian as deb
-from . import pylock
-from .buildreq import SourceInput, resolve_source_builds
-from .resolve import index_url, resolve
-from .tags import best_wheel, supported_tags
+from . import resolve as uvr
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from . import pylock
 
 # Debian packages every compiled source build gets (role "build"), besides python3.X-dev
 COMPILER_DEBS = ("gcc", "libc6-dev")
@@ -50,6 +56,8 @@ def local_name(path: Path) -> tuple[str, str | None]:
 
 
 def _artifact(kind: str, d: dict) -> pylock.Artifact:
+    from . import pylock
+
     up = d.get("upload-time")
     if isinstance(up, dt.datetime) and up.tzinfo is None:
         up = up.replace(tzinfo=dt.UTC)
@@ -73,6 +81,9 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
     any PEP 751 installer builds it from source too.  *tool_of* (build tools)
     says whose build requirement it is: a build tool must have a wheel.
     """
+    from . import pylock
+    from .tags import best_wheel, supported_tags
+
     plat = PLATFORMS[platform]
     tags = supported_tags(spec.python, plat.machine, spec.distro.glibc)
     out = []
@@ -112,7 +123,7 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
                 raise EnvgenError(f"{a.filename} was uploaded {format_utc(a.upload_time)}, after the snapshot date")
         out.append(pylock.PyPackage(
             name=name, version=version, wheels=wheels, sdist=sdist, marker=p.get("marker"),
-            index=index_url(), dependencies=children.get(name, []),
+            index=uvr.index_url(), dependencies=children.get(name, []),
         ))
     return out, reasons
 
@@ -125,7 +136,14 @@ def debian_build_packages(spec: Spec, compile_: bool) -> list[str]:
     return sorted(names)
 
 
-def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
+def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
+               early: uvr.EarlyRun | None = None) -> tuple[pylock.Lock, list[str]]:
+    """The lock of *spec* and its warnings.
+
+    *idle* is called once while uv resolves (work that needs no result);
+    *early* is :func:`~envgen.lock.resolve.start_early` of the spec's file,
+    adopted only if it is exactly the run this lock needs.
+    """
     for i, r in spec.vcs_requirements():
         raise SpecError(f"{spec.path}: key 'requirements[{i}]': {r!r} names a git commit, which envgen cannot lock "
                         "yet (it pins index releases and local projects); pin a PyPI release instead "
@@ -139,57 +157,94 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
     if len(spec.platforms) != 1:
         raise SpecError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
     platform = spec.platforms[0]
+    say = progress or (lambda msg: None)
+    with uvr.UvSession(spec, platform, early) as uv:
+        say("resolving PyPI with uv")
+        uvr.start(uv)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            return _build_lock(spec, platform, uv, pool, say, idle)
+
+
+def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolExecutor,
+                say: Callable[[str], None], idle: Callable[[], None] | None) -> tuple[pylock.Lock, list[str]]:
+    # imported while uv runs
+    from . import debian as deb
+    from . import pylock
+    from .buildreq import BuildResolution, SourceInput, interpreter_key, resolve_source_builds, start_local
+
     plat = PLATFORMS[platform]
     warnings: list[str] = []
     locals_: dict[str, tuple[str, str | None]] = {}
+    local_inputs: list[SourceInput] = []
     for lp in spec.local:
         name, version = local_name(lp.dir)
         locals_[name] = (lp.path, version)
-
-    say = progress or (lambda msg: None)
+        local_inputs.append(SourceInput(name=name, version=version, reason="local", directory=lp.dir))
     from_source = frozenset(spec.from_source)
 
-    def debian(compile_: bool):
+    def debian(compile_: bool) -> deb.DebianResolution:
         return deb.resolve_debian(spec.distro, plat.deb_arch, spec.python, spec.os_packages, spec.os_mirror,
                                   spec.snapshot_date, build_packages=debian_build_packages(spec, compile_))
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        say("resolving the Debian runtime with apt")
-        # [build] from-source means compiling; otherwise only the resolution tells (a package without a wheel)
-        fut = pool.submit(debian, bool(from_source))
-        say("resolving PyPI with uv")
-        res = resolve(spec, platform)
+    def convert_tools(uv_lock: dict, tool_of: str) -> list[pylock.PyPackage]:
+        return _convert(uv_lock, spec, platform, {}, {}, tool_of=tool_of)[0]
 
-        children: dict[str, list[str]] = {}
-        for child, parents in res.parents.items():
-            for parent in parents:
-                children.setdefault(parent, []).append(child)
-        children = {k: sorted(set(v)) for k, v in children.items()}
-        packages, reasons = _convert(res.runtime, spec, platform, locals_, children, from_source)
-        resolved = {p.name for p in packages}
-        for name in spec.from_source:
-            if name not in resolved:
-                raise SpecError(f"{spec.path}: key 'build.from-source': {name!r} is not in the resolved environment")
-        if any(r != "local" for r in reasons.values()) and not from_source:
-            fut = pool.submit(debian, True)  # waits for the first on apt's state lock, then reuses its indices
+    def source_builds(inputs: list[SourceInput], debs: Callable[[], list[pylock.DebPackage]]) -> BuildResolution:
+        return resolve_source_builds(spec, platform, inputs, None, debs, convert_tools, say, uv)
 
-        def convert_tools(uv_lock: dict, tool_of: str) -> list[pylock.PyPackage]:
-            return _convert(uv_lock, spec, platform, {}, {}, tool_of=tool_of)[0]
+    say("resolving the Debian runtime with apt")
+    # [build] from-source means compiling; otherwise only the resolution tells (a package without a wheel)
+    fut = pool.submit(debian, bool(from_source))
+    first = fut
+    # The local projects' build requirements need no resolution, only the Debian interpreter (for the
+    # hook): they go alongside uv.  Should the Debian side be resolved again (compilers added), they
+    # are redone below unless the interpreter came out the same.
+    hook_debs: list[str] = []
 
-        inputs = [SourceInput(name=p.name, version=p.version, reason="local", directory=lp.dir)
-                  for lp in spec.local for p in packages if p.directory == lp.path]
-        inputs += [SourceInput(name=p.name, version=p.version, reason=reasons[p.name], sdist=p.sdist)
-                   for p in packages if p.name in reasons]
-        if inputs:
-            from ..paths import store_dir
-            from ..snapshot.store import Store
+    def first_debs() -> list[pylock.DebPackage]:
+        debs = first.result().packages
+        hook_debs.append(interpreter_key(debs))
+        return debs
 
-            store = Store(store_dir(None))
-        else:
-            store = None
-        builds = resolve_source_builds(spec, platform, inputs, store, lambda: fut.result().packages,
-                                       convert_tools, say)
-        debres = fut.result()
+    if idle is not None:
+        idle()
+    # The short uv runs start only now, after the runtime set's has begun and envgen's own
+    # start-up is done: started all at once they slowed it down (2 cores) and their
+    # simultaneous DNS queries got some dropped (a 5 s retry).
+    uvr.start_tools(uv)
+    for inp in local_inputs:
+        assert inp.directory is not None  # a local project
+        start_local(uv, inp.name, inp.directory)
+    local_fut: Future[BuildResolution] | None = (
+        pool.submit(source_builds, local_inputs, first_debs) if local_inputs else None)
+    res = uvr.finish(uv)
+
+    children: dict[str, list[str]] = {}
+    for child, parents in res.parents.items():
+        for parent in parents:
+            children.setdefault(parent, []).append(child)
+    children = {k: sorted(set(v)) for k, v in children.items()}
+    packages, reasons = _convert(res.runtime, spec, platform, locals_, children, from_source)
+    resolved = {p.name for p in packages}
+    for name in spec.from_source:
+        if name not in resolved:
+            raise SpecError(f"{spec.path}: key 'build.from-source': {name!r} is not in the resolved environment")
+    if any(r != "local" for r in reasons.values()) and not from_source:
+        fut = pool.submit(debian, True)  # waits for the first on apt's state lock, then reuses its indices
+    final = fut
+
+    inputs = [SourceInput(name=p.name, version=p.version, reason=reasons[p.name], sdist=p.sdist)
+              for p in packages if p.name in reasons]
+    builds = source_builds(inputs, lambda: final.result().packages)
+    debres = fut.result()
+    if local_fut is not None:
+        local = local_fut.result()
+        if hook_debs and interpreter_key(debres.packages) != hook_debs[0]:
+            local = source_builds(local_inputs, lambda: debres.packages)
+        builds = BuildResolution(sorted(builds.source_builds + local.source_builds, key=lambda b: b.name),
+                                 builds.tools + local.tools)
 
     tools: dict[tuple[str, str | None], pylock.PyPackage] = {}
     for t in convert_tools(res.build, "a base build tool") + builds.tools:
@@ -215,7 +270,7 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
         platforms=list(spec.platforms),
         envgen_version=__version__,
         uv_version=res.uv_version,
-        index=index_url(),
+        index=uvr.index_url(),
         roots=roots,
         packages=packages,
         build_tools=build_tools,
@@ -237,18 +292,33 @@ def build_lock(spec: Spec, progress=None) -> tuple[pylock.Lock, list[str]]:
     return lock, warnings
 
 
-def lock_spec(spec: Spec, progress=None) -> LockResult:
-    lock, warnings = build_lock(spec, progress)
+def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
+              early: uvr.EarlyRun | None = None) -> LockResult:
+    """Lock *spec* into its ``pylock.<name>.toml``; *idle* and *early* as for :func:`build_lock`."""
+    from ..fsutil import atomic_write
+    from . import pylock
+
     path = spec.lock_path
+    previous: list[pylock.Lock | None] = [None]
+
+    def read_previous() -> None:
+        # The lock on disk, read while uv resolves: when the new one equals it, the file is left
+        # alone (and the serialiser, the slowest step after uv, is skipped). Equal models
+        # serialise to equal bytes, so the lock stays byte-identical either way.
+        if path.is_file():
+            try:
+                previous[0] = pylock.loads(path.read_text(), path)
+            except EnvgenError:
+                pass  # unreadable or foreign: rewrite it
+
+    def while_uv_resolves() -> None:
+        read_previous()
+        if idle is not None:
+            idle()
+
+    lock, warnings = build_lock(spec, progress, while_uv_resolves, early)
     lock.path = path
-    if path.is_file():
-        # The same lock as the one on disk: leave the file alone (and skip the
-        # serialiser, the slowest step after uv). Equal models serialise to equal
-        # bytes, so the lock stays byte-identical either way.
-        try:
-            if pylock.loads(path.read_text(), path) == lock:
-                return LockResult(lock, path, False, warnings)
-        except EnvgenError:
-            pass  # unreadable or foreign: rewrite it
+    if previous[0] is not None and previous[0] == lock:
+        return LockResult(lock, path, False, warnings)
     atomic_write(path, pylock.dumps(lock))
     return LockResult(lock, path, True, warnings)

@@ -1,44 +1,66 @@
 """PyPI resolution with uv, frozen at the spec's snapshot date.
 
 uv does the resolving; this module only drives it and reads back what it
-wrote.  Three uv runs make one lock:
+wrote.  A lock needs these uv runs (:class:`UvSession`), all overlapping the
+longest, the runtime set's, which starts as soon as the spec is read; the
+short ones start once the rest of envgen's start-up is done (started all at
+once, they slowed the long one down on two cores, and their simultaneous DNS
+queries got some dropped, which costs a 5 s retry):
 
 * the runtime set, as a PEP 751 ``pylock.toml`` (URLs, upload times, hashes);
 * the base build tools (pypa ``installer``, ``packaging`` and
   ``pyproject-hooks``, which the builders' in-sandbox assembler imports), also
-  as a pylock, run concurrently with the first;
-* the runtime set again, offline from uv's now-warm cache, as an annotated
-  ``requirements.txt`` whose ``# via`` comments give the dependency edges.
+  as a pylock;
+* the ``[build-system] requires`` of each local project, which its
+  ``pyproject.toml`` states before anything is resolved (sdists' build
+  requirements are known only after the runtime set, and are resolved then,
+  by :mod:`envgen.lock.buildreq`, through the same session);
+* ``uv --version``.
 
-The first two run concurrently; the third follows the first (~0.2 s; running
-it alongside measured no faster on two cores, and doubled the downloads).
-Each source build's build requirements are resolved afterwards, the same way
-(:func:`compile_pylock`), by :mod:`envgen.lock.buildreq`.
+Each run names envgen's own interpreter with ``--python`` when it is the
+spec's Python (:func:`_interpreter_args`), which spares uv its discovery.
+
+The dependency edges take one more run: the runtime set again, offline from
+uv's now-warm cache, as an annotated ``requirements.txt`` whose ``# via``
+comments give the edges (uv's pylock has no ``dependencies``).  That answer is
+a function of the runtime resolution it annotates, so it is cached
+(:func:`edges_key`): a re-lock whose resolution is unchanged runs no second
+resolve, and gets the edges a fresh run would give.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.utils import canonicalize_name
-
-from ..distros import PLATFORMS
+from ..distros import DISTROS, PLATFORMS
 from ..errors import EnvgenError
-from ..proc import run as run_tool
-from ..spec import Spec
+from ..paths import cache_dir
+
+if TYPE_CHECKING:
+    from ..spec import Spec
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 # Build tools every lock carries, not tied to one source build: the builders' assembler
 # installs wheels with pypa installer and drives PEP 517 backends with pyproject_hooks.
 BASE_BUILD_TOOLS = ["installer", "packaging", "pyproject-hooks"]
+EDGES_CACHE_VERSION = 1
 
 
+@functools.cache
 def uv_bin() -> str:
     try:
         from uv import find_uv_bin
@@ -47,13 +69,13 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
-def uv_version() -> str:
-    out = run_tool([uv_bin(), "--version"], "uv --version").stdout
-    return out.split()[1]
-
-
 def index_url() -> str:
     return os.environ.get("ENVGEN_INDEX_URL", DEFAULT_INDEX)
+
+
+def lock_cache() -> Path:
+    """Where locking keeps what only saves time (every entry keyed by all it depends on)."""
+    return cache_dir() / "lock"
 
 
 def _clean_uv_error(text: str) -> str:
@@ -71,6 +93,8 @@ class UvJob:
     cmd: list[str]
     stdin: str
     proc: subprocess.Popen[str] | None = None
+    result: str | None = None
+    error: str | None = None
 
     def start(self, cwd: Path) -> UvJob:
         self.proc = proc = subprocess.Popen(
@@ -78,18 +102,32 @@ class UvJob:
             stderr=subprocess.PIPE, text=True, env=_uv_env(),
         )
         assert proc.stdin is not None  # stdin=PIPE
-        proc.stdin.write(self.stdin)
-        proc.stdin.close()
+        try:
+            proc.stdin.write(self.stdin)  # a requirement list: well within the pipe's buffer
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # uv exited at once; wait() reports why
+        proc.stdin = None
         return self
 
     def wait(self, what: str) -> str:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None  # started, with pipes
-        out = proc.stdout.read()
-        err = proc.stderr.read()
-        if proc.wait() != 0:
-            raise EnvgenError(f"uv could not resolve {what}: {_clean_uv_error(err)}")
-        return out
+        """uv's stdout (once; later calls give the same), or one line naming *what* could not be resolved."""
+        if self.result is None and self.error is None:
+            proc = self.proc
+            assert proc is not None  # started
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                self.error = _clean_uv_error(err)
+            else:
+                self.result = out
+        if self.result is None:
+            raise EnvgenError(f"uv could not resolve {what}: {self.error}")
+        return self.result
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _uv_env() -> dict[str, str]:
@@ -102,17 +140,253 @@ def _uv_env() -> dict[str, str]:
     return env
 
 
-def _common_args(spec: Spec, platform: str) -> list[str]:
-    glibc = spec.distro.glibc
+def _uv_args(snapshot_iso: str, python: str, platform: str, glibc: tuple[int, int]) -> list[str]:
     plat = PLATFORMS[platform]
     return [
         "--no-config",
         "--default-index", index_url(),
-        "--exclude-newer", spec.snapshot_date.iso,
-        "--python-version", spec.python,
+        "--exclude-newer", snapshot_iso,
+        "--python-version", python,
         "--python-platform", f"{plat.machine}-manylinux_{glibc[0]}_{glibc[1]}",
         "--quiet",
     ]
+
+
+def _common_args(spec: Spec, platform: str) -> list[str]:
+    return _uv_args(spec.snapshot_date.iso, spec.python, platform, spec.distro.glibc)
+
+
+def _interpreter_args(python: str) -> list[str]:
+    """``--python`` envgen's own interpreter, when it is the spec's Python version.
+
+    uv needs an interpreter only to build metadata from sources; the target is
+    ``--python-version`` (its markers use the version's ``.0`` patch level) on
+    ``--python-platform``.  Naming one spares uv its discovery, which runs the
+    ``python3.X`` it finds on ``PATH`` (a pyenv shim is a chain of shell
+    scripts: ~0.3 s per uv run).  Otherwise (another Python, or not CPython,
+    whose implementation markers differ) uv discovers one, as before.
+    """
+    ours = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if ours == python and sys.implementation.name == "cpython" and sys.executable:
+        return ["--python", sys.executable]
+    return []
+
+
+def _pylock_args(common: list[str]) -> list[str]:
+    """A pylock run's arguments, all but its output file."""
+    return ["pip", "compile", "-", "--format", "pylock.toml", *common]
+
+
+ANNOTATED_ARGS = ["--annotation-style", "line", "--no-header", "--offline"]
+
+
+@dataclass
+class _Pylock:
+    job: UvJob
+    out: Path
+    what: str
+    parsed: dict | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class UvSession:
+    """The uv runs of one lock: started when asked for, awaited when needed, all ended on close.
+
+    A pylock run is keyed by its requirement list, so asking twice for the same
+    list (two sources with the same build requirements, or a prestarted one)
+    runs uv once.
+    """
+
+    spec: Spec
+    platform: str
+    early: EarlyRun | None = None  # the runtime run, started before the spec was validated
+    _tmp: Path | None = None
+    _pylocks: dict[tuple[tuple[str, ...], Path | None], _Pylock] = field(default_factory=dict)
+    _others: list[UvJob] = field(default_factory=list)
+    _version: UvJob | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> UvSession:
+        self._tmp = Path(tempfile.mkdtemp(prefix="envgen-lock-"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in list(self._pylocks.values()):
+            p.job.kill()
+        for j in self._others:
+            j.kill()
+        for d in [self._tmp, *([self.early.tmp] if self.early and self.early.adopted else [])]:
+            if d is not None:
+                shutil.rmtree(d, ignore_errors=True)
+
+    @property
+    def common(self) -> list[str]:
+        return _common_args(self.spec, self.platform) + _interpreter_args(self.spec.python)
+
+    def _job(self, args: list[str], stdin: str, cwd: Path) -> UvJob:
+        job = UvJob([uv_bin(), "pip", "compile", "-", *args, *self.common], stdin).start(cwd)
+        with self._lock:
+            self._others.append(job)
+        return job
+
+    def constraint_args(self) -> list[str]:
+        """``-c FILE`` of the spec's constraints and ``[hold]`` pins (they restrict the runtime set only)."""
+        lines = self.spec.resolver_constraints()
+        if not lines:
+            return []
+        assert self._tmp is not None, "use UvSession as a context manager"
+        path = self._tmp / "constraints.txt"
+        if not path.exists():
+            path.write_text("\n".join(lines) + "\n")
+        return ["-c", str(path)]
+
+    def start_pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None,
+                     constrained: bool = False) -> None:
+        """Start resolving *requirements* as the runtime set is resolved (snapshot date, Python, platform)."""
+        key = (tuple(requirements), cwd)
+        args = _pylock_args(self.common) + (self.constraint_args() if constrained else [])
+        stdin = "\n".join(requirements) + "\n"
+        with self._lock:
+            if key in self._pylocks:
+                return
+            early = self.early
+            if early is not None and not early.adopted and cwd is not None and early.identity == (args, stdin, cwd):
+                # the run started before the spec was validated is exactly this one: take it over
+                early.adopted = True
+                self._pylocks[key] = _Pylock(early.job, early.out, what)
+                if self._version is None:
+                    self._version = early.version
+                    self._others.append(early.version)
+                return
+            assert self._tmp is not None, "use UvSession as a context manager"
+            d = self._tmp / f"p{len(self._pylocks)}"
+            d.mkdir()
+            out = d / "pylock.toml"
+            job = UvJob([uv_bin(), *args, "-o", str(out)], stdin).start(cwd or d)
+            self._pylocks[key] = _Pylock(job, out, what)
+
+    def pylock(self, requirements: Sequence[str], what: str, cwd: Path | None = None,
+               constrained: bool = False) -> dict:
+        """The parsed pylock of *requirements* (started now unless already started)."""
+        self.start_pylock(requirements, what, cwd, constrained)
+        p = self._pylocks[(tuple(requirements), cwd)]
+        with p.lock:
+            if p.parsed is None:
+                p.job.wait(p.what)
+                p.parsed = tomllib.loads(p.out.read_text())
+            return p.parsed
+
+    def start_version(self) -> None:
+        with self._lock:
+            if self._version is None:
+                assert self._tmp is not None, "use UvSession as a context manager"
+                self._version = UvJob([uv_bin(), "--version"], "").start(self._tmp)
+                self._others.append(self._version)
+
+    def version_text(self) -> str:
+        """``uv --version``'s whole line (``uv 0.13.9 (…)``)."""
+        self.start_version()
+        assert self._version is not None
+        return self._version.wait("its own version (uv --version)").strip()
+
+    def version(self) -> str:
+        return self.version_text().split()[1]
+
+    def annotated(self, requirements_in: str, cwd: Path) -> str:
+        """The runtime set again, offline from uv's warm cache, with ``# via`` annotations."""
+        return self._job(ANNOTATED_ARGS + self.constraint_args(), requirements_in, cwd).wait("the dependency edges")
+
+
+# --------------------------------------------------------------------------- the runtime set
+
+
+def _runtime_in(requirements: list[str], local_dirs: list[Path], spec_dir: Path) -> str:
+    local = [f"./{Path(os.path.relpath(d, spec_dir)).as_posix()}" for d in local_dirs]
+    return "\n".join(requirements + local) + "\n"
+
+
+def runtime_requirements(spec: Spec) -> str:
+    """What uv is given for the runtime set: the spec's requirements, then its local projects."""
+    return _runtime_in(spec.requirements, [lp.dir for lp in spec.local], spec.dir)
+
+
+@dataclass
+class EarlyRun:
+    """The runtime set's uv run (and ``uv --version``), started from the spec's TOML before it is validated.
+
+    Validating a spec imports most of envgen, which takes longer than reading
+    its TOML.  The session adopts this run only when the validated spec asks
+    for exactly this run (arguments, input, directory); otherwise it is
+    killed, and the lock is what it would have been without it.
+    """
+
+    identity: tuple[list[str], str, Path]
+    job: UvJob
+    out: Path
+    tmp: Path
+    version: UvJob
+    adopted: bool = False
+
+    def close(self) -> None:
+        """Kill and remove what the session did not adopt."""
+        if not self.adopted:
+            self.job.kill()
+            self.version.kill()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start_early(spec_path: str | os.PathLike) -> EarlyRun | None:
+    """Start the runtime run of the spec at *spec_path* as its TOML states it (None: nothing worth starting).
+
+    Nothing here is trusted: :class:`UvSession` compares it with the run the
+    validated spec needs.
+    """
+    import datetime as dt
+
+    from ..clock import SnapshotDate
+
+    try:
+        path = Path(spec_path)
+        raw = tomllib.loads(path.read_text())
+        date = SnapshotDate.parse(raw["snapshot-date"])
+        platforms = raw.get("platforms", ["linux-x86_64"])
+        python = raw["python"]
+        requirements = raw.get("requirements", [])
+        local = raw.get("local", [])
+        glibc = DISTROS[raw["os"]["base"]].glibc
+        if (date > dt.datetime.now(dt.UTC) or not isinstance(platforms, list) or len(platforms) != 1
+                or not isinstance(python, str) or not isinstance(requirements, list)
+                or not all(isinstance(r, str) for r in requirements) or not isinstance(local, list)):
+            return None
+        common = _uv_args(date.iso, python, platforms[0], glibc) + _interpreter_args(python)
+        stdin = _runtime_in(requirements, [(path.parent / lp).resolve() for lp in local], path.parent)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    args = _pylock_args(common)
+    tmp = Path(tempfile.mkdtemp(prefix="envgen-lock-"))
+    (tmp / "early").mkdir()
+    out = tmp / "early" / "pylock.toml"
+    job = UvJob([uv_bin(), *args, "-o", str(out)], stdin).start(path.parent)
+    version = UvJob([uv_bin(), "--version"], "").start(tmp)
+    return EarlyRun((args, stdin, path.parent), job, out, tmp, version)
+
+
+def _base_tools_what(spec: Spec) -> str:
+    return f"the build tools of {spec.path} ({', '.join(BASE_BUILD_TOOLS)})"
+
+
+def start(uv: UvSession) -> None:
+    """Start the runtime set's uv run (the longest) and ``uv --version``."""
+    spec = uv.spec
+    uv.start_pylock(runtime_requirements(spec).splitlines(), f"the requirements of {spec.path}", spec.dir,
+                    constrained=True)
+    uv.start_version()
+
+
+def start_tools(uv: UvSession) -> None:
+    """Start resolving the base build tools (short: started after :func:`start`, see :mod:`envgen.lock.make`)."""
+    uv.start_pylock(BASE_BUILD_TOOLS, _base_tools_what(uv.spec))
 
 
 @dataclass
@@ -123,50 +397,88 @@ class Resolution:
     uv_version: str
 
 
-def resolve(spec: Spec, platform: str, cache_dir: str | None = None) -> Resolution:
-    uv = uv_bin()
-    common = _common_args(spec, platform)
-    if cache_dir:
-        common += ["--cache-dir", cache_dir]
-    local = [f"./{Path(os.path.relpath(lp.dir, spec.dir)).as_posix()}" for lp in spec.local]
-    runtime_in = "\n".join(spec.requirements + local) + "\n"
-    build_in = "\n".join(BASE_BUILD_TOOLS) + "\n"
-    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
-        t = Path(tmp)
-        (t / "rt").mkdir()
-        (t / "bt").mkdir()
-        rt_out = t / "rt" / "pylock.toml"
-        bt_out = t / "bt" / "pylock.toml"
-        constraints: list[str] = []  # the spec's constraints and [hold] pins restrict the runtime set only
-        if spec.resolver_constraints():
-            (t / "constraints.txt").write_text("\n".join(spec.resolver_constraints()) + "\n")
-            constraints = ["-c", str(t / "constraints.txt")]
-        jobs = [
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(rt_out)] + constraints + common,
-                  runtime_in).start(spec.dir),
-            UvJob([uv, "pip", "compile", "-", "--format", "pylock.toml", "-o", str(bt_out)] + common,
-                  build_in).start(spec.dir),
-        ]
-        jobs[0].wait(f"the requirements of {spec.path}")
-        annotated = UvJob([uv, "pip", "compile", "-", "--annotation-style", "line", "--no-header", "--offline"]
-                          + constraints + common, runtime_in).start(spec.dir).wait("the dependency edges")
-        jobs[1].wait(f"the build tools of {spec.path} ({build_in.strip().replace(chr(10), ', ')})")
-        runtime = tomllib.loads(rt_out.read_text())
-        build = tomllib.loads(bt_out.read_text())
-    return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv_version())
+def finish(uv: UvSession) -> Resolution:
+    """The runtime set, its edges and the base build tools (what :func:`start` began, awaited)."""
+    spec = uv.spec
+    runtime_in = runtime_requirements(spec)
+    runtime = uv.pylock(runtime_in.splitlines(), f"the requirements of {spec.path}", spec.dir, constrained=True)
+    key = edges_key(spec, uv.platform, runtime_in, runtime, uv.version_text())
+    cached = lock_cache() / "edges" / f"{key}.txt" if key else None
+    annotated = _read_cached(cached) if cached else None
+    if annotated is None:
+        annotated = uv.annotated(runtime_in, spec.dir)
+        if cached:
+            from ..fsutil import atomic_write
+
+            atomic_write(cached, annotated)
+    build = uv.pylock(BASE_BUILD_TOOLS, _base_tools_what(spec))
+    return Resolution(runtime=runtime, build=build, parents=parse_via(annotated), uv_version=uv.version())
 
 
-def compile_pylock(spec: Spec, platform: str, requirements: list[str], what: str,
-                   cache_dir: str | None = None) -> dict:
-    """Resolve *requirements* as the runtime set is resolved (snapshot date, Python, platform); the parsed pylock."""
-    common = _common_args(spec, platform)
-    if cache_dir:
-        common += ["--cache-dir", cache_dir]
-    with tempfile.TemporaryDirectory(prefix="envgen-lock-") as tmp:
-        out = Path(tmp) / "pylock.toml"
-        UvJob([uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "-o", str(out)] + common,
-              "\n".join(requirements) + "\n").start(Path(tmp)).wait(what)
-        return tomllib.loads(out.read_text())
+# --------------------------------------------------------------------------- the edges' cache
+
+
+def _read_cached(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _static_dependencies(pyproject: bytes) -> bool:
+    """Whether a local project's dependencies are in its ``pyproject.toml`` alone (PEP 621, not dynamic)."""
+    try:
+        proj = tomllib.loads(pyproject.decode()).get("project")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    if not isinstance(proj, dict):
+        return False
+    dynamic = proj.get("dynamic", [])
+    return isinstance(dynamic, list) and not {"dependencies", "optional-dependencies"} & set(dynamic)
+
+
+def edges_key(spec: Spec, platform: str, runtime_in: str, runtime: dict, version: str) -> str | None:
+    """The key of the edges of *runtime* (uv's pylock of *runtime_in*), or None when they cannot be cached.
+
+    uv's ``# via`` lines are a function of: uv's version; its arguments (index,
+    snapshot date, Python, platform: the OS base's glibc); the interpreter it
+    is given (markers such as ``implementation_name`` are the interpreter's);
+    the requirements given; the packages resolved, each pinned by the hashes
+    of its files, whose dependency metadata is immutable; and each local
+    project's dependencies.  The key holds all of these.  Three cases fall
+    back to running uv: uv discovers the interpreter itself (envgen's own is
+    not the spec's Python); a local project's dependencies are not static in
+    its ``pyproject.toml`` (a backend computes them); a package has no wheel
+    for the target (uv builds its metadata from the sdist).
+    """
+    from .tags import best_wheel, supported_tags
+
+    interpreter = _interpreter_args(spec.python)
+    if not interpreter:
+        return None
+    plat = PLATFORMS[platform]
+    tags = supported_tags(spec.python, plat.machine, spec.distro.glibc)
+    for p in runtime.get("packages", []):
+        if "directory" in p:
+            continue
+        names = [w.get("name") or w["url"].rsplit("/", 1)[-1] for w in p.get("wheels", [])]
+        if best_wheel(names, tags) is None:
+            return None
+    local: dict[str, str] = {}
+    for lp in spec.local:
+        try:
+            pyproject = (lp.dir / "pyproject.toml").read_bytes()
+        except OSError:
+            return None
+        if not _static_dependencies(pyproject):
+            return None
+        local[Path(os.path.relpath(lp.dir, spec.dir)).as_posix()] = hashlib.sha256(pyproject).hexdigest()
+    doc = {
+        "v": EDGES_CACHE_VERSION, "uv": version, "args": _common_args(spec, platform) + ANNOTATED_ARGS,
+        "interpreter": [*interpreter, sys.version], "requirements": runtime_in, "resolution": runtime,
+        "local": local, "constraints": spec.resolver_constraints(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
 VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")
@@ -174,6 +486,8 @@ VIA_RE = re.compile(r"^(?P<req>\S+)\s+#\s+via\s+(?P<via>.*)$")
 
 def parse_via(text: str) -> dict[str, list[str]]:
     """``name==1.0  # via a, b`` lines -> {name: [a, b]} (canonical names)."""
+    from packaging.utils import canonicalize_name
+
     parents: dict[str, list[str]] = {}
     for line in text.splitlines():
         m = VIA_RE.match(line.strip())

@@ -34,13 +34,24 @@ def supported_tags(python: str, machine: str, glibc: tuple[int, int]) -> tuple[T
     return tuple(tags)
 
 
+_RANKS: dict[int, tuple[tuple[Tag, ...], dict[Tag, int]]] = {}
+
+
+def _ranks(tags: tuple[Tag, ...]) -> dict[Tag, int]:
+    """Each tag's rank, computed once per tag tuple (found by identity: hashing ~1000 tags per wheel is not free)."""
+    hit = _RANKS.get(id(tags))
+    if hit is None or hit[0] is not tags:
+        hit = _RANKS[id(tags)] = (tags, {t: i for i, t in enumerate(tags)})
+    return hit[1]
+
+
 def wheel_rank(filename: str, tags: tuple[Tag, ...]) -> int | None:
     """The rank of the best tag *filename* offers (lower is better), or None."""
     try:
         _, _, _, wtags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
         return None
-    ranks = {t: i for i, t in enumerate(tags)}
+    ranks = _ranks(tags)
     best = [ranks[t] for t in wtags if t in ranks]
     return min(best) if best else None
 
