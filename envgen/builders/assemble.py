@@ -2,7 +2,7 @@
 
 Both builders prepare a root filesystem (the unpacked Debian .debs), make it
 ``/`` for this program (the embedded builder with bubblewrap, the Nix builder
-with ``unshare`` + ``chroot`` inside its sandbox), and run::
+with busybox ``unshare`` + ``pivot_root`` inside its sandbox, ``envgen/builders/enter.sh``), and run::
 
     python3.X -I -B -S /.build/assemble.py build-wheel|assemble /.build/plan.json
 

@@ -57,6 +57,7 @@ FLAKE_FILES = {
     "nix/default.nix": "nix/template/default.nix",
     "envgen/layout.py": "layout.py",  # envgen/nix/lib/env.nix and wheel.nix import these two
     "envgen/builders/assemble.py": "builders/assemble.py",
+    "envgen/builders/enter.sh": "builders/enter.sh",  # and the launcher that makes a tree / for it
 }
 PYTHON_COMMANDS = {"python", "python3"}
 

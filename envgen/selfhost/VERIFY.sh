@@ -128,8 +128,7 @@ for x in $TOOLS; do link "$x" "$w/in/tools"; done
 enter() { "$bb" sh "$b/selfhost/enter.sh" "$bb" "$w/root" "$@"; }
 epoch=$(sed -n 's/^ "epoch": \([0-9]*\),$/\1/p' "$w/in/plan.json")
 say "installing envgen's runtime ($(echo $WHEELS | wc -w) wheels) with its own Python"
-enter --bind "$w/in" /.build -- PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC \
-  SOURCE_DATE_EPOCH="$epoch" PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 \
+SOURCE_DATE_EPOCH=$epoch enter --bind "$w/in" /.build --assembler -- \
   "$PYTHON" -I -B -S /.build/assemble.py assemble /.build/plan.json >&2 ||
   die "installing envgen's runtime failed (see above)"
 

@@ -96,7 +96,7 @@ def bundle_members(store: Store, sid: str) -> SelfHost:
         SNAPSHOT: ("selfhost-snapshot", snap, 0o644),
         BUSYBOX: ("selfhost-busybox", busybox, 0o755),
         PLAN: ("selfhost-plan", asm.files["plan.json"], 0o644),
-        ENTER: ("selfhost-launcher", (HERE / "enter.sh").read_bytes(), 0o644),
+        ENTER: ("selfhost-launcher", (HERE.parent / "builders" / "enter.sh").read_bytes(), 0o644),
     }
     objects = {o["sha256"]: "selfhost" for o in inputs.manifest["objects"]}
     return SelfHost(sid, members, objects)

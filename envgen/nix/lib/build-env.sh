@@ -3,7 +3,7 @@
 # 2. the inputs the assembler reads are laid out under /.build: the wheelhouse
 #    (locked wheels and the wheels built from source, under their file names),
 #    the assembler's own tools, the lock, the manifest, the plan;
-# 3. the tree's own Python runs envgen's assembler with $out as / (chroot.sh),
+# 3. the tree's own Python runs envgen's assembler with $out as / (envgen/builders/enter.sh),
 #    exactly as the embedded builder runs it under bubblewrap.
 bb=$busybox
 $bb mkdir -p $out
@@ -23,7 +23,8 @@ $bb cp $layoutPy $in/layout.py
 $bb cp $lockFile $in/pylock.toml
 $bb cp $manifestFile $in/snapshot.json
 $bb cp $planPath $in/plan.json
-$bb sh $chrootSh $out $in -- /usr/bin/python$pythonVersion -I -B -S /.build/assemble.py assemble /.build/plan.json
-# the mount points chroot.sh made, and what a build leaves in /tmp and /run (as the embedded builder removes them)
-$bb rm -rf $out/.build $out/build $out/nix
+$bb sh $enterSh $bb $out --bind $in /.build --bind /nix/store /nix/store --assembler -- \
+  /usr/bin/python$pythonVersion -I -B -S /.build/assemble.py assemble /.build/plan.json
+# the mount points enter.sh made, and what a build leaves in /tmp and /run (as the embedded builder removes them)
+$bb rm -rf $out/.build $out/.bb $out/build $out/nix
 for d in tmp run dev; do $bb rm -rf $out/$d; $bb mkdir $out/$d; done

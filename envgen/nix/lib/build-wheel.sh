@@ -15,6 +15,7 @@ $bb ln -s $sourceFile $in/source/$sourceName
 $bb cp $assemblePy $in/assemble.py
 $bb cp $layoutPy $in/layout.py
 $bb cp $planPath $in/plan.json
-$bb sh $chrootSh $root $in -- /usr/bin/python$pythonVersion -I -B -S /.build/assemble.py build-wheel /.build/plan.json
+$bb sh $enterSh $bb $root --bind $in /.build --bind /nix/store /nix/store --assembler -- \
+  /usr/bin/python$pythonVersion -I -B -S /.build/assemble.py build-wheel /.build/plan.json
 $bb mkdir -p $out
 $bb cp $in/out/*.whl $out/

@@ -5,7 +5,7 @@
 #   /.envgen                    the lock and snapshot manifest it came from
 #
 # busybox unpacks the runtime .debs (sorted by package name, as the embedded
-# builder does); then the tree's own Python, with the tree as / (chroot.sh),
+# builder does); then the tree's own Python, with the tree as / (envgen/builders/enter.sh),
 # runs envgen's assembler (envgen/builders/assemble.py, the same program the
 # embedded builder runs under bwrap): skeleton, every wheel installed by pypa
 # installer, unchecked-hash bytecode.  No uv, no nixpkgs.
@@ -27,7 +27,7 @@ derivation {
   args = [ "sh" "-e" ./build-env.sh ];
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;   # the trust root is checked before anything runs
-  chrootSh = ./chroot.sh;
+  enterSh = ../../builders/enter.sh;  # busybox unshare + pivot_root, shared with VERIFY.sh
   assemblePy = ../../builders/assemble.py;
   layoutPy = ../../layout.py;  # the tree layout, shared with the embedded builder
   debs = fetchAll data.debs;          # runtime .debs, sorted by package name

@@ -1,7 +1,7 @@
 # One source (a local project or an sdist) built into a wheel, in a build root:
 # the runtime and build .debs (compilers, headers) unpacked by busybox, the
 # source and its pinned build tools under /.build, and envgen's assembler run
-# by the root's own Python with the root as / (chroot.sh) -- the same program,
+# by the root's own Python with the root as / (envgen/builders/enter.sh) -- the same program,
 # paths and environment as the embedded builder, so the wheel is the same.
 { fetch, bootstrap, data, source }:
 let
@@ -24,7 +24,7 @@ derivation {
   args = [ "sh" "-e" ./build-wheel.sh ];
   busybox = bootstrap.bb;
   bootstrapCheck = bootstrap.check;
-  chrootSh = ./chroot.sh;
+  enterSh = ../../builders/enter.sh;  # busybox unshare + pivot_root, shared with VERIFY.sh
   assemblePy = ../../builders/assemble.py;
   layoutPy = ../../layout.py;
   debs = map fetch (data.debs ++ data.buildDebs);  # sorted by package name, as the embedded build root
