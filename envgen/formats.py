@@ -28,6 +28,7 @@ VERSIONS: dict[str, int] = {
     "envgen-run-cache": 1,
     "envgen-records": 1,       # the SQLite schema
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
+    "envgen-unit": 1,          # units/KEY/meta.json: one package installed once, shared by trees
 }
 
 LABELS = {
@@ -35,6 +36,7 @@ LABELS = {
     "envgen-bundle": "bundle", "envgen-tree": "tree metadata", "envgen-nix-tree": "Nix tree metadata",
     "envgen-nix-data": "Nix spec data", "envgen-sweep": "sweep", "envgen-run-cache": "run cache",
     "envgen-records": "records database", "envgen-built-wheel": "built-wheel record",
+    "envgen-unit": "install unit",
 }
 
 
