@@ -274,8 +274,10 @@ def compile_bytecode(plan: dict, layout, files: list[str] | None = None) -> None
         return subprocess.run([*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
                                "unchecked-hash", "-i", f"{lists}/{i}.txt"], env=env, capture_output=True, text=True)
 
+    # an empty list would make compileall compile everything on sys.path instead: empty chunks run nothing
+    chunks = [i for i in range(n) if files[i::n]]
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
-        procs = list(pool.map(one, range(n)))
+        procs = list(pool.map(one, chunks))
     for proc in procs:
         # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
         if proc.returncode not in (0, 1):
