@@ -223,7 +223,10 @@ class _Build:
             if u.key in have:
                 linker.add(u, dpkg=False)
         if missing or stdlib.key not in have:
+            t = time.perf_counter()
             self.install(missing, stdlib.key not in have)
+            self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
+            t = time.perf_counter()
             epoch = self.inputs.epoch
             for u in missing:
                 assert u.source is not None
@@ -231,6 +234,7 @@ class _Build:
                         linker)
             if stdlib.key not in have:
                 harvest(self.store, self.root, stdlib, stdlib_bytecode_files(self.root, python), epoch, linker)
+            self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
         if stdlib.key in have:
             linker.add(stdlib, dpkg=False)
 

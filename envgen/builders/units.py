@@ -157,6 +157,8 @@ def seal(work: Path, unit: Unit, epoch: int) -> None:
     meta = {**formats.header("envgen-unit"), "key": unit.key, "unit": unit.kind, "name": unit.name,
             "inputs": unit.inputs, "epoch": epoch, "files": len(lines)}
     (work / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    for p, mode in ((work / "listing.txt", 0o644), (work / "meta.json", 0o644), (work, 0o755)):
+        os.chmod(p, mode)  # as trees/KEY: readable by whoever shares the store, whatever the umask
     unit.path, unit.lines, unit.epoch, unit.built = work, lines, epoch, True
 
 
