@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,12 +229,18 @@ class _Build:
             self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
             t = time.perf_counter()
             epoch = self.inputs.epoch
-            for u in missing:
-                assert u.source is not None
-                harvest(self.store, self.root, u, wheel_files(self.root, python, dist_info_of(u.source)), epoch,
-                        linker)
-            if stdlib.key not in have:
-                harvest(self.store, self.root, stdlib, stdlib_bytecode_files(self.root, python), epoch, linker)
+
+            def one(u: Unit) -> None:
+                if u is stdlib:
+                    files = stdlib_bytecode_files(self.root, python)
+                else:
+                    assert u.source is not None
+                    files = wheel_files(self.root, python, dist_info_of(u.source))
+                harvest(self.store, self.root, u, files, epoch, linker)
+
+            todo = sorted([*missing, *([stdlib] if stdlib.key not in have else [])], key=lambda u: -u.cost)
+            with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap
+                list(pool.map(one, todo))
             self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
         if stdlib.key in have:
             linker.add(stdlib, dpkg=False)

@@ -60,6 +60,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ from ..fsutil import canonical_json, file_sha256, fsync_dir, remove_tree
 from ..lock import pylock
 from ..snapshot import Store
 from . import debs
-from .tree import parse_line, settle
+from .tree import final_mode, parse_line, settle
 
 # Bump when what a unit holds changes for the same inputs: every unit is then made again.
 UNITS_VERSION = 1
@@ -181,31 +182,42 @@ def publish(store: Store, unit: Unit) -> None:
 
 
 def make_deb_units(store: Store, units: list[Unit], epoch: int, jobs: int) -> None:
-    """Unpack each .deb of *units* into its own unit (in parallel), and publish it."""
-    def one(unit: Unit) -> None:
-        assert unit.source is not None
-        work = store.staging_dir("unit-")
-        data = unit.source.read_bytes()
-        if hashlib.sha256(data).hexdigest() != unit.inputs["deb"]:
-            raise BuildError(f"store object corrupted: {unit.name}'s .deb no longer hashes to "
-                             f"{unit.inputs['deb'][:16]}…", hint="run `envgen store verify --repair`, then "
-                                                                 "`envgen snapshot SPEC` again")
-        (work / "root").mkdir()
-        debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
-        seal(work, unit, epoch)
-        publish(store, unit)
+    """Unpack each .deb of *units* into its own unit and publish it: *jobs* processes at once (unpacking is
+    mostly Python; the units do not depend on how many ran)."""
+    todo = sorted(units, key=lambda u: -u.cost)
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    _parallel(one, units, jobs)
-
-
-def _parallel(fn, items: list, jobs: int) -> None:
-    if not items:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            for u, (path, lines) in zip(todo, pool.map(_deb_unit_in_child, [(store.root, u, epoch) for u in todo]),
+                                        strict=True):
+                u.path, u.lines, u.epoch, u.built = path, lines, epoch, True
         return
-    from concurrent.futures import ThreadPoolExecutor
+    for u in todo:
+        _make_deb_unit(store, u, epoch)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(items)))) as pool:
-        for _ in pool.map(fn, sorted(items, key=lambda u: -u.cost)):
-            pass
+
+def _deb_unit_in_child(args: tuple[Path, Unit, int]) -> tuple[Path, list[str]]:
+    root, unit, epoch = args
+    _make_deb_unit(Store(root, create=False), unit, epoch)
+    assert unit.path is not None
+    return unit.path, unit.lines
+
+
+def _make_deb_unit(store: Store, unit: Unit, epoch: int) -> None:
+    assert unit.source is not None
+    work = store.staging_dir("unit-")
+    data = unit.source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != unit.inputs["deb"]:
+        raise BuildError(f"store object corrupted: {unit.name}'s .deb no longer hashes to "
+                         f"{unit.inputs['deb'][:16]}…", hint="run `envgen store verify --repair`, then "
+                                                             "`envgen snapshot SPEC` again")
+    (work / "root").mkdir()
+    debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
+    seal(work, unit, epoch)
+    publish(store, unit)
 
 
 def dist_info_of(wheel: Path) -> str:
@@ -259,16 +271,31 @@ def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, 
     files, now shared with the unit, and *linker* learns their sha256s."""
     work = store.staging_dir("unit-")
     root = work / "root"
+    made: set[Path] = set()
+    linked = []
+    ns = epoch * 1_000_000_000
     for rel in files:
+        # final mode and time set through the tree's own path, the one settle reads later (a FUSE
+        # filesystem may cache one path's attributes while the inode changes through another)
+        src = tree / rel
+        st = os.lstat(src)
+        if stat.S_IMODE(st.st_mode) != final_mode(st):
+            os.chmod(src, final_mode(st))
+        os.utime(src, ns=(ns, ns))
         dst = root / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        link_or_copy(tree / rel, dst)
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        try:
+            os.link(tree / rel, dst)
+            linked.append(rel)
+        except OSError:
+            shutil.copyfile(tree / rel, dst)  # the tree's file stays its own (settle then hashes it)
     seal(work, unit, epoch)
     shas = {e.path: e.sha256 for e in map(parse_line, unit.lines) if e.kind == "f"}
-    for rel in files:
+    for rel in linked:
         st = os.lstat(tree / rel)
-        if (root / rel).is_file() and os.path.samestat(st, os.lstat(root / rel)):
-            linker.known[(st.st_dev, st.st_ino)] = shas[rel]
+        linker.known[(st.st_dev, st.st_ino)] = shas[rel]
     publish(store, unit)
 
 
@@ -323,16 +350,18 @@ class Linker:
                 raise BuildError(f"placing {unit.name} into the tree: /{e.path}: {exc.strerror or exc}") from None
 
     def _file(self, src: Path, target: Path, sha: str, mode: int, link: bool) -> None:
-        st = os.lstat(src)
         if link:
             try:
                 os.link(src, target)
-                self.known[(st.st_dev, st.st_ino)] = sha
-                self.linked += 1
-                return
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES):
                     raise
+            else:
+                st = os.lstat(target)  # the inode as the tree's path shows it, as settle will see it
+                self.known[(st.st_dev, st.st_ino)] = sha
+                self.linked += 1
+                return
+        st = os.lstat(src)
         first = self.copies.get((st.st_dev, st.st_ino))
         if first is not None:  # a file the unit links twice: linked twice in the tree too
             try:
