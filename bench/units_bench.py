@@ -3,7 +3,9 @@
 
 Per round:
   * cold build: `envgen build --force` (every unit made afresh: .debs unpacked, wheels installed, bytecode
-    compiled) against `uv pip install --compile-bytecode` of the same wheels into a fresh venv (and raw uv);
+    compiled) against `uv pip install --compile-bytecode` of the same wheels into a fresh venv (and raw uv),
+    and against the whole-tree install this envgen still has (`EmbeddedBuilder.build(units=False)`, what
+    `envgen build` did before units; the same tree);
   * warm units: the tree removed, every unit in the store: `envgen build` only links;
   * one leaf re-pinned (a copy of specs/abide.toml with pyyaml==OLDER): `envgen lock`, `envgen snapshot`
     and `envgen build` of it, with its tree and the older pyyaml's unit removed first, so that the build
@@ -53,6 +55,10 @@ def run(cmd: list[str], **kw) -> tuple[float, str]:
 def envgen(*args: str) -> tuple[float, dict]:
     dt, out = run([*ENVGEN, *args, "--json"])
     return dt, json.loads(out)
+
+
+WHOLE = ("import sys; from envgen.builders.embedded import BUILDER; from envgen.snapshot import Store; "
+         "print(BUILDER.build(Store(sys.argv[1]), sys.argv[2], force=True, units=False).digest)")
 
 
 def checkout(work: Path, older: str) -> tuple[Path, Path]:
@@ -124,8 +130,8 @@ def bench(work: Path, source: Path, args) -> None:
     req.write_text(text)
     uv = uv_bin()
 
-    keys = ("envgen-cold", "uv", "uv-compile", "envgen-warm-units", "repin-lock", "repin-snapshot", "repin-build",
-            "repin-total")
+    keys = ("envgen-cold", "envgen-whole-tree", "uv", "uv-compile", "envgen-warm-units", "repin-lock",
+            "repin-snapshot", "repin-build", "repin-total")
     res: dict[str, list[float]] = {k: [] for k in keys}
     phases: list[dict] = []
     repin_units: list[dict] = []
@@ -134,6 +140,9 @@ def bench(work: Path, source: Path, args) -> None:
         assert out["tree_digest"] == first["tree_digest"]
         res["envgen-cold"].append(dt)
         phases.append(out["phases"])
+        dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cwd=REPO)
+        assert digest.strip() == first["tree_digest"], digest
+        res["envgen-whole-tree"].append(dt)
         for name, extra in (("uv", []), ("uv-compile", ["--compile-bytecode"])):
             venv = work / f"v-{name}-{i}"
             subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
@@ -167,6 +176,7 @@ def bench(work: Path, source: Path, args) -> None:
         "median_s": med,
         "ratio_cold_build_vs_uv_compile": med["envgen-cold"] / med["uv-compile"],
         "ratio_cold_build_vs_uv": med["envgen-cold"] / med["uv"],
+        "ratio_cold_build_vs_whole_tree": med["envgen-cold"] / med["envgen-whole-tree"],
         "ratio_repin_build_vs_cold": med["repin-build"] / med["envgen-cold"],
         "ratio_repin_total_vs_cold": med["repin-total"] / med["envgen-cold"],
         "ratio_warm_units_vs_cold": med["envgen-warm-units"] / med["envgen-cold"],

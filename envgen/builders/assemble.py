@@ -262,7 +262,9 @@ def compile_bytecode(plan: dict, layout, files: list[str] | None = None) -> None
     python = plan["python"]
     if files is None:
         files = bytecode_sources(layout, [layout.site_packages(python), f"/usr/lib/python{python}"])
-    n = layout.COMPILE_CHUNKS
+    # a fixed number of chunks (fewer for a short list: each is an interpreter to start), so that what
+    # is compiled does not depend on the machine's core count; a pyc does not depend on its chunk-mates
+    n = max(1, min(layout.COMPILE_CHUNKS, len(files) // 100))
     lists = f"{WORK}/compile"
     os.makedirs(lists, exist_ok=True)
     for i in range(n):

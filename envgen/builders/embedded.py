@@ -220,7 +220,7 @@ class _Build:
         self.units += [*units, stdlib]
         have = {u.key for u in (*units, stdlib) if not self.force and find(self.store, u)}
         missing = [u for u in units if u.key not in have]
-        for u in units:
+        for u in (*units, stdlib):  # the standard library's pycs first: compileall then imports from them
             if u.key in have:
                 linker.add(u, dpkg=False)
         if missing or stdlib.key not in have:
@@ -242,8 +242,6 @@ class _Build:
             with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap
                 list(pool.map(one, todo))
             self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
-        if stdlib.key in have:
-            linker.add(stdlib, dpkg=False)
 
     def install(self, missing: list[Unit], stdlib: bool) -> None:
         """Run the assembler's ``units`` step in the tree: install *missing* and compile their bytecode (and

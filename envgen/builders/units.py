@@ -18,8 +18,12 @@ Three kinds, each keyed by everything its bytes are a function of:
 ``wheel``
     One wheel installed by pypa ``installer`` as the whole-tree install does
     (prefix /opt/env, the same scheme, shebangs and RECORD), with its
-    unchecked-hash bytecode compiled at the in-tree paths by the tree's own
-    interpreter.  Key: the wheel's sha256, the Python version and the
+    unchecked-hash bytecode.  A wheel no unit holds yet is installed into the
+    tree being built and compiled there by the assembler (``assemble.py
+    units``: the whole-tree install's own compileall command, because a pyc
+    depends on the strings the compiling process holds interned), and its
+    files (its RECORD, and a pyc per .py) are then hard-linked into its unit
+    (:func:`harvest`).  Key: the wheel's sha256, the Python version and the
     sha256s of the interpreter's .debs, the installer wheel's sha256, the
     assembler version, the prefix and the bytecode exclusions.
 ``bytecode``
@@ -322,6 +326,8 @@ class Linker:
         """Place *unit*: with *dpkg*, by the rules of unpacking a .deb (a later package replaces a file);
         otherwise a path the tree already holds is a conflict, as for installer."""
         assert unit.path is not None
+        if not dpkg:
+            return self._add_exclusive(unit)
         src_root = unit.path / "root"
         place = debs.Placer(self.root, unit.name)
         link = unit.epoch == self.epoch
@@ -329,25 +335,64 @@ class Linker:
             e = parse_line(line)
             try:
                 if e.kind == "d":
-                    if dpkg:
-                        place.directory(e.path)
-                    else:
-                        os.makedirs(self.root / e.path, exist_ok=True)
+                    place.directory(e.path)
                     continue
-                if dpkg:
-                    target = place.prepare(e.path)
-                else:
-                    target = self.root / e.path
-                    if os.path.lexists(target):
-                        other = self.owner.get(e.path, "the env's skeleton")
-                        raise BuildError(f"{unit.name} and {other} both install /{e.path}")
-                    self.owner[e.path] = unit.name
+                target = place.prepare(e.path)
                 if e.kind == "l":
                     os.symlink(e.target, target)
                 elif e.kind == "f":
                     self._file(src_root / e.path, target, e.sha256, int(e.mode, 8), link)
             except OSError as exc:
                 raise BuildError(f"placing {unit.name} into the tree: /{e.path}: {exc.strerror or exc}") from None
+
+    def _add_exclusive(self, unit: Unit) -> None:
+        """Place a wheel or bytecode unit, whose paths no other package of the tree may hold (the fast path:
+        a tree links some 10,000 such files; os.link and os.symlink refuse an existing path themselves)."""
+        assert unit.path is not None
+        src_root = f"{unit.path}/root/"
+        root = f"{self.root}/"
+        link = unit.epoch == self.epoch
+        for line in unit.lines:
+            kind, mode, rest = line.split(" ", 2)
+            if kind == "d":
+                try:
+                    os.mkdir(root + rest)
+                except FileExistsError:
+                    if not os.path.isdir(root + rest):
+                        self._conflict(unit, rest)
+                continue
+            if kind == "l":
+                path, target = rest.split(" -> ", 1)
+            else:
+                path, _, target = rest.rpartition(" ")  # target: the sha256
+            try:
+                if kind == "l":
+                    os.symlink(target, root + path)
+                elif kind == "f":
+                    if link:
+                        try:
+                            os.link(src_root + path, root + path)
+                        except OSError as exc:  # an existing path (EEXIST) is a conflict, raised on
+                            if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES):
+                                raise
+                            self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
+                        else:
+                            st = os.lstat(root + path)  # the inode as the tree's path shows it, as settle sees it
+                            self.known[(st.st_dev, st.st_ino)] = target
+                            self.linked += 1
+                    else:
+                        if os.path.lexists(root + path):
+                            self._conflict(unit, path)
+                        self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
+                self.owner[path] = unit.name
+            except FileExistsError:
+                self._conflict(unit, path)
+            except OSError as exc:
+                raise BuildError(f"placing {unit.name} into the tree: /{path}: {exc.strerror or exc}") from None
+
+    def _conflict(self, unit: Unit, path: str) -> None:
+        other = self.owner.get(path, "the env's skeleton")
+        raise BuildError(f"{unit.name} and {other} both install /{path}")
 
     def _file(self, src: Path, target: Path, sha: str, mode: int, link: bool) -> None:
         if link:
