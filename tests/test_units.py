@@ -138,6 +138,20 @@ def test_deb_units_merge_as_the_debs_unpack(tmp_path):
             assert int(os.lstat(p).st_mtime) == EPOCH and (kind == "l" or not os.lstat(p).st_mode & 0o222)
 
 
+def test_a_unit_made_again_must_equal_the_stores(tmp_path):
+    """--force (or a racing build) makes a unit the store has: the same listing, or a one-line error."""
+    store = Store(tmp_path / "store")
+    with store.session():
+        make_deb_units(store, [_deb_unit(store, tmp_path, "a", DEB_A)], EPOCH, jobs=1)
+        again = _deb_unit(store, tmp_path, "a", DEB_A)
+        make_deb_units(store, [again], EPOCH, jobs=1)  # equal: this copy is kept aside, the store's stays
+        assert again.path is not None and again.path.parent == store.tmp
+        listing_txt = store.paths.unit(again.key) / "listing.txt"
+        listing_txt.write_text(listing_txt.read_text().replace("f 0555 usr/bin/tool ", "f 0444 usr/bin/tool "))
+        with pytest.raises(BuildError, match="made again, it differs from the store's unit"):
+            make_deb_units(store, [_deb_unit(store, tmp_path, "a", DEB_A)], EPOCH, jobs=1)
+
+
 def test_a_unit_of_another_snapshot_date_is_copied_keeping_its_hard_links(tmp_path):
     store = Store(tmp_path / "store")
     u = _deb_unit(store, tmp_path, "a", DEB_A)

@@ -168,8 +168,10 @@ def seal(work: Path, unit: Unit, epoch: int) -> None:
 
 
 def publish(store: Store, unit: Unit) -> None:
-    """Move a sealed unit from staging into units/KEY in one rename; if another build got there first,
-    this tree keeps using its own copy (the same bytes by construction), which goes with the staging."""
+    """Move a sealed unit from staging into units/KEY in one rename.  If the store has the unit already
+    (another build got there first, or ``--force`` made it again), this tree keeps using its own copy,
+    which goes with the staging, once its listing is found equal to the store's unit's: a unit made
+    again that differs is an error (a package whose install is not reproducible, or a damaged unit)."""
     assert unit.path is not None
     dest = store.paths.unit(unit.key)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +180,20 @@ def publish(store: Store, unit: Unit) -> None:
     try:
         os.rename(unit.path, dest)
     except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            return
-        raise
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        lost = True
+    else:
+        lost = False
+    if lost:
+        # made again (--force, or a build racing this one): it must be the store's unit, entry for entry
+        theirs = Unit(unit.key, unit.kind, unit.name, unit.inputs)
+        if find(store, theirs) and theirs.lines != unit.lines:
+            differ = sorted(set(unit.lines) ^ set(theirs.lines))
+            raise BuildError(f"{unit.name}: made again, it differs from the store's unit {unit.key[:16]}… "
+                             f"in {len(differ)} listing lines, first {differ[0][:160]!r}",
+                             hint=f"a non-reproducible package or a damaged unit; remove {dest} to make it anew")
+        return
     fsync_dir(dest.parent)
     unit.path = dest
 
@@ -188,19 +201,24 @@ def publish(store: Store, unit: Unit) -> None:
 def make_deb_units(store: Store, units: list[Unit], epoch: int, jobs: int) -> None:
     """Unpack each .deb of *units* into its own unit and publish it: *jobs* processes at once (unpacking is
     mostly Python; the units do not depend on how many ran)."""
-    todo = sorted(units, key=lambda u: -u.cost)
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
-                                 mp_context=multiprocessing.get_context("fork")) as pool:
-            for u, (path, lines) in zip(todo, pool.map(_deb_unit_in_child, [(store.root, u, epoch) for u in todo]),
-                                        strict=True):
-                u.path, u.lines, u.epoch, u.built = path, lines, epoch, True
-        return
-    for u in todo:
-        _make_deb_unit(store, u, epoch)
+    todo = sorted(units, key=lambda u: -u.cost)
+    workers = max(1, min(jobs, len(todo)))
+    if workers > 1:
+        try:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        except OSError:  # no /dev/shm for its semaphores (a bare root, as VERIFY.sh's): threads instead
+            pass
+        else:
+            with pool:
+                for u, (path, lines) in zip(todo, pool.map(_deb_unit_in_child,
+                                                           [(store.root, u, epoch) for u in todo]), strict=True):
+                    u.path, u.lines, u.epoch, u.built = path, lines, epoch, True
+            return
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        list(threads.map(lambda u: _make_deb_unit(store, u, epoch), todo))
 
 
 def _deb_unit_in_child(args: tuple[Path, Unit, int]) -> tuple[Path, list[str]]:
