@@ -32,6 +32,7 @@ VERSIONS: dict[str, int] = {
     "envgen-records": 2,       # the SQLite schema (2: runs.state, runs.owner; reads 1 and migrates it)
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
     "envgen-pending-run": 1,   # records.d/ID.json: a run's record before a reader moves it into records.sqlite
+    "envgen-unit": 1,          # units/KEY/meta.json: one package installed once, shared by trees
 }
 
 LABELS = {
@@ -40,6 +41,7 @@ LABELS = {
     "envgen-nix-data": "Nix spec data", "envgen-sweep": "sweep", "envgen-run-cache": "run cache",
     "envgen-records": "records database", "envgen-built-wheel": "built-wheel record",
     "envgen-pending-run": "run record file",
+    "envgen-unit": "install unit",
 }
 
 

@@ -15,7 +15,7 @@ IMAGE_USER = f"{UID}:{UID}"
 # Variables every run and image sees (a run's own and the spec's [run] env come on top).
 BASE_ENV = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "TZ": "UTC"}
 RUN_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-# Bytecode is compiled in this many fixed chunks of the sorted file list, each by
+# Bytecode is compiled in (at most) this many fixed chunks of the sorted file list, each by
 # a fresh interpreter: parallel, yet independent of the machine's core count.
 COMPILE_CHUNKS = 8
 COMPILE_EXCLUDE = ("/lib2to3/tests/data/", "/test/bad")

@@ -68,6 +68,15 @@ class StorePaths:
         return self.trees / key
 
     @property
+    def units(self) -> Path:
+        """Install units (one package installed once, hard-linked into trees): ``units/<key>/{meta.json,
+        listing.txt,root/}``; gc keeps those that some tree's meta.json lists."""
+        return self.root / "units"
+
+    def unit(self, key: str) -> Path:
+        return self.units / key
+
+    @property
     def built_wheels(self) -> Path:
         """Wheels built from source: ``built-wheels/<key>.json`` names the wheel object (a cache)."""
         return self.root / "built-wheels"

@@ -4,7 +4,7 @@ Both builders prepare a root filesystem (the unpacked Debian .debs), make it
 ``/`` for this program (the embedded builder with bubblewrap, the Nix builder
 with busybox ``unshare`` + ``pivot_root`` inside its sandbox, ``envgen/builders/enter.sh``), and run::
 
-    python3.X -I -B -S /.build/assemble.py build-wheel|assemble /.build/plan.json
+    python3.X -I -B -S /.build/assemble.py build-wheel|assemble|units /.build/plan.json
 
 so the tree is written by the same code, at the same paths, with the same
 environment, whichever builder runs it.  The network is cut in both.
@@ -19,7 +19,14 @@ environment, whichever builder runs it.  The network is cut in both.
     Lay out the env prefix (envgen/layout.py), install every wheel of the
     wheelhouse directory (locked and built ones alike, in file-name order)
     with pypa ``installer``, compile unchecked-hash bytecode in fixed chunks, and write
-    /.envgen.
+    /.envgen: the whole tree at once (the Nix builder and a bundle's VERIFY.sh).
+``units``
+    The embedded builder's per-package install units: install the wheels
+    no unit of the store holds yet into the tree (its Debian runtime,
+    skeleton and the units it reuses already in place) and compile their
+    bytecode (and the standard library's, if no unit holds it) by the same
+    compileall chunks; the builder then moves each package's files into its
+    unit (envgen/builders/units.py).
 
 Standard library only, plus the pinned ``installer`` and ``pyproject_hooks``
 wheels named in the plan (imported from the wheel files themselves).
@@ -203,22 +210,24 @@ def build_wheel(plan: dict) -> None:
 # --------------------------------------------------------------------------- assembling the env
 
 
-def skeleton(layout, python: str, python_full: str) -> None:
+def skeleton(layout, python: str, python_full: str, root: str = "") -> None:
+    """The per-tree part of the env: mount points, the prefix with its interpreter links and pyvenv.cfg,
+    the /etc files, home directories.  *root* is where the tree lies ("" when it is ``/``)."""
     for d in layout.MOUNTPOINTS:
-        os.makedirs(f"/{d}", exist_ok=True)
-    os.chmod("/tmp", 0o1777)
-    prefix = layout.ENV_PREFIX
+        os.makedirs(f"{root}/{d}", exist_ok=True)
+    os.chmod(f"{root}/tmp", 0o1777)
+    prefix = root + layout.ENV_PREFIX
     os.makedirs(f"{prefix}/bin", exist_ok=True)
-    os.makedirs(layout.site_packages(python), exist_ok=True)
+    os.makedirs(root + layout.site_packages(python), exist_ok=True)
     for name, target in (("python", f"/usr/bin/python{python}"), ("python3", "python"),
                          (f"python{python}", "python")):
         if not os.path.lexists(f"{prefix}/bin/{name}"):
             os.symlink(target, f"{prefix}/bin/{name}")
     _write(f"{prefix}/pyvenv.cfg", layout.pyvenv_cfg(python_full))
     for rel, text in sorted(layout.etc_files().items()):
-        _write(f"/{rel}", text)
-    os.makedirs(f"/home/{layout.USER}", exist_ok=True)
-    os.makedirs("/root", exist_ok=True)
+        _write(f"{root}/{rel}", text)
+    os.makedirs(f"{root}/home/{layout.USER}", exist_ok=True)
+    os.makedirs(f"{root}/root", exist_ok=True)
 
 
 def _write(path: str, text: str) -> None:
@@ -230,19 +239,32 @@ def _write(path: str, text: str) -> None:
     os.chmod(path, 0o644)
 
 
-def compile_bytecode(plan: dict, layout) -> None:
-    """Unchecked-hash pycs for the env and the standard library, in fixed chunks, each by a fresh interpreter."""
-    python = plan["python"]
+def bytecode_sources(layout, tops: list[str], base: str = "") -> list[str]:
+    """The in-tree paths of the .py files under *tops* that get bytecode, sorted.
+
+    *base* is where the tree lies ("" when it is ``/``); exclusions match the in-tree path.
+    """
     files: list[str] = []
-    for top in (layout.site_packages(python), f"/usr/lib/python{python}"):
-        for dirpath, dirnames, filenames in os.walk(top):
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(base + top):
             dirnames[:] = sorted(n for n in dirnames if n != "__pycache__")
             for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
+                path = os.path.join(dirpath, name)[len(base):]
                 if name.endswith(".py") and not any(x in path for x in layout.COMPILE_EXCLUDE):
                     files.append(path)
     files.sort()
-    n = layout.COMPILE_CHUNKS
+    return files
+
+
+def compile_bytecode(plan: dict, layout, files: list[str] | None = None) -> None:
+    """Unchecked-hash pycs for *files* (default: the env and the standard library), in fixed chunks, each
+    by a fresh interpreter."""
+    python = plan["python"]
+    if files is None:
+        files = bytecode_sources(layout, [layout.site_packages(python), f"/usr/lib/python{python}"])
+    # a fixed number of chunks (fewer for a short list: each is an interpreter to start), so that what
+    # is compiled does not depend on the machine's core count; a pyc does not depend on its chunk-mates
+    n = max(1, min(layout.COMPILE_CHUNKS, len(files) // 100))
     lists = f"{WORK}/compile"
     os.makedirs(lists, exist_ok=True)
     for i in range(n):
@@ -254,8 +276,10 @@ def compile_bytecode(plan: dict, layout) -> None:
         return subprocess.run([*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
                                "unchecked-hash", "-i", f"{lists}/{i}.txt"], env=env, capture_output=True, text=True)
 
+    # an empty list would make compileall compile everything on sys.path instead: empty chunks run nothing
+    chunks = [i for i in range(n) if files[i::n]]
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
-        procs = list(pool.map(one, range(n)))
+        procs = list(pool.map(one, chunks))
     for proc in procs:
         # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
         if proc.returncode not in (0, 1):
@@ -278,14 +302,58 @@ def assemble(plan: dict) -> None:
     shutil.copyfile(plan["manifest"], f"{d}/snapshot.json")
 
 
+# --------------------------------------------------------------------------- install units
+
+
+def record_files(layout, python: str, dist_info: str) -> list[str]:
+    """The in-tree paths of every file a wheel installed, from the RECORD installer wrote (RECORD included)."""
+    import csv
+
+    site = layout.site_packages(python)
+    with open(f"{site}/{dist_info}/RECORD", newline="", encoding="utf-8") as fh:
+        return sorted(os.path.normpath(f"{site}/{row[0]}") for row in csv.reader(fh) if row)
+
+
+def units(plan: dict) -> None:
+    """The embedded builder's install units, made in the tree: install the wheels of the wheelhouse (the
+    ones no unit holds yet) as ``assemble`` does, and compile the bytecode of their files, and of the
+    standard library when ``plan["stdlib"]``, by the same compileall command and chunks.  The builder then
+    moves each package's files (by its RECORD) and the standard library's pycs into their units.
+
+    The bytecode is compileall's own: a pyc depends on the strings the compiling process holds interned
+    (a frozenset constant is shared between code objects, or not, by it), so the units are compiled by
+    the very program that compiles a whole tree, never by a process that has imported anything else.
+    """
+    layout = load_layout(plan["layout"])
+    python = plan["python"]
+    house = plan["wheelhouse"]
+    wheels = sorted(f"{house}/{n}" for n in os.listdir(house) if n.endswith(".whl"))
+    install_wheels(plan, wheels, env_scheme(layout, python), f"{layout.ENV_PREFIX}/bin/python")
+    from installer.sources import WheelFile
+
+    site = layout.site_packages(python) + "/"
+    files: list[str] = []
+    for path in wheels:
+        with WheelFile.open(path) as source:
+            dist_info = source.dist_info_dir
+        files += [f for f in record_files(layout, python, dist_info) if f.startswith(site) and f.endswith(".py")
+                  and "/__pycache__/" not in f and not any(x in f for x in layout.COMPILE_EXCLUDE)]
+    if plan.get("stdlib"):
+        files += bytecode_sources(layout, [f"/usr/lib/python{python}"])
+    compile_bytecode(plan, layout, sorted(files))
+
+
+COMMANDS = {"build-wheel": build_wheel, "assemble": assemble, "units": units}
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[0] not in ("build-wheel", "assemble"):
-        fail("usage: assemble.py build-wheel|assemble PLAN.json")
+    if len(argv) != 2 or argv[0] not in COMMANDS:
+        fail("usage: assemble.py build-wheel|assemble|units PLAN.json")
     with open(argv[1], encoding="utf-8") as fh:
         plan = json.load(fh)
     os.makedirs(WORK, exist_ok=True)
     os.umask(0o022)
-    (build_wheel if argv[0] == "build-wheel" else assemble)(plan)
+    COMMANDS[argv[0]](plan)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class BuildResult:
     files: int = 0
     size: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for a fresh build
+    units: dict = field(default_factory=dict)  # install units made and reused, for a fresh build from units
 
     def as_dict(self) -> dict:
         return {
@@ -50,6 +51,7 @@ class BuildResult:
             "snapshot_id": self.snapshot_id, "cached": self.cached, "network_isolated": self.network_isolated,
             "seconds": round(self.seconds, 3), "files": self.files, "bytes": self.size,
             **({"phases": self.phases} if self.phases else {}),
+            **({"units": self.units} if self.units else {}),
         }
 
 

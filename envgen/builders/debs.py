@@ -107,27 +107,56 @@ def open_data(fh: BinaryIO, label: str) -> tarfile.TarFile:
     raise EnvgenError(f"{label}: no data.tar member")
 
 
+class Placer:
+    """Puts entries into a root filesystem the way :func:`extract_deb` unpacks a member.
+
+    One home for the rules, so that a .deb unpacked straight into a tree and a
+    .deb's install unit (:mod:`envgen.builders.units`) merged into a tree give
+    the same tree: a directory where the root already has a symbolic link is
+    skipped (the link is kept, as a merged-/usr link is); parents are created
+    without following a link out of the root; an existing file or link is
+    replaced, an existing directory is never replaced by a file.
+    """
+
+    def __init__(self, root: Path, label: str):
+        self.root = Path(root)
+        self.label = label
+
+    def directory(self, rel: str) -> Path | None:
+        """Make directory *rel* (and its parents); None when the root has a link there (then left alone)."""
+        target = self.root / rel
+        if target.is_symlink():
+            return None
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def prepare(self, rel: str) -> Path:
+        """The path where a non-directory entry *rel* goes: parents made, any file or link there removed."""
+        target = self.root / rel
+        _ensure_parent(self.root, rel)
+        if target.is_symlink() or target.exists():
+            if target.is_dir() and not target.is_symlink():
+                raise EnvgenError(f"{self.label}: {rel} would replace a directory")
+            target.unlink()
+        return target
+
+
 def extract_deb(fh: BinaryIO, root: Path, label: str) -> list[str]:
     """Unpack the data member of one .deb into *root*; return the paths written."""
     data_tar = open_data(fh, label)
+    place = Placer(root, label)
     written: list[str] = []
     with data_tar:
         for m in data_tar.getmembers():
             rel = _safe_rel(m.name, label)
             if rel is None:
                 continue
-            target = root / rel
             if m.isdir():
-                if target.is_symlink():
-                    continue  # e.g. a merged-/usr link already in place
-                target.mkdir(parents=True, exist_ok=True)
-                os.chmod(target, (m.mode & 0o777) | 0o700)
+                made = place.directory(rel)
+                if made is not None:
+                    os.chmod(made, (m.mode & 0o777) | 0o700)
                 continue
-            _ensure_parent(root, rel)
-            if target.is_symlink() or target.exists():
-                if target.is_dir() and not target.is_symlink():
-                    raise EnvgenError(f"{label}: {rel} would replace a directory")
-                target.unlink()
+            target = place.prepare(rel)
             if m.issym():
                 os.symlink(m.linkname, target)
             elif m.islnk():

@@ -26,19 +26,36 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import formats
+from .. import formats, layout
 from ..errors import BuildError
 from ..fsutil import atomic_write, canonical_json, remove_tree
 from ..lock import pylock
 from ..proc import tail
 from ..sandbox import Bind, Sandbox, netns_available
 from ..snapshot import Store
+from . import assemble as asm
 from . import debs
 from .base import BuildInputs, BuildResult, Note, SourceToBuild, build_key, quiet
-from .tree import canonicalize, clamp_mtimes, make_readonly, tree_digest
+from .tree import canonicalize, clamp_mtimes, digest_of, make_readonly, settle, tree_digest
+from .units import (
+    Linker,
+    Unit,
+    bytecode_unit,
+    compiler_inputs,
+    deb_unit,
+    dist_info_of,
+    find,
+    harvest,
+    make_deb_units,
+    python_sources,
+    stdlib_bytecode_files,
+    wheel_files,
+    wheel_unit,
+)
 
 NAME = "embedded"
 # Bump when the recipe changes what a build produces: old trees are then rebuilt.
@@ -74,7 +91,12 @@ class EmbeddedBuilder:
                            meta.get("network-isolated", False), time.perf_counter() - t0,
                            meta.get("files", 0), meta.get("bytes", 0))
 
-    def build(self, store: Store, snapshot_id: str, *, force: bool = False, note: Note = quiet) -> BuildResult:
+    def build(self, store: Store, snapshot_id: str, *, force: bool = False, note: Note = quiet,
+              units: bool = True) -> BuildResult:
+        """Build the tree of *snapshot_id*: from install units (*units*, the default: each package installed
+        once in the store, reused by every tree that has it; *force* makes them afresh too), or, with
+        ``units=False``, by installing every wheel into the tree at once (the whole-tree install the Nix
+        builder and VERIFY.sh run; the same tree)."""
         t0 = time.perf_counter()
         inputs = BuildInputs.load(store, snapshot_id)
         if not force:
@@ -87,9 +109,11 @@ class EmbeddedBuilder:
                  "(the build still uses only store objects)")
         with store.session():
             stage = store.staging_dir("build-")
+            build = _Build(inputs, stage, isolated, note, force=force)
             try:
-                result = _Build(inputs, stage, isolated, note).run(self.key(inputs))
+                result = build.run_units(self.key(inputs)) if units else build.run(self.key(inputs))
             except BaseException:
+                build.drop_staged_units()
                 remove_tree(stage)
                 raise
         result.seconds = time.perf_counter() - t0
@@ -113,8 +137,11 @@ def read_meta(store: Store, key: str) -> dict | None:
 class _Build:
     """One build in a staging directory: each step a method, timed, in order."""
 
-    def __init__(self, inputs: BuildInputs, stage: Path, isolated: bool, note: Note):
+    def __init__(self, inputs: BuildInputs, stage: Path, isolated: bool, note: Note, force: bool = False):
         self.inputs = inputs
+        self.force = force
+        self.units: list[Unit] = []
+        self.built_shas: dict[str, str] = {}
         self.lock: pylock.Lock = inputs.lock
         self.store = inputs.store
         self.stage = stage
@@ -134,6 +161,25 @@ class _Build:
         return BuildResult(NAME, key, digest, self.store.paths.tree(key) / "rootfs", self.inputs.snapshot_id, False,
                            self.isolated, 0.0, len(lines), size, self.phases)
 
+    def run_units(self, key: str) -> BuildResult:
+        """The build from install units (envgen/builders/units.py)."""
+        self.root.mkdir()
+        linker = Linker(self.root, self.inputs.epoch)
+        self._step("debs", "unpacking the Debian runtime", self.deb_units, linker)
+        built = self._step("sources", "building the sources into wheels", self.build_sources)
+        self._step("skeleton", "laying out the env", self.skeleton)
+        self._step("units", "installing the wheels and compiling bytecode", self.package_units, built, linker)
+        self._step("finish", "writing /.envgen", self.finish_units)
+        digest, lines, size = self._step("digest", "hashing the tree", self.digest_units, linker)
+        self.drop_staged_units()
+        remove_tree(self.stage / "built")
+        self.publish(key, digest, lines, size)
+        built_names = sorted(f"{u.kind} {u.name}" for u in self.units if u.built)
+        summary = {"built": len(built_names), "reused": len(self.units) - len(built_names), "made": built_names,
+                   "linked": linker.linked, "copied": linker.copied}
+        return BuildResult(NAME, key, digest, self.store.paths.tree(key) / "rootfs", self.inputs.snapshot_id, False,
+                           self.isolated, 0.0, len(lines), size, self.phases, summary)
+
     def _step(self, phase: str, msg: str, fn, *args):
         self.note(msg)
         t = time.perf_counter()
@@ -146,6 +192,101 @@ class _Build:
 
     def unpack_debs(self) -> None:
         unpack_debs(self.store, self.lock, self.root, ("runtime",))
+
+    def deb_units(self, linker: Linker) -> None:
+        """A unit per runtime .deb (made now or found), placed into the tree in unpack order."""
+        units = [deb_unit(d, self.store.path_of(d.sha256)) for d in runtime_debs(self.lock, ("runtime",))]
+        self.units += units
+        make_deb_units(self.store, [u for u in units if self.force or not find(self.store, u)], self.inputs.epoch,
+                       _jobs())
+        for u in units:
+            linker.add(u, dpkg=True)
+
+    def skeleton(self) -> None:
+        asm.skeleton(layout, self.lock.python, self.inputs.python_full_version(), root=str(self.root))
+
+    def package_units(self, built: list[Path], linker: Linker) -> None:
+        """A unit per wheel and one for the standard library's bytecode: the ones the store has are placed
+        into the tree; the others are installed and compiled in the tree, as a whole-tree install does, and
+        then moved into their units."""
+        python = self.lock.python
+        base = compiler_inputs(self.lock, ASSEMBLER)
+        installer = self.inputs.tool_wheel("installer").sha256
+        wheels = [(w.filename, w.sha256) for p in self.lock.packages for w in p.wheels]
+        wheels += [(p.name, self.built_shas[p.name]) for p in built]
+        units = [wheel_unit(name, sha, self.store.path_of(sha), installer, base) for name, sha in sorted(wheels)]
+        sources, size = python_sources(self.root, f"/usr/lib/python{python}", linker.known)
+        stdlib = bytecode_unit(sources, size, base)
+        self.units += [*units, stdlib]
+        have = {u.key for u in (*units, stdlib) if not self.force and find(self.store, u)}
+        missing = [u for u in units if u.key not in have]
+        for u in (*units, stdlib):  # the standard library's pycs first: compileall then imports from them
+            if u.key in have:
+                linker.add(u, dpkg=False)
+        if missing or stdlib.key not in have:
+            t = time.perf_counter()
+            self.install(missing, stdlib.key not in have)
+            self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
+            t = time.perf_counter()
+            epoch = self.inputs.epoch
+
+            def one(u: Unit) -> None:
+                if u is stdlib:
+                    files = stdlib_bytecode_files(self.root, python)
+                else:
+                    assert u.source is not None
+                    files = wheel_files(self.root, python, dist_info_of(u.source))
+                harvest(self.store, self.root, u, files, epoch, linker)
+
+            todo = sorted([*missing, *([stdlib] if stdlib.key not in have else [])], key=lambda u: -u.cost)
+            with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap
+                list(pool.map(one, todo))
+            self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
+
+    def install(self, missing: list[Unit], stdlib: bool) -> None:
+        """Run the assembler's ``units`` step in the tree: install *missing* and compile their bytecode (and
+        the standard library's, with *stdlib*)."""
+        for u in missing:
+            self.store.read_verified(u.inputs["wheel"], u.name)
+        tools = [(fname, self.store.path_of(sha)) for fname, sha in base_tools(self.inputs)]
+        dirs: dict[str, list[tuple[str, Path | None]]] = {"wheels": [(u.name, u.source) for u in missing],
+                                                          "tools": [(f, p) for f, p in tools]}
+        for sub, files in dirs.items():
+            (self.stage / sub).mkdir()
+            for fname, src in files:
+                assert src is not None
+                link_or_copy(src, self.stage / sub / fname)
+        plan = plan_for(self.inputs, {"wheelhouse": "/.build/wheels", "stdlib": stdlib})
+        (self.stage / "plan.json").write_text(json.dumps(plan, sort_keys=True, indent=1))
+        binds = [Bind(self.stage / sub, f"/.build/{sub}") for sub in dirs]
+        binds.append(Bind(self.stage / "plan.json", "/.build/plan.json"))
+        proc = self._sandbox(self.root, binds).run(
+            [python_path(self.inputs), "-I", "-B", "-S", "/.build/assemble.py", "units", "/.build/plan.json"],
+            capture_output=True, text=True)
+        _check(proc, "installing the wheels")
+        for leftover in (*dirs, "plan.json"):
+            remove_tree(self.stage / leftover)
+
+    def finish_units(self) -> None:
+        remove_tree(self.root / ".build")  # the mount points bwrap made for the assembler's inputs
+        remove_tree(self.root / "build")
+        d = self.root / layout.ENVGEN_DIR
+        d.mkdir()
+        (d / "pylock.toml").write_bytes(self.inputs.lock_bytes)
+        (d / "snapshot.json").write_bytes(canonical_json(self.inputs.manifest))
+        for sub in ("tmp", "run"):
+            for child in (self.root / sub).iterdir():
+                remove_tree(child)
+
+    def digest_units(self, linker: Linker) -> tuple[str, list[str], int]:
+        lines, size = settle(self.root, self.inputs.epoch, linker.known)
+        return digest_of(lines), lines, size
+
+    def drop_staged_units(self) -> None:
+        """Remove the units this build made but did not publish (another build published them first)."""
+        for u in self.units:
+            if u.path is not None and u.path != self.store.paths.unit(u.key):
+                remove_tree(u.path)
 
     def build_sources(self) -> list[Path]:
         """A wheel for every source of the lock: from the store's cache, or built now in a build root."""
@@ -169,6 +310,7 @@ class _Build:
                 self.note(f"building {src.name} from source with {src.backend}")
                 hit = self._build_one(build_root, src, key)
             wheel_name, sha = hit
+            self.built_shas[wheel_name] = sha
             link_or_copy(self.store.path_of(sha), out_dir / wheel_name)
             wheels.append(out_dir / wheel_name)
         if build_root is not None:
@@ -249,6 +391,8 @@ class _Build:
             **formats.header("envgen-tree"), "builder": NAME, "builder-version": VERSION, "key": key,
             "snapshot": self.inputs.snapshot_id, "platform": self.inputs.platform, "tree-digest": digest,
             "files": len(lines), "bytes": size, "network-isolated": self.isolated,
+            # the install units the tree was made from (hard links into them): gc keeps these
+            "units": sorted({u.key for u in self.units}),
         }
         (self.stage / "listing.txt").write_text("\n".join(lines) + "\n")
         (self.stage / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
@@ -291,6 +435,14 @@ def assembly(inputs: BuildInputs, built: list[tuple[str, Path]]) -> Assembly:
         files={"plan.json": json.dumps(plan, sort_keys=True, indent=1).encode(), "pylock.toml": inputs.lock_bytes,
                "snapshot.json": canonical_json(inputs.manifest)},
         command=[python_path(inputs), "-I", "-B", "-S", "/.build/assemble.py", "assemble", "/.build/plan.json"])
+
+
+def _jobs() -> int:
+    """How many units are made at once: the CPUs this process may use (the units do not depend on it)."""
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(8, os.cpu_count() or 1))
 
 
 def base_tools(inputs: BuildInputs) -> list[tuple[str, str]]:

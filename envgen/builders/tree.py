@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import BuildError
 from ..fsutil import file_sha256
 
 CHUNK = 1 << 20
@@ -131,6 +132,79 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
         for name in filenames + dirnames:
             os.utime(os.path.join(dirpath, name), (epoch, epoch), follow_symlinks=False)
     os.utime(root, (epoch, epoch))
+
+
+def final_mode(st: os.stat_result) -> int:
+    """The mode an entry has in a published tree: its canonical mode without write bits (0555 or 0444)."""
+    return canonical_mode(st) & ~0o222
+
+
+def settle(root: Path, epoch: int, known: dict[tuple[int, int], str] | None = None,
+           root_mode: int = DIR_MODE, jobs: int = 4) -> tuple[list[str], int]:
+    """Publish the tree at *root* in one pass (what :func:`canonicalize`, :func:`clamp_mtimes` and
+    :func:`make_readonly` do together) and return its listing and the size of its files.
+
+    Every entry gets its final mode (:func:`final_mode`) and the mtime *epoch*,
+    directories after their contents; *root* itself gets *root_mode*.  Files
+    whose inode is in *known* ({(st_dev, st_ino): sha256}) are hard links into
+    install units (:mod:`envgen.builders.units`), shared with other trees: they
+    already hold their final mode and time and are never changed (a difference
+    is an error, never repaired through a shared inode), and their sha256 is
+    taken from *known* instead of being read again.
+    """
+    root = Path(root)
+    known = known or {}
+    base = len(str(root)) + 1
+    entries: list[tuple[str, str, int, str, str | None]] = []  # (rel, kind, mode, full path, known sha256)
+    ns = epoch * 1_000_000_000
+    size = 0
+
+    def fix(full: str, st: os.stat_result) -> int:
+        if stat.S_ISLNK(st.st_mode):
+            if st.st_mtime_ns != ns:
+                os.utime(full, ns=(ns, ns), follow_symlinks=False)
+            return 0o777
+        mode = final_mode(st)
+        if (st.st_dev, st.st_ino) in known and stat.S_ISREG(st.st_mode):
+            if stat.S_IMODE(st.st_mode) != mode or st.st_mtime_ns != ns:
+                raise BuildError(f"{full}: a file shared with an install unit has mode "
+                                 f"{stat.S_IMODE(st.st_mode):04o} and mtime {st.st_mtime_ns // 10**9}, "
+                                 f"not {mode:04o} and {epoch}")
+            return mode
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(full, mode)
+        if st.st_mtime_ns != ns:
+            os.utime(full, ns=(ns, ns))
+        return mode
+
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for i, name in enumerate(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            mode = fix(full, st)
+            size += st.st_size if i >= len(dirnames) else 0  # what os.walk lists as files (as `bytes` always was)
+            if stat.S_ISREG(st.st_mode):
+                entries.append((full[base:], "f", mode, full, known.get((st.st_dev, st.st_ino))))
+            else:
+                kind = "l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode) else "?"
+                entries.append((full[base:], kind, mode, full, None))
+    os.chmod(root, root_mode)
+    os.utime(root, ns=(ns, ns))
+    entries.sort(key=lambda e: _key(e[0]))
+    todo = [e[3] for e in entries if e[1] == "f" and e[4] is None]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        shas = dict(zip(todo, pool.map(file_sha256, todo), strict=True))
+    lines = []
+    for rel, kind, mode, full, sha in entries:
+        if kind == "d":
+            lines.append(f"d {mode:04o} {rel}")
+        elif kind == "l":
+            lines.append(f"l {mode:04o} {rel} -> {os.readlink(full)}")
+        elif kind == "f":
+            lines.append(f"f {mode:04o} {rel} {sha or shas[full]}")
+        else:
+            lines.append(f"? {mode:04o} {rel}")
+    return lines, size
 
 
 def make_readonly(root: Path) -> None:

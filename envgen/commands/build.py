@@ -27,10 +27,18 @@ def register(sub, parents, fmt):
             clamped to the snapshot date. The embedded builder runs these steps
             under bubblewrap; --builder nix runs the same program in Nix's sandbox.
 
+            The embedded builder makes the tree from install units: each .deb, each
+            wheel and the standard library's bytecode is installed once into the
+            store (units/KEY) and hard-linked into every tree that has it, so a
+            tree that differs from a built one by a package installs that package
+            only (--json lists the units made and reused). `envgen gc` removes the
+            units no tree uses.
+
             The tree lands in the store under a key derived from its inputs
             (trees/KEY); building the same snapshot again is a cache hit. The
             printed tree digest (sha256 over sorted paths, modes, link targets and
-            contents) is the same on every rebuild: --force rebuilds to prove it.
+            contents) is the same on every rebuild: --force rebuilds to prove it,
+            making every unit afresh and checking each against the store's.
             """
         ),
         epilog="example:\n  envgen snapshot specs/abide.toml && envgen build specs/abide.toml\n"
@@ -39,7 +47,8 @@ def register(sub, parents, fmt):
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
     p.add_argument("--builder", choices=["embedded", "nix"], default="embedded",
                    help="which builder (default: embedded; nix: the flake, sandboxed and offline, see docs/nix.md)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the tree is in the store")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if the tree is in the store (and make every install unit afresh)")
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,9 @@ Layout (everything below the store root)::
                              and tmp cleaning) and ``<hex>.lock`` (one writer per object)
 
 Later stages may add top-level entries (``trees/``, ``records.sqlite``); nothing
-here touches names it does not know.
+here touches names it does not know, except that gc also removes the install
+units (``units/<key>/``, :mod:`envgen.builders.units`) that no built tree
+(``trees/<key>/meta.json``, ``"units"``) lists.
 
 An object is written to ``tmp/``, hashed while written, checked against the
 expected hash, fsynced and renamed into place, so an object is either whole
@@ -400,10 +402,65 @@ class Store:
                 p.unlink()
         return report
 
+    # ------------------------------------------------------------------ install units
+
+    def units_in_use(self) -> set[str]:
+        """Every install unit (``units/KEY``) that some built tree lists in its ``trees/KEY/meta.json``.
+
+        A tree hard-links its units' files, so a unit is garbage exactly when no tree names it.  A tree
+        whose meta.json cannot be read is refused (gc must not guess); a tree directory without one is
+        not a published tree (trees are published whole) and keeps nothing.
+        """
+        keep: set[str] = set()
+        if not self.paths.trees.is_dir():
+            return keep
+        for entry in sorted(os.scandir(self.paths.trees), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            meta = Path(entry.path) / "meta.json"
+            try:
+                data = meta.read_bytes()
+            except FileNotFoundError:
+                continue
+            try:
+                doc = formats.load_json("envgen-tree", data, str(meta))
+                units = doc.get("units", [])
+                if not isinstance(units, list):
+                    raise FormatError(str(meta))
+            except NewerFormatError:
+                raise
+            except FormatError:
+                raise StoreError(f"{meta}: unreadable tree metadata, so gc cannot tell which install units "
+                                 "it uses", hint="remove that tree by hand if it is garbage") from None
+            keep.update(u for u in units if is_sha256(u))
+        return keep
+
+    def iter_units(self) -> Iterator[str]:
+        if not self.paths.units.is_dir():
+            return
+        for entry in os.scandir(self.paths.units):
+            if entry.is_dir(follow_symlinks=False) and is_sha256(entry.name):
+                yield entry.name
+
     # ------------------------------------------------------------------ gc
 
     def gc(self, dry_run: bool = False) -> dict:
+        """Remove the objects no root lists and the install units no tree lists."""
         with self.session(exclusive=True):
+            used = self.units_in_use()
+            units_removed = units_kept = units_freed = 0
+            for key in sorted(self.iter_units()):
+                if key in used:
+                    units_kept += 1
+                    continue
+                unit = self.paths.unit(key)
+                units_removed += 1
+                for dirpath, _, filenames in os.walk(unit):
+                    for name in filenames:
+                        st = os.lstat(os.path.join(dirpath, name))
+                        units_freed += st.st_size if st.st_nlink == 1 else 0  # else a tree still holds it
+                if not dry_run:
+                    remove_tree(unit)
             keep = self.referenced()
             removed = 0
             freed = 0
@@ -428,7 +485,8 @@ class Store:
                         Path(entry.path).unlink(missing_ok=True)
                 if removed:
                     fsync_dir(self.objects)
-            return {"removed": removed, "freed_bytes": freed, "kept": kept, "roots": len(self.list_roots()),
+            return {"removed": removed, "freed_bytes": freed + units_freed, "kept": kept,
+                    "roots": len(self.list_roots()), "units_removed": units_removed, "units_kept": units_kept,
                     "dry_run": dry_run}
 
 

@@ -1,0 +1,472 @@
+"""Install units: every package installed once into the store, and hard-linked into each tree that uses it.
+
+A tree is assembled from units instead of being installed whole, so a tree
+that differs from another by one package costs one package's install and
+bytecode, and the trees of a store share their files' inodes.  A unit is one
+directory of the store::
+
+    units/<key>/meta.json     {"format-version", "kind": "envgen-unit", "key", "unit", "name",
+                               "inputs": what the key hashes, "epoch": the mtime of its files, "files"}
+    units/<key>/listing.txt   its listing (the tree digest's line format, paths relative to root/)
+    units/<key>/root/         its files at their in-tree paths, read-only, in their final modes
+
+Three kinds, each keyed by everything its bytes are a function of:
+
+``deb``
+    The data member of one runtime .deb, unpacked (:func:`envgen.builders.debs.extract_deb`).
+    Key: the .deb's sha256.
+``wheel``
+    One wheel installed by pypa ``installer`` as the whole-tree install does
+    (prefix /opt/env, the same scheme, shebangs and RECORD), with its
+    unchecked-hash bytecode.  A wheel no unit holds yet is installed into the
+    tree being built and compiled there by the assembler (``assemble.py
+    units``: the whole-tree install's own compileall command, because a pyc
+    depends on the strings the compiling process holds interned), and its
+    files (its RECORD, and a pyc per .py) are then hard-linked into its unit
+    (:func:`harvest`).  Key: the wheel's sha256, the Python version and the
+    sha256s of the interpreter's .debs, the installer wheel's sha256, the
+    assembler version, the prefix and the bytecode exclusions.
+``bytecode``
+    The pycs of the standard library (``/usr/lib/python3.X``), which the
+    whole-tree install compiles too.  Key: the path and sha256 of every .py
+    file there, and the interpreter, assembler and exclusions as above.
+
+What is per tree stays per tree and is written in the tree itself: the
+mount points, the prefix's interpreter links and ``pyvenv.cfg``, the /etc
+files, ``/.envgen``.  Installer writes nothing that depends on another
+package (entry-point scripts, RECORD and INSTALLER belong to one wheel; a
+path two wheels both install fails the build, as installer's own refusal
+to overwrite fails a whole-tree install).
+
+**Modes and times.**  A unit's files hold their final, read-only modes
+(0444, or 0555 when the owner-execute bit was set: :func:`tree.final_mode`)
+and the mtime of the snapshot date of the build that made the unit.  A tree
+hard-links a unit's files when its own snapshot date is that mtime, and
+copies them otherwise (or where a link cannot be made, e.g. across
+filesystems), so nothing ever changes a shared inode: :func:`tree.settle`
+publishes the tree without touching them.  Hard links a .deb makes between
+its own files are kept, links or copies alike.
+
+**Atomic.**  A unit is made in the store's ``tmp/`` and renamed into
+``units/`` whole, after its listing and meta.json are written: a reader
+sees a whole unit or none, an interrupted build leaves only ``tmp/``
+(cleaned by the next idle session), and of two builds making one unit the
+second to finish keeps its own copy for its tree and drops it.  ``gc`` keeps
+the units that some tree's meta.json lists (:meth:`envgen.snapshot.Store.gc`).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import formats, layout
+from ..errors import BuildError, FormatError
+from ..fsutil import canonical_json, file_sha256, fsync_dir, remove_tree
+from ..lock import pylock
+from ..snapshot import Store
+from . import debs
+from .tree import final_mode, parse_line, settle
+
+# Bump when what a unit holds changes for the same inputs: every unit is then made again.
+UNITS_VERSION = 1
+
+
+def unit_key(inputs: dict) -> str:
+    return hashlib.sha256(canonical_json({"units-version": UNITS_VERSION, **inputs})).hexdigest()
+
+
+@dataclass
+class Unit:
+    """One unit a tree is made of: where its files are, once made or found."""
+
+    key: str
+    kind: str                      # deb, wheel, bytecode
+    name: str                      # what it is, for messages: a package name or wheel file name
+    inputs: dict
+    source: Path | None = None     # the .deb or wheel file it is made from
+    cost: int = 0                  # a size, to start the largest first
+    path: Path | None = None       # the unit directory (units/KEY, or a staging copy)
+    lines: list[str] = field(default_factory=list)
+    epoch: int = 0
+    built: bool = False
+
+
+def interpreter_debs(lock: pylock.Lock) -> list[str]:
+    """sha256s of the .debs of the lock's interpreter (the binary, the core and standard library modules):
+    what a pyc is compiled by."""
+    x = lock.python
+    names = {f"python{x}", f"python{x}-minimal", f"libpython{x}", f"libpython{x}-minimal", f"libpython{x}-stdlib"}
+    shas = sorted(d.sha256 for d in lock.debian.packages if d.role == "runtime" and d.name in names)
+    if not shas:
+        raise BuildError(f"the lock has no python{x} .debs; re-lock the spec")
+    return shas
+
+
+def compiler_inputs(lock: pylock.Lock, assembler: str) -> dict:
+    """What bytecode and installed files are a function of besides the package itself."""
+    return {"python": lock.python, "interpreter": interpreter_debs(lock), "assembler": assembler,
+            "prefix": layout.ENV_PREFIX, "exclude": list(layout.COMPILE_EXCLUDE)}
+
+
+def deb_unit(d: pylock.DebPackage, path: Path) -> Unit:
+    return Unit(unit_key({"unit": "deb", "deb": d.sha256}), "deb", d.name, {"unit": "deb", "deb": d.sha256},
+                source=path, cost=d.size)
+
+
+def wheel_unit(filename: str, sha: str, path: Path, installer_sha: str, base: dict) -> Unit:
+    inputs = {"unit": "wheel", "wheel": sha, "installer": installer_sha, **base}
+    return Unit(unit_key(inputs), "wheel", filename, inputs, source=path, cost=path.stat().st_size)
+
+
+def bytecode_unit(sources: list[str], cost: int, base: dict) -> Unit:
+    inputs = {"unit": "bytecode", "sources": hashlib.sha256("".join(s + "\n" for s in sources).encode()).hexdigest(),
+              **base}
+    return Unit(unit_key(inputs), "bytecode", f"python{base['python']} standard library bytecode", inputs, cost=cost)
+
+
+# --------------------------------------------------------------------------- finding, sealing, publishing
+
+
+def find(store: Store, unit: Unit) -> bool:
+    """Point *unit* at its copy in the store, if a whole, readable one is there."""
+    d = store.paths.unit(unit.key)
+    try:
+        meta = formats.load_json("envgen-unit", (d / "meta.json").read_bytes(), str(d / "meta.json"))
+        lines = (d / "listing.txt").read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        epoch = int(meta["epoch"])
+    except (OSError, FormatError, KeyError, ValueError, TypeError):
+        return False
+    if meta.get("key") != unit.key or not (d / "root").is_dir():
+        return False
+    unit.path, unit.lines, unit.epoch = d, lines, epoch
+    return True
+
+
+def seal(work: Path, unit: Unit, epoch: int) -> None:
+    """Give the files under *work*/root their final modes and mtime *epoch*, and write the listing and meta."""
+    root = work / "root"
+    root.mkdir(exist_ok=True)
+    lines, _ = settle(root, epoch, root_mode=0o555)
+    (work / "listing.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8",
+                                      errors="surrogateescape")
+    meta = {**formats.header("envgen-unit"), "key": unit.key, "unit": unit.kind, "name": unit.name,
+            "inputs": unit.inputs, "epoch": epoch, "files": len(lines)}
+    (work / "meta.json").write_text(json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    for p, mode in ((work / "listing.txt", 0o644), (work / "meta.json", 0o644), (work, 0o755)):
+        os.chmod(p, mode)  # as trees/KEY: readable by whoever shares the store, whatever the umask
+    unit.path, unit.lines, unit.epoch, unit.built = work, lines, epoch, True
+
+
+def publish(store: Store, unit: Unit) -> None:
+    """Move a sealed unit from staging into units/KEY in one rename.  If the store has the unit already
+    (another build got there first, or ``--force`` made it again), this tree keeps using its own copy,
+    which goes with the staging, once its listing is found equal to the store's unit's: a unit made
+    again that differs is an error (a package whose install is not reproducible, or a damaged unit)."""
+    assert unit.path is not None
+    dest = store.paths.unit(unit.key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and not (dest / "meta.json").is_file():
+        remove_tree(dest)  # not a unit envgen published (published units are whole): never used by a tree
+    try:
+        os.rename(unit.path, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        lost = True
+    else:
+        lost = False
+    if lost:
+        # made again (--force, or a build racing this one): it must be the store's unit, entry for entry
+        theirs = Unit(unit.key, unit.kind, unit.name, unit.inputs)
+        if find(store, theirs) and theirs.lines != unit.lines:
+            differ = sorted(set(unit.lines) ^ set(theirs.lines))
+            raise BuildError(f"{unit.name}: made again, it differs from the store's unit {unit.key[:16]}… "
+                             f"in {len(differ)} listing lines, first {differ[0][:160]!r}",
+                             hint=f"a non-reproducible package or a damaged unit; remove {dest} to make it anew")
+        return
+    fsync_dir(dest.parent)
+    unit.path = dest
+
+
+def make_deb_units(store: Store, units: list[Unit], epoch: int, jobs: int) -> None:
+    """Unpack each .deb of *units* into its own unit and publish it: *jobs* processes at once (unpacking is
+    mostly Python; the units do not depend on how many ran)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    todo = sorted(units, key=lambda u: -u.cost)
+    workers = max(1, min(jobs, len(todo)))
+    if workers > 1:
+        try:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        except OSError:  # no /dev/shm for its semaphores (a bare root, as VERIFY.sh's): threads instead
+            pass
+        else:
+            with pool:
+                for u, (path, lines) in zip(todo, pool.map(_deb_unit_in_child,
+                                                           [(store.root, u, epoch) for u in todo]), strict=True):
+                    u.path, u.lines, u.epoch, u.built = path, lines, epoch, True
+            return
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        list(threads.map(lambda u: _make_deb_unit(store, u, epoch), todo))
+
+
+def _deb_unit_in_child(args: tuple[Path, Unit, int]) -> tuple[Path, list[str]]:
+    root, unit, epoch = args
+    _make_deb_unit(Store(root, create=False), unit, epoch)
+    assert unit.path is not None
+    return unit.path, unit.lines
+
+
+def _make_deb_unit(store: Store, unit: Unit, epoch: int) -> None:
+    assert unit.source is not None
+    work = store.staging_dir("unit-")
+    data = unit.source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != unit.inputs["deb"]:
+        raise BuildError(f"store object corrupted: {unit.name}'s .deb no longer hashes to "
+                         f"{unit.inputs['deb'][:16]}…", hint="run `envgen store verify --repair`, then "
+                                                             "`envgen snapshot SPEC` again")
+    (work / "root").mkdir()
+    debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
+    seal(work, unit, epoch)
+    publish(store, unit)
+
+
+def dist_info_of(wheel: Path) -> str:
+    """The ``NAME-VERSION.dist-info`` directory a wheel installs (where installer writes its RECORD)."""
+    with zipfile.ZipFile(wheel) as zf:
+        tops = {n.split("/", 1)[0] for n in zf.namelist() if n.endswith(".dist-info/WHEEL") and n.count("/") == 1}
+    if len(tops) != 1:
+        raise BuildError(f"{wheel.name}: not a wheel (it has {len(tops)} .dist-info/WHEEL files)")
+    return tops.pop()
+
+
+def wheel_files(tree: Path, python: str, dist_info: str) -> list[str]:
+    """What installing a wheel put into the tree, relative to the tree: every file of its RECORD (RECORD
+    included) and the pyc compiled from each of its .py files."""
+    site = layout.site_packages(python).lstrip("/")
+    tag = f"cpython-{python.replace('.', '')}"
+    record = tree / site / dist_info / "RECORD"
+    try:
+        with open(record, newline="", encoding="utf-8") as fh:
+            rows = [row[0] for row in csv.reader(fh) if row]
+    except OSError as exc:
+        raise BuildError(f"installing {dist_info} left no RECORD: {exc.strerror}") from None
+    out = set()
+    for row in rows:
+        rel = os.path.normpath(f"{site}/{row}")
+        if rel.startswith("../") or rel.startswith("/"):
+            raise BuildError(f"{dist_info}/RECORD names {row}, outside the tree")
+        out.add(rel)
+        if rel.endswith(".py"):
+            d, name = os.path.split(rel)
+            pyc = f"{d}/__pycache__/{name[:-3]}.{tag}.pyc"
+            if os.path.lexists(tree / pyc):
+                out.add(pyc)
+    return sorted(out)
+
+
+def stdlib_bytecode_files(tree: Path, python: str) -> list[str]:
+    """The pycs under /usr/lib/python3.X of the tree (the Debian packages ship none: all are compiled)."""
+    out = []
+    top = str(tree / f"usr/lib/python{python}")
+    base = len(str(tree)) + 1
+    for dirpath, _, filenames in os.walk(top):
+        if os.path.basename(dirpath) == "__pycache__":
+            out += [os.path.join(dirpath, n)[base:] for n in filenames if n.endswith(".pyc")]
+    return sorted(out)
+
+
+def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, linker: Linker) -> None:
+    """Make *unit* of the *files* just installed into the tree: hard-link them into a unit in staging,
+    seal it (their final modes and times, on the tree's inodes too) and publish it.  The tree keeps the
+    files, now shared with the unit, and *linker* learns their sha256s."""
+    work = store.staging_dir("unit-")
+    root = work / "root"
+    made: set[Path] = set()
+    linked = []
+    ns = epoch * 1_000_000_000
+    for rel in files:
+        # final mode and time set through the tree's own path, the one settle reads later (a FUSE
+        # filesystem may cache one path's attributes while the inode changes through another)
+        src = tree / rel
+        st = os.lstat(src)
+        if stat.S_IMODE(st.st_mode) != final_mode(st):
+            os.chmod(src, final_mode(st))
+        os.utime(src, ns=(ns, ns))
+        dst = root / rel
+        if dst.parent not in made:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dst.parent)
+        try:
+            os.link(tree / rel, dst)
+            linked.append(rel)
+        except OSError:
+            shutil.copyfile(tree / rel, dst)  # the tree's file stays its own (settle then hashes it)
+    seal(work, unit, epoch)
+    shas = {e.path: e.sha256 for e in map(parse_line, unit.lines) if e.kind == "f"}
+    for rel in linked:
+        st = os.lstat(tree / rel)
+        linker.known[(st.st_dev, st.st_ino)] = shas[rel]
+    publish(store, unit)
+
+
+# --------------------------------------------------------------------------- assembling a tree from units
+
+
+class Linker:
+    """Places units into a tree: files hard-linked (or copied), links and directories made afresh.
+
+    ``known`` maps the inode of every file placed from a unit to its sha256
+    (from the unit's listing), for :func:`tree.settle`.
+    """
+
+    def __init__(self, root: Path, epoch: int):
+        self.root = Path(root)
+        self.epoch = epoch
+        self.known: dict[tuple[int, int], str] = {}
+        self.copies: dict[tuple[int, int], tuple[Path, int]] = {}  # unit inode -> (its copy in the tree, copy inode)
+        self.owner: dict[str, str] = {}
+        self.linked = 0
+        self.copied = 0
+
+    def add(self, unit: Unit, *, dpkg: bool) -> None:
+        """Place *unit*: with *dpkg*, by the rules of unpacking a .deb (a later package replaces a file);
+        otherwise a path the tree already holds is a conflict, as for installer."""
+        assert unit.path is not None
+        if not dpkg:
+            return self._add_exclusive(unit)
+        src_root = unit.path / "root"
+        place = debs.Placer(self.root, unit.name)
+        link = unit.epoch == self.epoch
+        for line in unit.lines:
+            e = parse_line(line)
+            try:
+                if e.kind == "d":
+                    place.directory(e.path)
+                    continue
+                target = place.prepare(e.path)
+                if e.kind == "l":
+                    os.symlink(e.target, target)
+                elif e.kind == "f":
+                    self._file(src_root / e.path, target, e.sha256, int(e.mode, 8), link)
+            except OSError as exc:
+                raise BuildError(f"placing {unit.name} into the tree: /{e.path}: {exc.strerror or exc}") from None
+
+    def _add_exclusive(self, unit: Unit) -> None:
+        """Place a wheel or bytecode unit, whose paths no other package of the tree may hold (the fast path:
+        a tree links some 10,000 such files; os.link and os.symlink refuse an existing path themselves)."""
+        assert unit.path is not None
+        src_root = f"{unit.path}/root/"
+        root = f"{self.root}/"
+        link = unit.epoch == self.epoch
+        for line in unit.lines:
+            kind, mode, rest = line.split(" ", 2)
+            if kind == "d":
+                try:
+                    os.mkdir(root + rest)
+                except FileExistsError:
+                    if not os.path.isdir(root + rest):
+                        self._conflict(unit, rest)
+                continue
+            if kind == "l":
+                path, target = rest.split(" -> ", 1)
+            else:
+                path, _, target = rest.rpartition(" ")  # target: the sha256
+            try:
+                if kind == "l":
+                    os.symlink(target, root + path)
+                elif kind == "f":
+                    if link:
+                        try:
+                            os.link(src_root + path, root + path)
+                        except OSError as exc:  # an existing path (EEXIST) is a conflict, raised on
+                            if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES):
+                                raise
+                            self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
+                        else:
+                            st = os.lstat(root + path)  # the inode as the tree's path shows it, as settle sees it
+                            self.known[(st.st_dev, st.st_ino)] = target
+                            self.linked += 1
+                    else:
+                        if os.path.lexists(root + path):
+                            self._conflict(unit, path)
+                        self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
+                self.owner[path] = unit.name
+            except FileExistsError:
+                self._conflict(unit, path)
+            except OSError as exc:
+                raise BuildError(f"placing {unit.name} into the tree: /{path}: {exc.strerror or exc}") from None
+
+    def _conflict(self, unit: Unit, path: str) -> None:
+        other = self.owner.get(path, "the env's skeleton")
+        raise BuildError(f"{unit.name} and {other} both install /{path}")
+
+    def _file(self, src: Path, target: Path, sha: str, mode: int, link: bool) -> None:
+        if link:
+            try:
+                os.link(src, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.EACCES):
+                    raise
+            else:
+                st = os.lstat(target)  # the inode as the tree's path shows it, as settle will see it
+                self.known[(st.st_dev, st.st_ino)] = sha
+                self.linked += 1
+                return
+        st = os.lstat(src)
+        first = self.copies.get((st.st_dev, st.st_ino))
+        if first is not None:  # a file the unit links twice: linked twice in the tree too
+            try:
+                if os.lstat(first[0]).st_ino == first[1]:
+                    os.link(first[0], target)
+                    return
+            except FileNotFoundError:
+                pass
+        shutil.copyfile(src, target)
+        os.chmod(target, mode)
+        os.utime(target, (self.epoch, self.epoch))
+        nst = os.lstat(target)
+        self.known[(nst.st_dev, nst.st_ino)] = sha
+        self.copies[(st.st_dev, st.st_ino)] = (target, nst.st_ino)
+        self.copied += 1
+
+
+def python_sources(root: Path, top: str, known: dict[tuple[int, int], str]) -> tuple[list[str], int]:
+    """Every .py entry under *top* in the tree at *root*, as ``path sha256`` or ``path -> target`` lines
+    (sorted), and their total size: what the standard library's bytecode is a function of."""
+    out = []
+    size = 0
+    base = len(str(root))
+    for dirpath, dirnames, filenames in os.walk(str(root) + top):
+        dirnames.sort()
+        for name in filenames:
+            if not name.endswith(".py"):
+                continue
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if os.path.islink(full):
+                out.append(f"{full[base:]} -> {os.readlink(full)}")
+                continue
+            sha = known.get((st.st_dev, st.st_ino)) or file_sha256(full)
+            out.append(f"{full[base:]} {sha}")
+            size += st.st_size
+    out.sort(key=lambda s: s.encode("utf-8", "surrogateescape"))
+    return out, size
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)

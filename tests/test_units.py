@@ -1,0 +1,371 @@
+"""Install units (envgen/builders/units.py): one package installed once, hard-linked into the trees that use it.
+
+The first tests need no network: settling a tree, placing units by dpkg's
+rules or installer's, copies where a link cannot serve, gc of units.  The
+rest (marked network + slow) build the tiny spec for real: from units and
+by the whole-tree install (one digest), a re-pinned leaf (one unit made, the
+rest reused), gc while either of two trees lives, and builds that race or
+are killed half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_debs import make_deb
+
+from envgen.builders import debs
+from envgen.builders.tree import canonicalize, clamp_mtimes, digest_of, listing, make_readonly, settle
+from envgen.builders.units import Linker, Unit, find, make_deb_units, unit_key
+from envgen.errors import BuildError, StoreError
+from envgen.fsutil import remove_tree
+from envgen.snapshot import Store
+from helpers import run_envgen
+
+EPOCH = 1746662400  # 2025-05-08T00:00:00Z, the tiny spec's snapshot date
+
+
+def _odd_tree(root: Path) -> None:
+    """A tree with modes a umask or a package might leave: 0700 dirs, 0600 and 0775 files, links, a hard link."""
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "f").write_text("f\n")
+    os.chmod(root / "a" / "f", 0o600)
+    (root / "a" / "b" / "x").write_text("#!/bin/sh\n")
+    os.chmod(root / "a" / "b" / "x", 0o4775)
+    os.link(root / "a" / "f", root / "a" / "hard")
+    os.symlink("b/x", root / "a" / "link")
+    os.symlink("/nowhere", root / "dangling")
+    os.chmod(root / "a" / "b", 0o700)
+
+
+def _mtimes(root: Path) -> dict[str, int]:
+    return {os.path.relpath(os.path.join(d, n), root): int(os.lstat(os.path.join(d, n)).st_mtime)
+            for d, ds, fs in os.walk(root) for n in ds + fs}
+
+
+def test_settle_is_canonicalize_clamp_and_readonly_in_one_pass(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for r in (old, new):
+        r.mkdir()
+        _odd_tree(r)
+    canonicalize(old)
+    clamp_mtimes(old, EPOCH)
+    make_readonly(old)
+    lines, size = settle(new, EPOCH)
+    assert lines == listing(old) == listing(new)
+    assert digest_of(lines) == digest_of(listing(old))
+    assert _mtimes(new) == _mtimes(old) and set(_mtimes(new).values()) == {EPOCH}
+    assert stat.S_IMODE(os.stat(new).st_mode) == stat.S_IMODE(os.stat(old).st_mode) == 0o755
+    assert size == sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(old) for f in fs)
+    assert "f 0555 a/b/x" in "\n".join(lines) and "f 0444 a/f" in "\n".join(lines)
+
+
+def test_settle_never_changes_a_shared_inode(tmp_path):
+    unit = tmp_path / "unit.txt"
+    unit.write_text("shared\n")
+    os.chmod(unit, 0o444)
+    os.utime(unit, (EPOCH, EPOCH))
+    tree = tmp_path / "tree"
+    (tree / "d").mkdir(parents=True)
+    os.link(unit, tree / "d" / "f")
+    st = os.stat(unit)
+    known = {(st.st_dev, st.st_ino): "0" * 64}  # a sha256 settle must take as given, not read
+    lines, _ = settle(tree, EPOCH, known)
+    assert f"f 0444 d/f {'0' * 64}" in lines
+    assert os.stat(unit).st_ctime_ns == st.st_ctime_ns  # neither chmod nor utime reached it
+    os.chmod(unit, 0o644)  # a damaged unit: an error, never repaired through the shared inode
+    with pytest.raises(BuildError, match="shared with an install unit"):
+        settle(tree, EPOCH, {(st.st_dev, st.st_ino): "0" * 64})
+    assert stat.S_IMODE(os.stat(unit).st_mode) == 0o644
+
+
+def _deb_unit(store: Store, tmp_path: Path, name: str, entries) -> Unit:
+    data = make_deb(entries)
+    path = tmp_path / f"{name}.deb"
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    inputs = {"unit": "deb", "deb": sha}
+    return Unit(unit_key(inputs), "deb", name, inputs, source=path, cost=len(data))
+
+
+DEB_A = [("./usr/", "d", "", 0o755), ("./usr/bin/", "d", "", 0o755), ("./usr/bin/tool", "f", "v1\n", 0o755),
+         ("./usr/bin/tool2", "h", "./usr/bin/tool", 0o755), ("./usr/share/doc/a", "f", "a\n", 0o600),
+         ("./usr/lib/", "d", "", 0o700), ("./usr/lib/liba.so", "l", "liba.so.1", 0o777)]
+DEB_B = [("./usr/bin/tool", "f", "v2 replaces v1\n", 0o644), ("./usr/lib/", "d", "", 0o755),
+         ("./usr/lib/liba.so.1", "f", "elf\n", 0o644)]
+
+
+def test_deb_units_merge_as_the_debs_unpack(tmp_path):
+    """.deb units placed in order give the tree unpacking the .debs gives (a later package replaces a file)."""
+    store = Store(tmp_path / "store")
+    units = [_deb_unit(store, tmp_path, "a", DEB_A), _deb_unit(store, tmp_path, "b", DEB_B)]
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    for u in units:
+        assert u.source is not None
+        debs.extract_deb(open(u.source, "rb"), direct, u.name)
+    with store.session():
+        make_deb_units(store, units, EPOCH, jobs=2)
+    assert all(u.path == store.paths.unit(u.key) and u.built for u in units)
+    again = [_deb_unit(store, tmp_path, "a", DEB_A), _deb_unit(store, tmp_path, "b", DEB_B)]
+    assert all(find(store, u) and not u.built for u in again)  # published whole: found by key
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    linker = Linker(tree, EPOCH)
+    for u in again:
+        linker.add(u, dpkg=True)
+    lines, _ = settle(tree, EPOCH, linker.known)
+    settle(direct, EPOCH)
+    assert lines == listing(direct)
+    assert linker.linked == 5 and linker.copied == 0
+    # the replaced file is b's inode; a's hard-linked pair is still one inode, shared with a's unit
+    assert os.path.samestat(os.stat(tree / "usr/bin/tool"), os.stat(again[1].path / "root/usr/bin/tool"))
+    assert os.path.samestat(os.stat(tree / "usr/bin/tool2"), os.stat(again[0].path / "root/usr/bin/tool"))
+    for u in again:  # units are read-only, their files at the final modes and the snapshot date
+        for line in u.lines:
+            kind, _, rest = line.split(" ", 2)
+            p = u.path / "root" / rest.split(" ")[0]
+            assert int(os.lstat(p).st_mtime) == EPOCH and (kind == "l" or not os.lstat(p).st_mode & 0o222)
+
+
+def test_a_unit_made_again_must_equal_the_stores(tmp_path):
+    """--force (or a racing build) makes a unit the store has: the same listing, or a one-line error."""
+    store = Store(tmp_path / "store")
+    with store.session():
+        make_deb_units(store, [_deb_unit(store, tmp_path, "a", DEB_A)], EPOCH, jobs=1)
+        again = _deb_unit(store, tmp_path, "a", DEB_A)
+        make_deb_units(store, [again], EPOCH, jobs=1)  # equal: this copy is kept aside, the store's stays
+        assert again.path is not None and again.path.parent == store.tmp
+        listing_txt = store.paths.unit(again.key) / "listing.txt"
+        listing_txt.write_text(listing_txt.read_text().replace("f 0555 usr/bin/tool ", "f 0444 usr/bin/tool "))
+        with pytest.raises(BuildError, match="made again, it differs from the store's unit"):
+            make_deb_units(store, [_deb_unit(store, tmp_path, "a", DEB_A)], EPOCH, jobs=1)
+
+
+def test_a_unit_of_another_snapshot_date_is_copied_keeping_its_hard_links(tmp_path):
+    store = Store(tmp_path / "store")
+    u = _deb_unit(store, tmp_path, "a", DEB_A)
+    with store.session():
+        make_deb_units(store, [u], EPOCH, jobs=1)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    later = EPOCH + 86400
+    linker = Linker(tree, later)
+    linker.add(u, dpkg=True)
+    lines, _ = settle(tree, later, linker.known)
+    assert linker.linked == 0 and linker.copied == 2
+    unit_file = u.path / "root/usr/bin/tool"
+    assert not os.path.samestat(os.stat(tree / "usr/bin/tool"), os.stat(unit_file))
+    assert os.path.samestat(os.stat(tree / "usr/bin/tool"), os.stat(tree / "usr/bin/tool2"))
+    assert int(os.stat(unit_file).st_mtime) == EPOCH and set(_mtimes(tree).values()) == {later}
+    assert "f 0555 usr/bin/tool " + hashlib.sha256(b"v1\n").hexdigest() in lines
+
+
+def test_two_packages_installing_one_path_fail_the_build(tmp_path):
+    store = Store(tmp_path / "store")
+    a = _deb_unit(store, tmp_path, "a", DEB_A)
+    b = _deb_unit(store, tmp_path, "b", DEB_B)
+    with store.session():
+        make_deb_units(store, [a, b], EPOCH, jobs=1)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    linker = Linker(tree, EPOCH)
+    linker.add(a, dpkg=False)
+    with pytest.raises(BuildError, match="b and a both install /usr/bin/tool"):
+        linker.add(b, dpkg=False)
+
+
+def _fake_unit(store: Store, name: str) -> str:
+    key = hashlib.sha256(name.encode()).hexdigest()
+    d = store.paths.unit(key) / "root"
+    d.mkdir(parents=True)
+    (d / "f").write_bytes(b"x" * 1000)
+    os.chmod(d / "f", 0o444)
+    os.chmod(d, 0o555)
+    return key
+
+
+def _fake_tree(store: Store, name: str, units: list[str]) -> Path:
+    d = store.paths.tree(hashlib.sha256(name.encode()).hexdigest())
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"format-version": 1, "kind": "envgen-tree", "units": units}))
+    return d
+
+
+def test_gc_removes_the_units_no_tree_lists(tmp_path):
+    store = Store(tmp_path / "store")
+    shared, only_b, orphan = (_fake_unit(store, n) for n in ("shared", "only-b", "orphan"))
+    _fake_tree(store, "a", [shared])
+    tree_b = _fake_tree(store, "b", [shared, only_b])
+    os.link(store.paths.unit(only_b) / "root/f", tree_b / "f")  # a tree's hard link: not freed with the unit
+    (store.paths.tree("c" * 64)).mkdir()  # no meta.json: not a published tree, keeps nothing
+    res = store.gc(dry_run=True)
+    assert res["units_removed"] == 1 and res["units_kept"] == 2 and res["freed_bytes"] == 1000
+    assert store.paths.unit(orphan).is_dir()
+    res = store.gc()
+    assert res["units_removed"] == 1 and not store.paths.unit(orphan).exists()
+    remove_tree(tree_b)
+    res = store.gc()
+    assert res["units_removed"] == 1 and res["units_kept"] == 1 and res["freed_bytes"] == 1000
+    assert sorted(store.iter_units()) == [shared]
+    bad = _fake_tree(store, "bad", [])
+    (bad / "meta.json").write_text("{not json")
+    with pytest.raises(StoreError, match="unreadable tree metadata"):
+        store.gc()
+    assert sorted(store.iter_units()) == [shared]
+
+
+# --------------------------------------------------------------------------- real builds of the tiny spec
+
+
+def _scratch_store(tiny, path: Path) -> Path:
+    """A store holding the tiny snapshot's objects (hard links) and roots, nothing built."""
+    (path / "objects").mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(tiny.store / "objects" / "sha256"), str(path / "objects")], check=True)
+    shutil.copytree(tiny.store / "roots", path / "roots")
+    shutil.copy(tiny.store / "envgen-store.json", path / "envgen-store.json")
+    return path
+
+
+def _build(spec: Path, store: Path, *extra: str) -> dict:
+    return json.loads(run_envgen("build", str(spec), "--store", str(store), "--json", *extra, check=True).stdout)
+
+
+def _units_are_whole(store: Path) -> int:
+    """Every unit in *store* is whole: meta.json names it, and its listing is what root/ holds."""
+    n = 0
+    for d in sorted((store / "units").iterdir()):
+        meta = json.loads((d / "meta.json").read_text())
+        assert meta["key"] == d.name and meta["kind"] == "envgen-unit"
+        assert (d / "listing.txt").read_text().splitlines() == listing(d / "root"), d
+        n += 1
+    return n
+
+
+@pytest.fixture(scope="module")
+def tiny_old(tiny):
+    """The tiny spec with one leaf re-pinned (six 1.17.0 -> 1.16.0), locked and snapshotted into tiny's store."""
+    spec = tiny.spec.parent / "tinyold.toml"
+    spec.write_text(tiny.spec.read_text().replace('name = "tiny"', 'name = "tinyold"')
+                    .replace("six==1.17.0", "six==1.16.0"))
+    run_envgen("lock", str(spec), check=True)
+    run_envgen("snapshot", str(spec), "--store", str(tiny.store), check=True)
+    return spec
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_tree_from_units_is_the_whole_tree_install(tiny, tmp_path):
+    """One digest, one listing, one set of mtimes, whether built from units or installed whole."""
+    from envgen.builders.embedded import BUILDER
+
+    units_tree = Path(tiny.built["path"])
+    assert tiny.built["units"]["built"] + tiny.built["units"]["reused"] == len(
+        json.loads((units_tree.parent / "meta.json").read_text())["units"])
+    store = Store(_scratch_store(tiny, tmp_path / "store"))
+    whole = BUILDER.build(store, tiny.built["snapshot_id"], units=False)
+    assert whole.units == {} and not store.paths.units.exists()
+    assert whole.digest == tiny.built["tree_digest"]
+    assert (units_tree.parent / "listing.txt").read_text() == (whole.rootfs.parent / "listing.txt").read_text()
+    assert _mtimes(units_tree) == _mtimes(whole.rootfs)
+    # the unit-built tree shares its package files with the store's units, read-only, never writable
+    site = units_tree / "opt/env/lib/python3.11/site-packages"
+    assert os.stat(site / "six.py").st_nlink >= 2
+    assert not any(os.lstat(os.path.join(d, n)).st_mode & 0o222 for d, ds, fs in os.walk(units_tree)
+                   for n in ds + fs if not os.path.islink(os.path.join(d, n)))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_repinning_a_leaf_makes_only_its_unit(tiny, tiny_old, tmp_path):
+    store = _scratch_store(tiny, tmp_path / "store")
+    first = _build(tiny.spec, store)
+    assert first["tree_digest"] == tiny.built["tree_digest"]
+    assert first["units"]["reused"] == 0
+    old = _build(tiny_old, store)
+    assert old["units"]["made"] == ["wheel six-1.16.0-py2.py3-none-any.whl"], old["units"]
+    assert old["units"]["built"] == 1 and old["units"]["reused"] == first["units"]["built"] - 1
+    assert old["units"]["copied"] == 0 and old["units"]["linked"] > 100
+    # the same tree as installing the re-pinned env whole (its own whole-tree compile chunks)
+    from envgen.builders.embedded import BUILDER
+
+    whole = BUILDER.build(Store(_scratch_store(tiny, tmp_path / "whole")), old["snapshot_id"], units=False)
+    assert whole.digest == old["tree_digest"]
+    # --force makes every unit afresh (and proves them): same tree
+    forced = _build(tiny_old, store, "--force")
+    assert forced["units"]["reused"] == 0 and forced["tree_digest"] == old["tree_digest"]
+    assert _units_are_whole(store) == first["units"]["built"] + 1
+    assert not list((store / "tmp").iterdir())
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_gc_keeps_a_shared_unit_while_either_tree_lives(tiny, tiny_old, tmp_path):
+    store_dir = _scratch_store(tiny, tmp_path / "store")
+    a = _build(tiny.spec, store_dir)
+    b = _build(tiny_old, store_dir)
+    meta = {k: json.loads((Path(t["path"]).parent / "meta.json").read_text())["units"] for k, t in
+            (("a", a), ("b", b))}
+    shared, only_a, only_b = (set(meta["a"]) & set(meta["b"]), set(meta["a"]) - set(meta["b"]),
+                              set(meta["b"]) - set(meta["a"]))
+    assert len(only_a) == 1 and len(only_b) == 1 and len(shared) > 40
+    units = store_dir / "units"
+
+    def gc() -> dict:
+        return json.loads(run_envgen("gc", "--store", str(store_dir), "--json", check=True).stdout)
+
+    assert gc()["units_removed"] == 0 and {p.name for p in units.iterdir()} == shared | only_a | only_b
+    remove_tree(Path(b["path"]).parent)  # drop tree b: its own unit goes, the shared ones stay for a
+    res = gc()
+    assert res["units_removed"] == 1 and {p.name for p in units.iterdir()} == shared | only_a
+    assert digest_of(listing(Path(a["path"]))) == a["tree_digest"]
+    assert run_envgen("run", str(tiny.spec), "--store", str(store_dir), "--", "python", "-c",
+                      "import six; print(six.__version__)", check=True).stdout.strip() == "1.17.0"
+    again = _build(tiny_old, store_dir)  # b again: only its own unit is made anew
+    assert again["units"]["built"] == 1 and again["tree_digest"] == b["tree_digest"]
+    for t in (a, again):
+        remove_tree(Path(t["path"]).parent)
+    res = gc()
+    assert res["units_kept"] == 0 and res["units_removed"] == len(shared) + 2 and not list(units.iterdir())
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_racing_and_killed_builds_leave_only_whole_units(tiny, tiny_old, tmp_path):
+    store = _scratch_store(tiny, tmp_path / "store")
+    # killed half-way: whatever it published is whole, the rest stays in tmp/ and is cleaned
+    proc = subprocess.Popen([sys.executable, "-m", "envgen", "build", str(tiny.spec), "--store", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (
+            (store / "units").is_dir() and any((store / "units").iterdir())):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the build ended before it could be killed"
+    assert not (store / "trees").exists() or not list((store / "trees").iterdir())
+    assert _units_are_whole(store) >= 1
+    # two builds at once, sharing most units: both trees right, every unit whole, nothing left in tmp/
+    procs = [subprocess.Popen([sys.executable, "-m", "envgen", "build", str(s), "--store", str(store), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for s in (tiny.spec, tiny_old)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert json.loads(outs[0][0])["tree_digest"] == tiny.built["tree_digest"]
+    old = json.loads(outs[1][0])
+    whole = _build(tiny_old, _scratch_store(tiny, tmp_path / "whole"))
+    assert old["tree_digest"] == whole["tree_digest"]
+    n = _units_are_whole(store)
+    assert n == len(set(json.loads((Path(json.loads(outs[0][0])["path"]).parent / "meta.json").read_text())["units"])
+                    | set(json.loads((Path(old["path"]).parent / "meta.json").read_text())["units"]))
+    run_envgen("gc", "--store", str(store), check=True)  # an exclusive session: tmp/ is cleaned
+    assert not list((store / "tmp").iterdir())
