@@ -8,7 +8,9 @@ message text.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class EnvgenError(Exception):

@@ -278,10 +278,12 @@ def test_a_tree_from_units_is_the_whole_tree_install(tiny, tmp_path):
     assert whole.digest == tiny.built["tree_digest"]
     assert (units_tree.parent / "listing.txt").read_text() == (whole.rootfs.parent / "listing.txt").read_text()
     assert _mtimes(units_tree) == _mtimes(whole.rootfs)
-    # the unit-built tree shares its package files with the store's units, read-only, never writable
-    site = units_tree / "opt/env/lib/python3.11/site-packages"
+    # a tree built from units shares its package files with the store's units, read-only, never writable
+    # (built afresh here: a `build --force` elsewhere in the suite leaves the session tree its own copies)
+    fresh = Path(_build(tiny.spec, _scratch_store(tiny, tmp_path / "fresh"))["path"])
+    site = fresh / "opt/env/lib/python3.11/site-packages"
     assert os.stat(site / "six.py").st_nlink >= 2
-    assert not any(os.lstat(os.path.join(d, n)).st_mode & 0o222 for d, ds, fs in os.walk(units_tree)
+    assert not any(os.lstat(os.path.join(d, n)).st_mode & 0o222 for d, ds, fs in os.walk(fresh)
                    for n in ds + fs if not os.path.islink(os.path.join(d, n)))
 
 
