@@ -226,6 +226,8 @@ def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, re
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
                 if progress is not None:
                     progress(-got)
+                if stop is not None and stop.is_set():
+                    raise Interrupted() from None  # the socket was shut down by an interrupt: no retry
                 reason = getattr(exc, "reason", None) or exc
                 attempts[url] = {"url": url, "status": None, "reason": str(reason)}
             if attempt < retries:
