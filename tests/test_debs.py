@@ -45,10 +45,10 @@ def make_deb(entries: list[tuple[str, str, bytes | str, int]]) -> bytes:
                 ("data.tar.xz", lzma.compress(buf.getvalue()))])
 
 
-def unpack(tmp_path, entries):
+def unpack(tmp_path, entries, label="test.deb"):
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
-    return root, debs.extract_deb(io.BytesIO(make_deb(entries)), root, "test.deb")
+    return root, debs.extract_deb(io.BytesIO(make_deb(entries)), root, label)
 
 
 def test_member_path_strips_only_a_leading_dot_slash():
@@ -95,3 +95,49 @@ def test_not_a_deb(tmp_path):
         debs.extract_deb(io.BytesIO(b"garbage"), tmp_path, "junk.deb")
     with pytest.raises(EnvgenError, match="no data.tar"):
         debs.extract_deb(io.BytesIO(_ar([("debian-binary", b"2.0\n")])), tmp_path, "empty.deb")
+
+
+def test_one_placer_for_a_tree_resolves_links_and_forgets_a_replaced_one(tmp_path):
+    """A tree's placer remembers the parents it made; merged-/usr links are followed inside the root, and a
+    link replaced by another (a later .deb's) sends the next member where the new link points."""
+    root = tmp_path / "root"
+    (root / "usr/lib").mkdir(parents=True)
+    (root / "usr/lib2").mkdir()
+    os.symlink("usr/lib", root / "lib")  # merged /usr
+    place = debs.Placer(root)
+    assert place.directory("lib") is None  # a directory member where the root has a link: the link is kept
+    (place.prepare("lib/a.so", "one.deb")).write_text("a")
+    assert (root / "usr/lib/a.so").read_text() == "a" and os.path.islink(root / "lib")
+    os.symlink("usr/lib2", place.prepare("lib", "two.deb"))  # the link itself replaced
+    place.prepare("lib/b.so", "three.deb").write_text("b")
+    assert (root / "usr/lib2/b.so").read_text() == "b" and not (root / "usr/lib/b.so").exists()
+    place.prepare("deep/er/c", "four.deb").write_text("c")
+    assert place.prepare("deep/er/d", "four.deb").parent == root / "deep/er"
+    with pytest.raises(EnvgenError, match="five.deb: deep/er would replace a directory"):
+        place.prepare("deep/er", "five.deb")
+    os.symlink("/usr/lib", root / "abs")  # an absolute link resolves inside the root, not on the host
+    place.prepare("abs/x", "six.deb").write_text("x")
+    assert (root / "usr/lib/x").read_text() == "x"
+
+
+def test_an_absolute_link_in_the_root_never_leads_outside(tmp_path):
+    """A .deb's absolute link (/lib64 -> /usr/lib64 style) is followed inside the root: members under it, and
+    directories, land in the root, never on the host."""
+    outside = tmp_path / "host"
+    outside.mkdir()
+    root, _ = unpack(tmp_path, [
+        ("./usr/lib64/", "d", "", 0o755),
+        ("./lib64", "l", "/usr/lib64", 0o777),
+        ("./host", "l", str(outside), 0o777),
+        ("./lib64/ld.so", "f", "loader", 0o755),
+        ("./host/sub/", "d", "", 0o755),
+        ("./host/sub/f", "f", "inside", 0o644),
+    ])
+    assert (root / "usr/lib64/ld.so").read_text() == "loader"
+    assert (root / str(outside).lstrip("/") / "sub/f").read_text() == "inside"
+    assert list(outside.iterdir()) == []
+
+
+def test_a_cycle_of_links_is_refused(tmp_path):
+    with pytest.raises(EnvgenError, match="cycle.deb: too many levels of symbolic links"):
+        unpack(tmp_path, [("./a", "l", "b", 0o777), ("./b", "l", "a", 0o777), ("./a/x", "f", "x", 0o644)], "cycle.deb")

@@ -339,6 +339,8 @@ class Linker:
         self.owner: dict[str, str] = {}
         self.linked = 0
         self.copied = 0
+        self.placer = debs.Placer(self.root)  # one for the tree: it remembers the directories made
+        self.dirs: set[str] = set()  # directories a wheel or bytecode unit made or found (no mkdir again)
 
     def add(self, unit: Unit, *, dpkg: bool) -> None:
         """Place *unit*: with *dpkg*, by the rules of unpacking a .deb (a later package replaces a file);
@@ -347,7 +349,7 @@ class Linker:
         if not dpkg:
             return self._add_exclusive(unit)
         src_root = unit.path / "root"
-        place = debs.Placer(self.root, unit.name)
+        place = self.placer
         link = unit.epoch == self.epoch
         for line in unit.lines:
             e = parse_line(line)
@@ -355,7 +357,7 @@ class Linker:
                 if e.kind == "d":
                     place.directory(e.path)
                     continue
-                target = place.prepare(e.path)
+                target = place.prepare(e.path, unit.name)
                 if e.kind == "l":
                     os.symlink(e.target, target)
                 elif e.kind == "f":
@@ -373,11 +375,14 @@ class Linker:
         for line in unit.lines:
             kind, mode, rest = line.split(" ", 2)
             if kind == "d":
+                if rest in self.dirs:
+                    continue
                 try:
                     os.mkdir(root + rest)
                 except FileExistsError:
                     if not os.path.isdir(root + rest):
                         self._conflict(unit, rest)
+                self.dirs.add(rest)
                 continue
             if kind == "l":
                 path, target = rest.split(" -> ", 1)
