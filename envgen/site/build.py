@@ -77,10 +77,10 @@ def _code(value: object) -> str:
     return f"<code>{e(value)}</code>"
 
 
-def _state(rec: Record) -> str:
+def _state(rec: Record, prefix: str = "exit ") -> str:
     st = status(rec)
     if st == "finished":
-        return f"<span class=\"{'ok' if rec.exit_status == 0 else 'bad'}\">exit {rec.exit_status}</span>"
+        return f"<span class=\"{'ok' if rec.exit_status == 0 else 'bad'}\">{prefix}{rec.exit_status}</span>"
     return f"<span class=\"bad\">{e(st)}</span>"
 
 
@@ -186,12 +186,16 @@ class Site:
                 "data-inputs": str(len(r.inputs)), "data-num-inputs": str(len(r.inputs)),
                 "data-outputs": str(len(r.outputs)), "data-num-outputs": str(len(r.outputs)),
             }
-            cells = [f"<a href=\"runs/{e(r.id)}.html\"><code>{e(r.id)}</code></a>", e(r.label or ""), e(r.started),
-                     "" if r.duration is None else f"{r.duration:.1f}", _state(r), e(r.env_name or ""),
-                     _code((r.tree_digest or "")[:12]), _code(shlex.join(r.command)[:80]), str(len(r.inputs)),
-                     str(len(r.outputs)), "".join(f"<span class=\"tag\">{e(t)}</span>" for t in r.tags)]
+            cmd = shlex.join(r.command)
+            cells = [f"<a href=\"runs/{e(r.id)}.html\"><code>{e(r.id)}</code></a>", e(r.label or ""),
+                     f"<span title=\"{e(r.started)}\">{e(r.started[:19].replace('T', ' '))}</span>",
+                     "" if r.duration is None else f"{r.duration:.1f}", _state(r, ""), e(r.env_name or ""),
+                     _code((r.tree_digest or "")[:12]), f"<code title=\"{e(cmd)}\">{e(cmd[:80])}</code>",
+                     str(len(r.inputs)), str(len(r.outputs)),
+                     "".join(f"<span class=\"tag\">{e(t)}</span>" for t in r.tags)]
             rows.append("<tr " + " ".join(f"{k}=\"{e(v)}\"" for k, v in attrs.items()) + ">"
-                        + "".join(f"<td class=\"nowrap\">{c}</td>" if j in (0, 2) else f"<td>{c}</td>"
+                        + "".join(f"<td class=\"nowrap\">{c}</td>" if j in (0, 2, 4, 5, 6) else
+                                  f"<td class=\"cmd\">{c}</td>" if j == 7 else f"<td>{c}</td>"
                                   for j, c in enumerate(cells)) + "</tr>\n")
         head = "".join(f"<th data-key=\"{k}\" aria-sort=\"none\">{e(t)}</th>" if k else f"<th>{e(t)}</th>"
                        for k, t in heads)
