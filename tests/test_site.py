@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from envgen.errors import EnvgenError
 from envgen.run.records import Record, Records
 from envgen.run.summary import set_digest, summarise_files
 from envgen.snapshot.store import Store
@@ -269,3 +270,46 @@ def test_site_in_chromium(tiny, tmp_path):
     head = shot.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1200, 800)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    """A finished two-point sweep directory as `envgen sweep` leaves it (sweep.json, each point's status and
+    metrics.json), without running it."""
+    from envgen.sweep import engine as sw
+
+    d = tmp_path / "sweep"
+    points = []
+    for i in range(2):
+        pdir = d / "points" / f"{i:03d}"
+        pdir.mkdir(parents=True)
+        (pdir / "status.json").write_text(json.dumps({"state": "completed", "exit_status": 0, "run_id": f"r{i}"}))
+        (pdir / "metrics.json").write_text(json.dumps({"score": 0.5 + i / 4}))
+        points.append({"index": i, "params": {"seed": str(i)}, "dir": str(pdir), "command": ["x"]})
+    sw.save({**sw.formats.header(sw.KIND), "id": "0123456789ab", "name": "demo", "created": "2025-01-01T00:00:00Z",
+             "spec": "demo.toml", "store": "store", "runtime": "bwrap", "engine": "local", "binds": [],
+             "params": ["seed=0..1"], "template": ["x"], "resources": {}, "points": points, "jobs": [], "dir": str(d)})
+    return d
+
+
+def test_sweep_plot_is_a_stable_svg_or_a_note_without_matplotlib(store_with_runs, tmp_path, monkeypatch):
+    import sys
+
+    from envgen.site.build import write_site
+
+    sweep = _sweep_dir(tmp_path)
+    store = Store(store_with_runs)
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "matplotlib", None)  # as if not installed
+        write_site(store, tmp_path / "plain", [], [str(sweep)], None, "score")
+    page = (tmp_path / "plain" / "sweeps" / "0123456789ab.html").read_text()
+    assert 'id="plot-note"' in page and "envgen[plot]" in page and "0.75" in page
+    assert not (tmp_path / "plain" / "sweeps" / "0123456789ab.svg").exists()
+    pytest.importorskip("matplotlib")
+    svgs = []
+    for name in ("a", "b"):
+        write_site(store, tmp_path / name, [], [str(sweep)], None, "score")
+        svgs.append((tmp_path / name / "sweeps" / "0123456789ab.svg").read_bytes())
+    assert svgs[0] == svgs[1] and b"<svg" in svgs[0] and b"<dc:date>" not in svgs[0]
+    with pytest.raises(EnvgenError, match="no column 'nope'"):
+        write_site(store, tmp_path / "c", [], [str(sweep)], None, "nope")
+    assert not (tmp_path / "c").exists()
