@@ -48,7 +48,12 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
         command=rec.command, binds=binds, network=rec.network, label=rec.label, reason=f"rerun of {rec.id}",
         spec=rec.spec, env_vars=dict(rec.env), workdir=rec.workdir, nondeterministic=rec.nondeterministic,
         rerun_of=rec.id, stdout_to_stderr=True))
+    return {"original": rec.id, "rerun": new.id, "out": str(base), "comparison": compare_runs(store, rec, new)}
 
+
+def compare_runs(store: Store, rec, new) -> dict:
+    """A rerun's (or any later run's) outputs and exit status against a recorded run's: compare_outputs's
+    verdict, files and counts (and ``exit_status`` when those differ).  The files are read from the store."""
     def read(info_map):
         return lambda path: store.path_of(info_map[path]["sha256"]).read_bytes()
 
@@ -56,7 +61,7 @@ def rerun(store: Store, run_id: str, out: str | None, ui=None) -> dict:
     if new.exit_status != rec.exit_status:
         comparison["verdict"] = "differing"
         comparison["exit_status"] = {"original": rec.exit_status, "rerun": new.exit_status}
-    return {"original": rec.id, "rerun": new.id, "out": str(base), "comparison": comparison}
+    return comparison
 
 
 def _env_of(store: Store, rec, ui) -> tuple[Runtime, Env]:

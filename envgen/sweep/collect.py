@@ -42,8 +42,11 @@ def point_metrics(pdir: Path) -> dict[str, float]:
     return {}
 
 
-def collect(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict:
-    """Write DIR/collected.csv (and DIR/collected.png when matplotlib is there); return the table."""
+def gather(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict:
+    """The table of a sweep, written nowhere: ``{params, columns, metric_cols, rows, plot_column}``.
+
+    ``plot_column``: the column to plot (checked), else the default one (None when no point wrote metrics).
+    """
     param_names = list(doc["points"][0]["params"]) if doc["points"] else []
     table = []
     for r in rows:
@@ -55,21 +58,38 @@ def collect(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict
     if plot_column is not None and plot_column not in metric_cols:
         raise EnvgenError(f"no column {plot_column!r} to plot",
                           hint="columns: " + (", ".join(metric_cols) or f"none (no point wrote {METRICS_FILES[0]})"))
-    columns = ["point", *param_names, *metric_cols, "state", "run_id"]
+    column = plot_column or _default_column(metric_cols)
+    if not (column and param_names and any(column in r for r in table)):
+        column = None
+    return {"params": param_names, "columns": ["point", *param_names, *metric_cols, "state", "run_id"],
+            "metric_cols": metric_cols, "rows": table, "plot_column": column}
+
+
+def collect(doc: dict, rows: list[dict], plot_column: str | None = None) -> dict:
+    """Write DIR/collected.csv (and DIR/collected.png when matplotlib is there); return the table."""
+    g = gather(doc, rows, plot_column)
+    columns, table = g["columns"], g["rows"]
     d = Path(doc["dir"])
     lines = [",".join(columns)]
     for row in table:
         lines.append(",".join(_cell(row.get(c, "")) for c in columns))
     atomic_write(d / "collected.csv", "\n".join(lines) + "\n")
-    column = plot_column or _default_column(metric_cols)
+    column = g["plot_column"] or plot_column or _default_column(g["metric_cols"])
     plot, hint = None, None
-    if column and param_names and any(column in r for r in table):
+    if g["plot_column"]:
         try:
-            plot = _plot(d, table, param_names, column, metric_cols)
+            plot = _plot(d / "collected.png", table, g["params"], g["plot_column"], g["metric_cols"])
         except ImportError:
             hint = PLOT_HINT
     return {"columns": columns, "rows": table, "csv": str(d / "collected.csv"), "plot": plot,
             "plot_column": column, "plot_hint": hint}
+
+
+def plot_svg(out: Path, g: dict) -> Path:
+    """Draw :func:`gather`'s plot column against the first parameter as SVG, the same bytes each time
+    (no date, a fixed id salt, glyphs as paths).  ImportError when matplotlib is missing."""
+    assert g["plot_column"] is not None
+    return Path(_plot(out, g["rows"], g["params"], g["plot_column"], g["metric_cols"]))
 
 
 def _default_column(metric_cols: list[str]) -> str | None:
@@ -86,7 +106,7 @@ def _cell(v: Any) -> str:
     return f'"{s}"' if "," in s else s
 
 
-def _plot(d: Path, table: list[dict], params: list[str], column: str, metric_cols: list[str]) -> str:
+def _plot(out: Path, table: list[dict], params: list[str], column: str, metric_cols: list[str]) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,19 +120,20 @@ def _plot(d: Path, table: list[dict], params: list[str], column: str, metric_col
     groups: dict[tuple, list[dict]] = {}
     for r in done:
         groups.setdefault(tuple((p, r[p]) for p in params[1:]), []).append(r)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for key, rs in sorted(groups.items()):
-        xs = [r[x_name] for r in rs]
-        ax.errorbar(range(len(xs)), [r[column] for r in rs], yerr=[r.get(err, 0.0) for r in rs] if err else None,
-                    marker="o", capsize=3, label=", ".join(f"{k}={v}" for k, v in key) or None)
-        ax.set_xticks(range(len(xs)), xs)
-    ax.set_xlabel(x_name)
-    ax.set_ylabel(column + (f" (± {err})" if err else ""))
-    ax.set_title(f"{column} against " + ", ".join(params))
-    if any(k for k in groups):
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    out = d / "collected.png"
-    fig.savefig(out, metadata={"Software": None})
+    svg = out.suffix == ".svg"
+    with matplotlib.rc_context({"svg.hashsalt": "envgen", "svg.fonttype": "path"} if svg else {}):
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+        for key, rs in sorted(groups.items()):
+            xs = [r[x_name] for r in rs]
+            ax.errorbar(range(len(xs)), [r[column] for r in rs], yerr=[r.get(err, 0.0) for r in rs] if err else None,
+                        marker="o", capsize=3, label=", ".join(f"{k}={v}" for k, v in key) or None)
+            ax.set_xticks(range(len(xs)), xs)
+        ax.set_xlabel(x_name)
+        ax.set_ylabel(column + (f" (± {err})" if err else ""))
+        ax.set_title(f"{column} against " + ", ".join(params))
+        if any(k for k in groups):
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(out, metadata={"Date": None, "Creator": None} if svg else {"Software": None})
     plt.close(fig)
     return str(out)
