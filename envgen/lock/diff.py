@@ -40,7 +40,7 @@ def _shown(entry: tuple) -> str | None:
     version, digests = entry
     if version is not None or not digests:
         return version
-    d = digests[0]
+    d = digests if isinstance(digests, str) else digests[0]
     algo, _, hexd = d.rpartition(":")
     return f"{algo or 'sha256'}:{hexd[:12]}"
 
@@ -70,7 +70,6 @@ def classify(source: str, old: dict, new: dict, cmp=_no_order) -> list[dict]:
                 out.append({"source": source, "name": name, "change": "rebuilt",
                             "old": _shown(old[name]), "new": _shown(new[name])})
     return out
-
 
 
 def diff_locks(a: Lock, b: Lock) -> list[dict]:
