@@ -16,9 +16,12 @@ bundle manifest::
 
     {"format-version": 1, "kind": "envgen-bundle", "snapshot-id": "...", "name": "abide",
      "snapshot-date": "...", "envgen-version": "0.1.0",
-     "members": [{"path": "...", "role": "...", "sha256": "...", "size": N}, ...]}
+     "members": [{"path": "...", "role": "...", "sha256": "...", "size": N}, ...],
+     "sources": [{"object": "...", "role": "sdist", "name": "...", "content": "swh:1:cnt:...",
+                  "directory": "swh:1:dir:..."}, ...]}
 
-lists every other member.  Compression is single-threaded with fixed settings
+lists every other member; ``sources`` the Software Heritage ids of the
+snapshot's sources (:mod:`envgen.swhid`).  Compression is single-threaded with fixed settings
 and no timestamps or file names, so archiving twice gives identical bytes.
 
 Modules: :mod:`.members` (member names, compressions, :func:`is_bundle`),
@@ -37,9 +40,10 @@ from .members import (
                       detect_compression,
                       is_bundle,
                       open_decompressed,
+                      read_manifest,
 )
 from .restore import restore_bundle
 from .write import write_bundle
 
 __all__ = ["COMPRESSIONS", "DEFAULT_COMPRESSION", "EVIDENCE_ROLES", "KIND", "MANIFEST", "SUFFIX", "detect_compression",
-           "is_bundle", "open_decompressed", "restore_bundle", "write_bundle"]
+           "is_bundle", "open_decompressed", "read_manifest", "restore_bundle", "write_bundle"]

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from ..errors import EnvgenError
+from ..errors import EnvgenError, NotABundle
 
 KIND = "envgen-bundle"
 MANIFEST = "envgen-bundle.json"
@@ -108,3 +108,36 @@ def is_bundle(path: str | os.PathLike) -> bool:
                 return first is not None and first.name == MANIFEST
     except (OSError, *READ_ERRORS):
         return False
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of the bundle at *path*, read from its first member without unpacking the rest.
+
+    Only checks that it is a bundle manifest this envgen reads; `envgen restore`
+    checks the members against it.
+    """
+    import json
+
+    from .. import formats
+
+    try:
+        with open(path, "rb") as fh:
+            with tarfile.open(fileobj=open_decompressed(fh), mode="r|") as tf:
+                first = tf.next()
+                if first is None or first.name != MANIFEST or not first.isreg() or first.size > MAX_MANIFEST:
+                    raise NotABundle(f"{path}: not an envgen bundle", hint=NOT_A_BUNDLE_HINT)
+                src = tf.extractfile(first)
+                raw = src.read() if src is not None else b""
+    except OSError as exc:
+        raise EnvgenError(f"{path}: {exc.strerror or exc}") from None
+    except READ_ERRORS:
+        raise NotABundle(f"{path}: not an envgen bundle (not a tar this envgen reads)",
+                         hint=NOT_A_BUNDLE_HINT) from None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise NotABundle(f"{path}: not an envgen bundle (its manifest is not JSON)", hint=NOT_A_BUNDLE_HINT) from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise NotABundle(f"{path}: not an envgen bundle", hint=NOT_A_BUNDLE_HINT)
+    formats.check(KIND, doc.get("format-version"), str(path))
+    return doc

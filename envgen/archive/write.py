@@ -124,7 +124,7 @@ Functional, Reproduced) with the evidence behind each.
     return text.encode()
 
 
-def _citation(doc: dict, sid: str) -> bytes:
+def _citation(doc: dict, sid: str, sources: list[dict]) -> bytes:
     date = doc["snapshot-date"][:10]
     text = f"""# A citation stub for this environment; fill in the authors and title.
 cff-version: 1.2.0
@@ -140,7 +140,23 @@ identifiers:
     value: "envgen-snapshot:sha256:{sid}"
     description: "envgen snapshot id (sha256 of the snapshot manifest)"
 """
+    for s in sources:  # local projects first: they are the work being cited
+        what = "local project" if s["role"] == "local-source" else s["role"]
+        if "directory" in s:
+            value, desc = s["directory"], f"Software Heritage id of the unpacked source of {s['name']} ({what})"
+        else:
+            value, desc = s["content"], f"Software Heritage id of the source archive {s['name']} ({what})"
+        # JSON strings are YAML double-quoted scalars: a name cannot break out of its line
+        text += f"  - type: swh\n    value: {json.dumps(value)}\n    description: {json.dumps(desc)}\n"
     return text.encode()
+
+
+def bundle_sources(store: Store, doc: dict) -> list[dict]:
+    """The SWHIDs of the snapshot's sources (:func:`envgen.swhid.source_swhids`), local projects first."""
+    from ..swhid import source_swhids
+
+    return sorted(source_swhids(store, doc["objects"]), key=lambda s: (s["role"] != "local-source", s["name"],
+                                                                       s["role"], s["object"]))
 
 
 class _HashingReader:
@@ -207,11 +223,12 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         raise EnvgenError(f"snapshot {sid} is not in the store {store.root}",
                           hint="run `envgen snapshot SPEC` or `envgen restore BUNDLE`")
     roles = _roles(store, sid, doc, runs or [])
+    sources = bundle_sources(store, doc)
     small: dict[str, tuple[str, bytes, int]] = {
         SNAPSHOT: ("snapshot", snap_bytes, 0o644),
         SOURCE: ("envgen-source", _envgen_source(mtime), 0o644),
         "README.md": ("readme", _readme(doc, sid, selfhost is not None), 0o644),
-        "CITATION.cff": ("citation", _citation(doc, sid), 0o644),
+        "CITATION.cff": ("citation", _citation(doc, sid, sources), 0o644),
     }
     if env is not None:
         small[ENV] = ("env", _json_bytes(env), 0o644)
@@ -237,6 +254,7 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         "snapshot-date": doc["snapshot-date"],
         "envgen-version": __version__,
         "members": members,
+        "sources": sources,
         **({"selfhost-snapshot-id": selfhost} if selfhost is not None else {}),
     }
     mbytes = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False).encode() + b"\n"
@@ -262,4 +280,4 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
     return {"bundle": str(out), "id": sid, "name": doc["name"], "compression": compression,
             "level": DEFAULT_LEVELS[compression] if level is None else level,
             "members": len(members) + 1, "content_bytes": sum(m["size"] for m in members) + len(mbytes),
-            "bytes": out.stat().st_size, "sha256": file_sha256(out)}
+            "bytes": out.stat().st_size, "sha256": file_sha256(out), "sources": sources}

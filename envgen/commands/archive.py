@@ -5,8 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from ..archive import COMPRESSIONS, DEFAULT_COMPRESSION, restore_bundle, write_bundle
+from ..archive import COMPRESSIONS, DEFAULT_COMPRESSION, is_bundle, read_manifest, restore_bundle, write_bundle
 from ..archive.write import check_out
+from ..errors import EnvgenError
 from ..lock import load_lock_for
 from ..snapshot import snapshot
 from ..snapshot.store import is_sha256, open_store
@@ -36,6 +37,14 @@ def register(sub, parents, fmt):
             member's sha256, bootstraps envgen from the bundle and runs `envgen verify`.
             That needs a plain .tar (or a .tar.gz); --without-envgen leaves it out.
 
+            The manifest also names every source of the snapshot (sdists and local
+            projects) by its Software Heritage id (SWHID), computed offline:
+            swh:1:dir: of the tree the archive unpacks to, swh:1:cnt: of the archive
+            file; CITATION.cff cites them. --swh-list prints them (one per line, the
+            swh:1:dir: where there is one, then the source's name): the list to check
+            against, or submit to, the Software Heritage archive. With --swh-list, SPEC
+            may also be a bundle (its manifest is read) and -o is optional.
+
             SPEC may also be a snapshot id already in the store. BUNDLE is written
             atomically; an existing file that is not an envgen bundle is only replaced
             with --force.
@@ -43,10 +52,12 @@ def register(sub, parents, fmt):
         ),
         epilog="example:\n  envgen archive specs/abide.toml --with-runs -o abide.tar\n"
                "  tar -xf abide.tar VERIFY.sh && sh VERIFY.sh abide.tar    # on any x86_64 Linux, no envgen\n"
-               "  envgen archive specs/abide.toml -o abide.tar.zst          # smaller; needs zstd to read",
+               "  envgen archive specs/abide.toml -o abide.tar.zst          # smaller; needs zstd to read\n"
+               "  envgen archive abide.tar --swh-list                       # the SWHIDs of its sources\n"
+               "  envgen archive specs/abide.toml --swh-list --json         # both SWHIDs of each source",
     )
     a.add_argument("spec", metavar="SPEC", help="a spec, a pylock.*.toml, or a snapshot id")
-    a.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="the bundle file to write")
+    a.add_argument("-o", "--output", metavar="BUNDLE", help="the bundle file to write (required without --swh-list)")
     a.add_argument("--compression", choices=COMPRESSIONS, default=None,
                    help=f"default: from BUNDLE's suffix (.tar.zst/.tar.gz/.tar.xz/.tar), else {DEFAULT_COMPRESSION}")
     a.add_argument("--level", type=int, default=None, help="compression level (default: zstd 3, gzip 9, xz 6)")
@@ -60,6 +71,9 @@ def register(sub, parents, fmt):
                         "envgen installed)")
     a.add_argument("--run", action="append", default=[], metavar="ID",
                    help="with --with-runs: only these runs (repeatable; default: every run of this snapshot)")
+    a.add_argument("--swh-list", action="store_true",
+                   help="print the Software Heritage ids of the snapshot's sources (SPEC may be a bundle; "
+                        "without -o, no bundle is written)")
     a.set_defaults(func=run_archive)
 
     r = sub.add_parser(
@@ -98,6 +112,10 @@ def _compression_for(path: str, explicit: str | None) -> str:
 
 
 def run_archive(args, ui) -> int:
+    if args.output is None and not args.swh_list:
+        raise EnvgenError("envgen archive needs -o BUNDLE", hint="give the bundle file to write, or --swh-list")
+    if args.swh_list and args.output is None and Path(args.spec).is_file() and is_bundle(args.spec):
+        return _swh_list(read_manifest(args.spec).get("sources", []), ui, args.spec)
     store = open_store(args.store)
     if is_sha256(args.spec) and store.read_root(args.spec) is not None and not Path(args.spec).exists():
         sid = args.spec
@@ -105,6 +123,11 @@ def run_archive(args, ui) -> int:
         spec, lock = load_lock_for(args.spec, ui)
         sid = snapshot(store, lock, spec.path if spec else None, jobs=args.jobs,
                        progress_factory=progress_factory(ui), note=ui.info).id
+    if args.output is None:
+        from ..archive.write import bundle_sources
+        from ..snapshot import load_root
+
+        return _swh_list(bundle_sources(store, load_root(store, sid)), ui, sid)
     comp = _compression_for(args.output, args.compression)
     check_out(Path(args.output), args.force)
     env, runs = (None, None)
@@ -122,6 +145,8 @@ def run_archive(args, ui) -> int:
         res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs,
                            selfhost=selfhost)
     res["runs"] = [r["id"] for r in runs or []]
+    if args.swh_list:
+        return _swh_list(res["sources"], ui, res["bundle"])
 
     def human(out):
         ui.info(f"{res['members']} members, {res['content_bytes'] / 1e6:.1f} MB"
@@ -129,6 +154,21 @@ def run_archive(args, ui) -> int:
         out.print(f"{res['bundle']}  snapshot {sid}")
 
     ui.emit(res, human)
+    return 0
+
+
+def _swh_list(sources: list, ui, where: str) -> int:
+    """Print the sources' SWHIDs: one line each, the swh:1:dir: (else the swh:1:cnt:), role and name."""
+    if not isinstance(sources, list):
+        raise EnvgenError(f"{where}: the bundle manifest's sources are malformed")
+
+    def human(out):
+        if not sources:
+            ui.info(f"{where}: no sources (sdists or local projects) to name")
+        for s in sources:
+            out.print(f"{s.get('directory') or s.get('content')}  {s.get('role')}  {s.get('name')}")
+
+    ui.emit({"from": where, "sources": sources}, human)
     return 0
 
 

@@ -1,9 +1,17 @@
-"""Differences between two locks, PyPI and Debian both.
+"""The one diff model: what changed between two closures, each change classified.
+
+A change is ``{"source", "name", "change", "old", "new"}``, ``change`` one of
+``added``, ``removed``, ``upgraded``, ``downgraded``, ``changed`` (versions
+that differ yet compare equal) or ``rebuilt`` (same version, other hash).
+:func:`classify` makes them from two inventories ``{name: (version, digests)}``
+of one ``source`` (a version of None: the item has none, so ``old``/``new`` show
+its digest).
 
 :func:`diff_locks` compares what the environment runs (PyPI packages, the
 Debian runtime); :func:`diff_build` what only its build uses: the source
 builds (reason, backend, pinned build requirements), the build tools and the
-Debian build packages.
+Debian build packages. :mod:`envgen.closure` reads bundles and images into the
+same inventories (their lock, local projects, image layers) for ``envgen diff``.
 """
 
 from __future__ import annotations
@@ -27,13 +35,31 @@ def _cmp_deb(a: str, b: str) -> int:
     return (va > vb) - (va < vb)
 
 
-def _diff(source: str, old: dict, new: dict, cmp) -> list[dict]:
+def _shown(entry: tuple) -> str | None:
+    """What a change shows of an item: its version, else its (first) digest, shortened."""
+    version, digests = entry
+    if version is not None or not digests:
+        return version
+    d = digests if isinstance(digests, str) else digests[0]
+    algo, _, hexd = d.rpartition(":")
+    return f"{algo or 'sha256'}:{hexd[:12]}"
+
+
+def _no_order(a: str, b: str) -> int:
+    return 0
+
+
+def classify(source: str, old: dict, new: dict, cmp=_no_order) -> list[dict]:
+    """The changes from *old* to *new*, both ``{name: (version or None, (digest, …))}``, sorted by name.
+
+    *cmp(new_version, old_version)* orders versions (<0, 0, >0).
+    """
     out = []
     for name in sorted(set(old) | set(new)):
         if name not in new:
-            out.append({"source": source, "name": name, "change": "removed", "old": old[name][0], "new": None})
+            out.append({"source": source, "name": name, "change": "removed", "old": _shown(old[name]), "new": None})
         elif name not in old:
-            out.append({"source": source, "name": name, "change": "added", "old": None, "new": new[name][0]})
+            out.append({"source": source, "name": name, "change": "added", "old": None, "new": _shown(new[name])})
         else:
             (ov, oh), (nv, nh) = old[name], new[name]
             if ov != nv and ov is not None and nv is not None:
@@ -41,18 +67,22 @@ def _diff(source: str, old: dict, new: dict, cmp) -> list[dict]:
                 change = "upgraded" if c > 0 else "downgraded" if c < 0 else "changed"
                 out.append({"source": source, "name": name, "change": change, "old": ov, "new": nv})
             elif oh != nh:
-                out.append({"source": source, "name": name, "change": "rebuilt", "old": ov, "new": nv})
+                out.append({"source": source, "name": name, "change": "rebuilt",
+                            "old": _shown(old[name]), "new": _shown(new[name])})
     return out
 
 
 def diff_locks(a: Lock, b: Lock) -> list[dict]:
     def py(lock: Lock) -> dict:
-        return {p.name: (p.version, tuple(sorted(w.sha256 for w in p.wheels))) for p in lock.packages}
+        # a package built from source has no wheel: its sdist is what changes
+        return {p.name: (p.version, tuple(sorted(w.sha256 for w in p.wheels))
+                         or ((p.sdist.sha256,) if p.sdist is not None else ()))
+                for p in lock.packages}
 
     def deb(lock: Lock) -> dict:
         return {d.name: (d.version, d.sha256) for d in lock.debian.packages if d.role == "runtime"}
 
-    return _diff("pypi", py(a), py(b), _cmp_py) + _diff("debian", deb(a), deb(b), _cmp_deb)
+    return classify("pypi", py(a), py(b), _cmp_py) + classify("debian", deb(a), deb(b), _cmp_deb)
 
 
 def _source_build_text(b) -> str:
@@ -92,7 +122,8 @@ def diff_build(a: Lock, b: Lock) -> list[dict]:
     def cmp_tools(x: str, y: str) -> int:
         return _cmp_py(x, y) if ", " not in x + y else 0
 
-    return out + _diff("build-tool", tools(a), tools(b), cmp_tools) + _diff("debian-build", deb(a), deb(b), _cmp_deb)
+    return (out + classify("build-tool", tools(a), tools(b), cmp_tools)
+            + classify("debian-build", deb(a), deb(b), _cmp_deb))
 
 
 def _version_sort(v: str):
