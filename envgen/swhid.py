@@ -38,7 +38,7 @@ from typing import IO, BinaryIO
 CHUNK = 1 << 20
 DIR_MODE, FILE_MODE, EXEC_MODE, LINK_MODE = b"40000", b"100644", b"100755", b"120000"
 # snapshot roles whose objects are sources (their SWHIDs go in a bundle's manifest and CITATION.cff)
-SOURCE_ROLES = ("local-source", "sdist", "build-sdist")
+SOURCE_ROLES = ("local-source", "vcs-source", "sdist", "build-sdist")
 
 
 def _git_hash(kind: bytes, data: bytes) -> bytes:

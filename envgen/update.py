@@ -117,7 +117,7 @@ def update(spec_path: str | Path, date: str | None = None, packages: list[str] |
         raise UpdateError(f"--date {date}: in the future; a snapshot can only freeze what has been published")
 
     named: list[str] = sorted({canonicalize_name(p) for p in packages or []})
-    pypi = {p.name: p.version for p in old.packages if not p.is_local and p.version is not None}
+    pypi = {p.name: p.version for p in old.packages if not p.is_local and p.vcs is None and p.version is not None}
     for n in named:
         if n not in pypi:
             raise UpdateError(f"{n} is not a PyPI package of {spec.lock_path}; update names packages of the lock "

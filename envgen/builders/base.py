@@ -112,6 +112,14 @@ class BuildInputs:
                 out.append((p.name, objs[p.name]))
         return out
 
+    def git_source(self, name: str, sha256: str | None) -> str:
+        """The sha256 of git package *name*'s source pack, which the snapshot must list (role ``vcs-source``)."""
+        if not any(o["name"] == name and o["sha256"] == sha256 for o in self.objects("vcs-source")):
+            raise StoreError(f"snapshot {self.snapshot_id[:16]}… has no source pack for git package {name}",
+                             hint="run `envgen snapshot SPEC` again")
+        assert sha256 is not None
+        return sha256
+
     def tool_wheel(self, name: str) -> pylock.Artifact:
         """The pinned wheel of base build tool *name* (installer, pyproject-hooks, …)."""
         for p in self.lock.build_tools:
@@ -129,6 +137,8 @@ class BuildInputs:
             if sb.name in local:
                 obj = local[sb.name]
                 sha, fname = obj["sha256"], obj["name"] + ".tar"
+            elif getattr(sb, "reason", None) == "vcs":
+                sha, fname = self.git_source(sb.name, sb.source_sha256), f"{sb.name}.tar"
             else:
                 pkg = by_name.get(sb.name)
                 if pkg is None or pkg.sdist is None:

@@ -244,7 +244,8 @@ def spec_data(inputs: BuildInputs) -> tuple[dict, dict[str, bytes]]:
     sources = []
     tool_wheels = {p.wheels[0].filename: p.wheels[0] for p in lock.build_tools if p.wheels}
     for src in inputs.sources_to_build():
-        if src.name in local:
+        sb = lock.source_build(src.name)
+        if src.name in local or (sb is not None and sb.reason == "vcs"):  # a pack of envgen's, seeded from its store
             name = clean_name(f"{src.name}-source.tar")
             art = {"name": name, "file": f"{src.name}.tar", "url": f"file:///envgen-nix-seed/{name}",
                    "sha256": src.source_sha256}

@@ -81,9 +81,13 @@ class SourceInput:
 
     name: str
     version: str | None
-    reason: str  # "local" | "no-wheel" | "from-source"
+    reason: str  # "local" | "no-wheel" | "from-source" | "vcs"
     sdist: pylock.Artifact | None = None
     directory: Path | None = None  # a local project on disk
+    tree: Path | None = None  # a git commit's source pack, unpacked (read for its pyproject.toml)
+    pack: Path | None = None  # that pack, a store object
+    pack_sha256: str | None = None
+    pack_size: int | None = None
 
 
 @dataclass
@@ -222,6 +226,18 @@ def _load_source(inp: SourceInput, spec: Spec, store) -> _Source:
                 unpack(fh.name, dest, f"local project {inp.name}")
 
         return _Source(hashlib.sha256(packed).hexdigest(), bs, unpack_local)
+    if inp.pack is not None and inp.tree is not None and inp.pack_sha256 is not None:
+        from ..snapshot.srcpack import unpack
+
+        pyproject = inp.tree / "pyproject.toml"
+        bs = parse_build_system(pyproject.read_text() if pyproject.is_file() else None,
+                                f"{inp.name} (git)/pyproject.toml")
+        pack = inp.pack
+
+        def unpack_git(dest: Path) -> None:
+            unpack(pack, dest, f"git source of {inp.name}")
+
+        return _Source(inp.pack_sha256, bs, unpack_git)
     s = inp.sdist
     if s is None:  # pragma: no cover - make.py only passes packages with an sdist
         raise LockError(f"{inp.name} {inp.version} has no sdist to build from")
@@ -381,7 +397,8 @@ def resolve_source_builds(spec: Spec, platform: str, inputs: list[SourceInput], 
             tools = resolve_tools(sorted(set(static) | set(dynamic)), inp)
         requires = sorted(f"{p.name}=={p.version}" for p in tools)
         return pylock.SourceBuild(name=inp.name, version=inp.version, reason=inp.reason, backend=bs.backend,
-                                  backend_path=list(bs.backend_path), requires=requires), tools
+                                  backend_path=list(bs.backend_path), requires=requires,
+                                  source_sha256=inp.pack_sha256, source_size=inp.pack_size), tools
 
     if not inputs:
         return BuildResolution([], [])

@@ -18,6 +18,10 @@ def requirements_txt(lock: Lock) -> tuple[str, int, list[str]]:
             skipped.append(p.name)
             lines.append(f"# {p.name}: local project at {p.directory} (install it separately)")
             continue
+        if p.vcs is not None:  # pip --require-hashes takes no VCS requirement
+            skipped.append(p.name)
+            lines.append(f"# {p.name}: git {p.vcs.url} at commit {p.vcs.commit_id} (install it separately)")
+            continue
         req = f"{p.name}=={p.version}"
         if p.marker:
             req += f" ; {p.marker}"

@@ -33,7 +33,8 @@ def build_graph(lock: Lock) -> nx.DiGraph:
     root = f"env:{lock.name}"
     g.add_node(root, kind="env", name=lock.name, version=None)
     for p in lock.packages:
-        g.add_node(f"py:{p.name}", kind="local" if p.is_local else "pypi", name=p.name, version=p.version)
+        g.add_node(f"py:{p.name}", kind="local" if p.is_local else "git" if p.vcs else "pypi", name=p.name,
+                   version=p.version)
     for d in lock.debian.packages:
         g.add_node(f"deb:{d.name}", kind="deb" if d.role == "runtime" else "deb-build", name=d.name,
                    version=d.version)
@@ -92,6 +93,8 @@ def label(g: nx.DiGraph, node: str) -> str:
         text += " [build tool]"
     elif kind == "local":
         text += " [local]"
+    elif kind == "git":
+        text += " [git]"
     elif kind == "env":
         text = f"{a['name']} (env)"
     return text

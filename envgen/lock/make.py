@@ -32,6 +32,7 @@ from . import resolve as uvr
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from ..snapshot import vcs as vcs_mod
     from . import pylock
 
 # Debian packages every compiled source build gets (role "build"), besides python3.X-dev
@@ -73,7 +74,8 @@ def _artifact(kind: str, d: dict) -> pylock.Artifact:
 
 def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[str, str | None]],
              children: dict[str, list[str]], from_source: frozenset[str] = frozenset(),
-             tool_of: str | None = None) -> tuple[list[pylock.PyPackage], dict[str, str]]:
+             tool_of: str | None = None,
+             gits: dict[str, GitInput] | None = None) -> tuple[list[pylock.PyPackage], dict[str, str]]:
     """uv's pylock -> the lock's packages, and {name: reason} of those built from their sdist.
 
     A package keeps the one wheel the target installs; without one (or when the
@@ -90,6 +92,13 @@ def _convert(uv_lock: dict, spec: Spec, platform: str, locals_: dict[str, tuple[
     reasons: dict[str, str] = {}
     for p in uv_lock.get("packages", []):
         name = canonicalize_name(p["name"])
+        if "directory" in p and gits and name in gits:
+            g = gits[name]
+            out.append(pylock.PyPackage(
+                name=name, version=g.version, dependencies=children.get(name, []),
+                vcs=pylock.Vcs(type="git", url=g.source.url, commit_id=g.source.commit,
+                               requested_revision=g.source.requested_revision, subdirectory=g.source.subdirectory)))
+            continue
         if "directory" in p:
             if name not in locals_:
                 raise EnvgenError(f"uv returned a local project {name!r} that the spec does not name")
@@ -144,10 +153,6 @@ def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
     *early* is :func:`~envgen.lock.resolve.start_early` of the spec's file,
     adopted only if it is exactly the run this lock needs.
     """
-    for i, r in spec.vcs_requirements():
-        raise SpecError(f"{spec.path}: key 'requirements[{i}]': {r!r} names a git commit, which envgen cannot lock "
-                        "yet (it pins index releases and local projects); pin a PyPI release instead "
-                        f"({Requirement(r).name}==VERSION), or check that commit out and list it under 'local'")
     now = dt.datetime.now(dt.UTC)
     if spec.snapshot_date > now:
         raise SpecError(
@@ -158,17 +163,74 @@ def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
         raise SpecError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
     platform = spec.platforms[0]
     say = progress or (lambda msg: None)
+    vcs = git_sources(spec, say)
     with uvr.UvSession(spec, platform, early) as uv:
+        uv.requirement_overrides = {g.index: g.requirement for g in vcs}
         say("resolving PyPI with uv")
         uvr.start(uv)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=3) as pool:
-            return _build_lock(spec, platform, uv, pool, say, idle)
+            return _build_lock(spec, platform, uv, pool, say, idle, vcs)
+
+
+@dataclass
+class GitInput:
+    """A requirement pinned to a git commit, fetched and packed (:mod:`envgen.snapshot.vcs`)."""
+
+    index: int  # in the spec's requirements
+    name: str
+    version: str | None
+    source: vcs_mod.GitSource
+    sha256: str  # of the source pack, a store object
+    size: int
+    pack: Path  # the store object
+    tree: Path  # the pack unpacked (cached by its sha256): what uv and the build hook read
+    requirement: str  # the spec's requirement, its URL replaced by the tree's (file://)
+
+
+def git_sources(spec: Spec, say: Callable[[str], None]) -> list[GitInput]:
+    """Fetch and pack every git requirement of *spec* (once per commit: the packs are remembered by their id)."""
+    reqs = spec.vcs_requirements()
+    if not reqs:
+        return []
+    from ..paths import store_dir
+    from ..snapshot import srcpack
+    from ..snapshot import vcs as vcs_mod
+    from ..snapshot.store import Store
+    from .buildreq import _cached_tree
+    from .resolve import lock_cache
+
+    store = Store(store_dir(None))
+    out = []
+    for i, text in reqs:
+        req = Requirement(text)
+        assert req.url is not None  # vcs_requirements() gives requirements with a URL
+        name = canonicalize_name(req.name)
+        src = vcs_mod.parse_git_url(req.url, f"{spec.path}: key 'requirements[{i}]'")
+        say(f"fetching {name} at {src.describe()}")
+        sha, size = vcs_mod.source_pack(store, src, lock_cache() / "vcs")
+        pack = store.path_of(sha)
+
+        def fill(tmp: Path, pack: Path = pack, name: str = name) -> None:
+            srcpack.unpack(pack, tmp, f"git source of {name}")
+
+        tree = _cached_tree("vcs-trees", sha[:32], fill)
+        if not (tree / "pyproject.toml").is_file():
+            raise LockError(f"{name} at {src.describe()} has no pyproject.toml; envgen builds a git requirement "
+                            "as a local project, from its pyproject.toml [project] table")
+        got, version = local_name(tree)
+        if got != name:
+            raise LockError(f"{spec.path}: key 'requirements[{i}]': {text!r} names {name}, but its pyproject.toml "
+                            f"at that commit names {got}")
+        req.url = tree.as_uri()
+        out.append(GitInput(i, name, version, src, sha, size, pack, tree, str(req)))
+    return out
 
 
 def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolExecutor,
-                say: Callable[[str], None], idle: Callable[[], None] | None) -> tuple[pylock.Lock, list[str]]:
+                say: Callable[[str], None], idle: Callable[[], None] | None,
+                vcs: list[GitInput]) -> tuple[pylock.Lock, list[str]]:
     # imported while uv runs
     from . import debian as deb
     from . import pylock
@@ -182,6 +244,10 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
         name, version = local_name(lp.dir)
         locals_[name] = (lp.path, version)
         local_inputs.append(SourceInput(name=name, version=version, reason="local", directory=lp.dir))
+    for g in vcs:
+        local_inputs.append(SourceInput(name=g.name, version=g.version, reason="vcs", tree=g.tree, pack=g.pack,
+                                        pack_sha256=g.sha256, pack_size=g.size))
+    gits = {g.name: g for g in vcs}
     from_source = frozenset(spec.from_source)
 
     def debian(compile_: bool) -> deb.DebianResolution:
@@ -215,8 +281,9 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
     # simultaneous DNS queries got some dropped (a 5 s retry).
     uvr.start_tools(uv)
     for inp in local_inputs:
-        assert inp.directory is not None  # a local project
-        start_local(uv, inp.name, inp.directory)
+        where = inp.directory or inp.tree
+        assert where is not None  # a local project or a git commit's tree
+        start_local(uv, inp.name, where)
     local_fut: Future[BuildResolution] | None = (
         pool.submit(source_builds, local_inputs, first_debs) if local_inputs else None)
     res = uvr.finish(uv)
@@ -226,7 +293,7 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
         for parent in parents:
             children.setdefault(parent, []).append(child)
     children = {k: sorted(set(v)) for k, v in children.items()}
-    packages, reasons = _convert(res.runtime, spec, platform, locals_, children, from_source)
+    packages, reasons = _convert(res.runtime, spec, platform, locals_, children, from_source, gits=gits)
     resolved = {p.name for p in packages}
     for name in spec.from_source:
         if name not in resolved:

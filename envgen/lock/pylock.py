@@ -28,6 +28,10 @@ from ..errors import FormatError, LockError
 LOCK_VERSION = "1.0"
 
 
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 @dataclass
 class Artifact:
     """One downloadable file: a wheel, an sdist or a .deb."""
@@ -40,6 +44,17 @@ class Artifact:
     upload_time: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class Vcs:
+    """PEP 751's ``[packages.vcs]``: a git source pinned to a commit."""
+
+    type: str  # "git"
+    url: str
+    commit_id: str
+    requested_revision: str | None = None
+    subdirectory: str | None = None
+
+
 @dataclass
 class PyPackage:
     name: str
@@ -47,6 +62,7 @@ class PyPackage:
     wheels: list[Artifact] = field(default_factory=list)
     sdist: Artifact | None = None
     directory: str | None = None  # local project, relative to the lock's directory
+    vcs: Vcs | None = None  # a git requirement pinned to a commit (its pack: the source build's source-sha256)
     marker: str | None = None
     index: str | None = None
     dependencies: list[str] = field(default_factory=list)
@@ -101,19 +117,22 @@ class Debian:
 
 @dataclass
 class SourceBuild:
-    """A ``[[packages]]`` entry that is built from source (an sdist, or a local directory).
+    """A ``[[packages]]`` entry that is built from source (an sdist, a local directory or a git commit).
 
     ``requires`` is the isolated build environment of PEP 517: exact pins
     ``name==version`` sorted by name, each a (name, version) of
-    :attr:`Lock.build_tools`.
+    :attr:`Lock.build_tools`.  A git commit's (reason ``vcs``) also names its
+    source pack, a store object: ``source_sha256`` and ``source_size``.
     """
 
     name: str
     version: str | None
-    reason: str  # "local" | "no-wheel" | "from-source"
+    reason: str  # "local" | "no-wheel" | "from-source" | "vcs"
     backend: str  # PEP 517 build-backend ("setuptools.build_meta:__legacy__" when the source declares none)
     backend_path: list[str] = field(default_factory=list)  # PEP 517 backend-path, relative to the source root
     requires: list[str] = field(default_factory=list)
+    source_sha256: str | None = None  # reason "vcs": the sha256 of the commit's source pack
+    source_size: int | None = None
 
     def pins(self) -> list[tuple[str, str]]:
         """``requires`` as (canonical name, version) pairs."""
@@ -124,7 +143,7 @@ class SourceBuild:
         return out
 
 
-SOURCE_BUILD_REASONS = ("local", "no-wheel", "from-source")
+SOURCE_BUILD_REASONS = ("local", "no-wheel", "from-source", "vcs")
 
 
 def _version_key(version: str | None) -> tuple:
@@ -235,6 +254,10 @@ def _package_table(p: PyPackage):
         t["marker"] = p.marker
     if p.directory is not None:
         t["directory"] = _inline({"path": p.directory})
+    if p.vcs is not None:
+        v = p.vcs
+        t["vcs"] = _inline({"type": v.type, "url": v.url, "requested-revision": v.requested_revision,
+                            "commit-id": v.commit_id, "subdirectory": v.subdirectory})
     if p.index:
         t["index"] = p.index
     if p.dependencies:
@@ -287,6 +310,10 @@ def dumps(lock: Lock) -> str:
         t["backend"] = b.backend
         t["backend-path"] = _array(list(b.backend_path), multiline=False)
         t["requires"] = _array(sorted(b.requires, key=lambda r: canonicalize_name(r.partition("==")[0])))
+        if b.source_sha256 is not None:
+            t["source-sha256"] = b.source_sha256
+        if b.source_size is not None:
+            t["source-size"] = b.source_size
         sb.append(t)
     env["source-builds"] = sb
 
@@ -370,16 +397,29 @@ class _Reader:
                 name=canonicalize_name(d["name"]), version=d.get("version"), reason=reason,
                 backend=d["backend"], backend_path=[str(x) for x in d.get("backend-path", [])],
                 requires=[str(x) for x in d.get("requires", [])],
+                source_sha256=d.get("source-sha256"), source_size=d.get("source-size"),
             )
         except (KeyError, TypeError):
             raise self.bad(where, "a source build needs name, reason and backend") from None
         if reason not in SOURCE_BUILD_REASONS:
             raise self.bad(where, f"reason: expected one of {', '.join(SOURCE_BUILD_REASONS)}, got {reason!r}")
+        if reason == "vcs" and not _is_sha256(b.source_sha256):
+            raise self.bad(where, f"source-sha256: a git source build names its source pack by sha256, "
+                                  f"got {b.source_sha256!r}")
         for r in b.requires:
             name, sep, version = r.partition("==")
             if not sep or not name or not version:
                 raise self.bad(where, f"requires: expected exact pins name==version, got {r!r}")
         return b
+
+    def vcs(self, d: Any, where: str) -> Vcs | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict) or d.get("type") != "git" or not isinstance(d.get("url"), str) \
+                or not isinstance(d.get("commit-id"), str):
+            raise self.bad(where, "vcs: envgen reads git sources with a url and a commit-id")
+        return Vcs(type="git", url=d["url"], commit_id=d["commit-id"], requested_revision=d.get("requested-revision"),
+                   subdirectory=d.get("subdirectory"))
 
     def package(self, d: dict, where: str) -> PyPackage:
         if "name" not in d:
@@ -390,6 +430,7 @@ class _Reader:
             wheels=[self.artifact("wheel", w, f"{where}.wheels") for w in d.get("wheels", [])],
             sdist=self.artifact("sdist", d["sdist"], f"{where}.sdist") if "sdist" in d else None,
             directory=d.get("directory", {}).get("path"),
+            vcs=self.vcs(d.get("vcs"), f"{where}.vcs"),
             marker=d.get("marker"),
             index=d.get("index"),
             dependencies=[canonicalize_name(x["name"]) for x in d.get("dependencies", [])],

@@ -206,6 +206,8 @@ class UvSession:
     _others: list[UvJob] = field(default_factory=list)
     _version: UvJob | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # {index in the spec's requirements: what uv gets instead}: a git requirement as its fetched tree
+    requirement_overrides: dict[int, str] = field(default_factory=dict)
 
     def __enter__(self) -> UvSession:
         self._tmp = Path(tempfile.mkdtemp(prefix="envgen-lock-"))
@@ -306,9 +308,13 @@ def _runtime_in(requirements: list[str], local_dirs: list[Path], spec_dir: Path)
     return "\n".join(requirements + local) + "\n"
 
 
-def runtime_requirements(spec: Spec) -> str:
-    """What uv is given for the runtime set: the spec's requirements, then its local projects."""
-    return _runtime_in(spec.requirements, [lp.dir for lp in spec.local], spec.dir)
+def runtime_requirements(spec: Spec, overrides: dict[int, str] | None = None) -> str:
+    """What uv is given for the runtime set: the spec's requirements, then its local projects.
+
+    *overrides* replaces requirements by index (a git requirement by its fetched tree, a ``file://`` URL).
+    """
+    reqs = [(overrides or {}).get(i, r) for i, r in enumerate(spec.requirements)]
+    return _runtime_in(reqs, [lp.dir for lp in spec.local], spec.dir)
 
 
 @dataclass
@@ -354,6 +360,8 @@ def start_early(spec_path: str | os.PathLike) -> EarlyRun | None:
         python = raw["python"]
         requirements = raw.get("requirements", [])
         local = raw.get("local", [])
+        if any(isinstance(r, str) and "git+" in r for r in requirements):
+            return None  # uv gets a git requirement as its fetched tree, which only the lock knows
         glibc = DISTROS[raw["os"]["base"]].glibc
         if (date > dt.datetime.now(dt.UTC) or not isinstance(platforms, list) or len(platforms) != 1
                 or not isinstance(python, str) or not isinstance(requirements, list)
@@ -379,8 +387,8 @@ def _base_tools_what(spec: Spec) -> str:
 def start(uv: UvSession) -> None:
     """Start the runtime set's uv run (the longest) and ``uv --version``."""
     spec = uv.spec
-    uv.start_pylock(runtime_requirements(spec).splitlines(), f"the requirements of {spec.path}", spec.dir,
-                    constrained=True)
+    uv.start_pylock(runtime_requirements(spec, uv.requirement_overrides).splitlines(),
+                    f"the requirements of {spec.path}", spec.dir, constrained=True)
     uv.start_version()
 
 
@@ -400,7 +408,7 @@ class Resolution:
 def finish(uv: UvSession) -> Resolution:
     """The runtime set, its edges and the base build tools (what :func:`start` began, awaited)."""
     spec = uv.spec
-    runtime_in = runtime_requirements(spec)
+    runtime_in = runtime_requirements(spec, uv.requirement_overrides)
     runtime = uv.pylock(runtime_in.splitlines(), f"the requirements of {spec.path}", spec.dir, constrained=True)
     key = edges_key(spec, uv.platform, runtime_in, runtime, uv.version_text())
     cached = lock_cache() / "edges" / f"{key}.txt" if key else None

@@ -8,7 +8,8 @@ The **snapshot manifest** (canonical JSON, written to ``roots/<id>.json``)::
 
 Objects are sorted by (role, name, sha256).  Roles: ``wheel``, ``sdist``,
 ``build-wheel``, ``build-sdist``, ``deb``, ``build-deb``, ``local-source``
-(a deterministic tar, see :mod:`envgen.srcpack`), ``lock`` and ``spec``.
+(a deterministic tar, see :mod:`envgen.srcpack`), ``vcs-source`` (a git
+commit's pack, the same kind of tar, see :mod:`.vcs`), ``lock`` and ``spec``.
 The last three also carry ``path``: where the file or directory lies relative
 to the *layout root*, the deepest directory holding the lock and every local
 project (for specs/abide.toml with ../pipelines/abide that is the repository
@@ -37,7 +38,7 @@ from ..clock import format_utc
 from ..errors import EnvgenError, FetchError, FormatError, LockError, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
-from . import srcpack
+from . import srcpack, vcs
 from .store import HashMismatch, Store, is_sha256
 
 KIND = "envgen-snapshot"
@@ -65,6 +66,16 @@ class LocalItem:
 
 
 @dataclass
+class GitItem:
+    """A git commit's source pack (role ``vcs-source``): in the store, or fetched and packed again."""
+
+    name: str  # the project
+    source: vcs.GitSource
+    sha256: str
+    size: int | None
+
+
+@dataclass
 class Plan:
     name: str
     snapshot_date: str
@@ -72,6 +83,7 @@ class Plan:
     fetches: list[Fetch]
     locals: list[LocalItem]
     lock: pylock.Lock
+    gits: list[GitItem] = field(default_factory=list)
 
 
 @dataclass
@@ -113,9 +125,13 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
             fetches.append(Fetch(sdist_role, s.filename, s.sha256, s.size, [s.url], p.name))
 
     local_dirs: list[tuple[str, Path]] = []
+    gits: list[GitItem] = []
     for p in lock.packages:
         if p.directory is not None:  # p.is_local
             local_dirs.append((p.name, Path(os.path.normpath(lock_dir / p.directory))))
+            continue
+        if p.vcs is not None:
+            gits.append(git_item(lock, p))
             continue
         add_pkg(p, "wheel", "sdist")
     for p in lock.build_tools:
@@ -142,7 +158,20 @@ def make_plan(lock: pylock.Lock, spec_path: Path | None = None, with_sdists: boo
         locals_.append(LocalItem("spec", sp.name, _rel(sp, base), sp))
     for name, d in local_dirs:
         locals_.append(LocalItem("local-source", name, _rel(d, base), d))
-    return Plan(lock.name, format_utc(lock.snapshot_date), lock.snapshot_date.epoch, fetches, locals_, lock)
+    return Plan(lock.name, format_utc(lock.snapshot_date), lock.snapshot_date.epoch, fetches, locals_, lock, gits)
+
+
+def git_item(lock: pylock.Lock, p: pylock.PyPackage) -> GitItem:
+    """The source pack of *p*, a git package of *lock*, as its source build names it."""
+    assert p.vcs is not None
+    sb = lock.source_build(p.name)
+    if sb is None or sb.reason != "vcs" or sb.source_sha256 is None:
+        raise LockError(f"{lock.path}: {p.name} is a git package but no source build names its source pack",
+                        hint="re-lock the spec (`envgen lock SPEC`)")
+    src = vcs.GitSource(url=p.vcs.url, commit=p.vcs.commit_id,
+                        requested_revision=p.vcs.requested_revision or p.vcs.commit_id,
+                        subdirectory=p.vcs.subdirectory)
+    return GitItem(p.name, src, sb.source_sha256, sb.source_size)
 
 
 # --------------------------------------------------------------------------- fetching
@@ -298,6 +327,7 @@ def snapshot(store: Store, lock: pylock.Lock, spec_path: Path | None = None, *, 
     res = SnapshotResult(id="", manifest={})
     with store.session():
         objects = _add_local_items(store, plan, res)  # cheap, and they fail early on a broken tree
+        objects += _add_git_items(store, plan, res, offline, note)
         missing = _missing(store, plan)
         if missing and offline:
             names = (", ".join(f.name for f in missing[:3])
@@ -328,6 +358,29 @@ def _add_local_items(store: Store, plan: Plan, res: SnapshotResult) -> list[dict
             store.add_bytes(data, sha, it.name)
             res.local_added += 1
         objects.append({"role": it.role, "name": it.name, "path": it.path, "sha256": sha, "size": len(data)})
+    return objects
+
+
+def _add_git_items(store: Store, plan: Plan, res: SnapshotResult, offline: bool, note) -> list[dict]:
+    """The git commits' source packs: from the store, else fetched and packed again (checked against the lock)."""
+    objects = []
+    for g in plan.gits:
+        if not store.has(g.sha256):
+            if offline:
+                raise StoreError(f"the source pack of {g.name} ({g.source.describe()}) is not in the store",
+                                 hint="run `envgen snapshot SPEC` first")
+            if note:
+                note(f"fetching {g.name} at {g.source.describe()}")
+            with store.object_lock(g.sha256):
+                if not store.has(g.sha256):
+                    vcs.refetch(store, g.name, g.source, g.sha256)
+                    res.fetched.append(f"{g.name} (git {g.source.commit[:12]})")
+                    res.fetched_bytes += store.size_of(g.sha256)
+        size = store.size_of(g.sha256)
+        if g.size is not None and size != g.size:
+            raise LockError(f"{g.name}: the lock says its source pack has {g.size} bytes, the object has {size}",
+                            hint="the lock is inconsistent; re-lock")
+        objects.append({"role": "vcs-source", "name": g.name, "sha256": g.sha256, "size": size})
     return objects
 
 
