@@ -74,9 +74,10 @@ def classify(source: str, old: dict, new: dict, cmp=_no_order) -> list[dict]:
 
 def diff_locks(a: Lock, b: Lock) -> list[dict]:
     def py(lock: Lock) -> dict:
-        # a package built from source has no wheel: its sdist is what changes
+        # a package built from source has no wheel: its sdist (or its git commit) is what changes
         return {p.name: (p.version, tuple(sorted(w.sha256 for w in p.wheels))
-                         or ((p.sdist.sha256,) if p.sdist is not None else ()))
+                         or ((p.sdist.sha256,) if p.sdist is not None else ())
+                         or ((f"git:{p.vcs.commit_id}",) if p.vcs is not None else ()))
                 for p in lock.packages}
 
     def deb(lock: Lock) -> dict:
@@ -86,7 +87,8 @@ def diff_locks(a: Lock, b: Lock) -> list[dict]:
 
 
 def _source_build_text(b) -> str:
-    return f"{b.version or '-'} ({b.reason}; {b.backend}; {', '.join(b.requires) or 'no requirements'})"
+    pack = f"; source sha256:{b.source_sha256[:12]}" if b.source_sha256 else ""
+    return f"{b.version or '-'} ({b.reason}; {b.backend}; {', '.join(b.requires) or 'no requirements'}{pack})"
 
 
 def diff_build(a: Lock, b: Lock) -> list[dict]:
