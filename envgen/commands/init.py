@@ -32,8 +32,8 @@ def register(sub, parents, fmt):
 
             A VCS requirement on a branch, a tag or no ref moves, and is refused in one
             line: --pin NAME==VERSION replaces it with a PyPI release, or the URL can
-            name a full 40-hex commit (the spec keeps that, but `envgen lock` cannot
-            lock a git commit yet: --pin it, or check it out and list it as local).
+            name a full 40-hex commit, which the spec keeps and `envgen lock` pins by
+            content (the commit id and the sha256 of its source pack).
 
             The Python is the OS base's (the env runs on its interpreter): --python or
             --base chooses; otherwise the first base that satisfies requires-python,
