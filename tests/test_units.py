@@ -185,6 +185,28 @@ def test_two_packages_installing_one_path_fail_the_build(tmp_path):
         linker.add(b, dpkg=False)
 
 
+@pytest.mark.parametrize("later", [0, 86400], ids=["linked", "copied"])
+def test_two_packages_installing_one_path_alike_do_not_conflict(tmp_path, later):
+    """As the NVIDIA CUDA wheels each install the same empty nvidia/__init__.py: same bytes, same mode."""
+    store = Store(tmp_path / "store")
+    a = _deb_unit(store, tmp_path, "a", DEB_A)
+    c = _deb_unit(store, tmp_path, "c", [("./usr/", "d", "", 0o755), ("./usr/bin/", "d", "", 0o755),
+                                         ("./usr/bin/tool", "f", "v1\n", 0o755)])
+    with store.session():
+        make_deb_units(store, [a, c], EPOCH, jobs=1)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    linker = Linker(tree, EPOCH + later)
+    linker.add(a, dpkg=False)
+    linker.add(c, dpkg=False)
+    assert (tree / "usr/bin/tool").read_bytes() == b"v1\n" and linker.owner["usr/bin/tool"] == "a"
+    (tree / "usr/bin/tool").unlink()  # the same bytes with another mode: a conflict again
+    (tree / "usr/bin/tool").write_bytes(b"v1\n")
+    os.chmod(tree / "usr/bin/tool", 0o444)
+    with pytest.raises(BuildError, match="c and the env's skeleton both install /usr/bin/tool"):
+        Linker(tree, EPOCH + later).add(c, dpkg=False)
+
+
 def _fake_unit(store: Store, name: str) -> str:
     key = hashlib.sha256(name.encode()).hexdigest()
     d = store.paths.unit(key) / "root"

@@ -92,14 +92,33 @@ def _tools(plan: dict):
 
 
 def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interpreter: str) -> None:
-    """Install *wheels* (in the given order) into *scheme* with pypa installer."""
+    """Install *wheels* (in the given order) into *scheme* with pypa installer.
+
+    A path that an earlier wheel installed is refused, as installer refuses it, unless the bytes are
+    the same: the NVIDIA CUDA wheels that torch needs each carry the same empty ``nvidia/__init__.py``.
+    """
     _tools(plan)
+    import io
+
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
 
+    class Destination(SchemeDictionaryDestination):
+        def write_to_fs(self, scheme, path, stream, is_executable):
+            target = self._path_with_destdir(scheme, path)
+            if not os.path.lexists(target) or os.path.islink(target) or not os.path.isfile(target):
+                return super().write_to_fs(scheme, path, stream, is_executable)
+            data = stream.read()
+            with open(target, "rb") as fh:
+                same = fh.read() == data and bool(os.stat(target).st_mode & 0o100) == bool(is_executable)
+            if not same:
+                raise FileExistsError(f"File already exists: {target}")
+            os.unlink(target)  # the same bytes again: written anew, its RECORD entry as installer makes it
+            return super().write_to_fs(scheme, path, io.BytesIO(data), is_executable)
+
     for path in wheels:
-        destination = SchemeDictionaryDestination(
+        destination = Destination(
             scheme, interpreter=interpreter, script_kind="posix", hash_algorithm="sha256",
             bytecode_optimization_levels=(),
         )

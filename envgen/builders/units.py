@@ -405,13 +405,30 @@ class Linker:
                             self.linked += 1
                     else:
                         if os.path.lexists(root + path):
+                            if self._same_file(root + path, target, int(mode, 8)):
+                                continue
                             self._conflict(unit, path)
                         self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
                 self.owner[path] = unit.name
             except FileExistsError:
-                self._conflict(unit, path)
+                if not (kind == "f" and self._same_file(root + path, target, int(mode, 8))):
+                    self._conflict(unit, path)
             except OSError as exc:
                 raise BuildError(f"placing {unit.name} into the tree: /{path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _same_file(path: str, sha: str, mode: int) -> bool:
+        """Whether the tree's *path* is a regular file with these bytes and this mode: a path two wheels
+        install alike (the NVIDIA CUDA wheels' empty ``nvidia/__init__.py``) is no conflict, as for the
+        whole-tree install (assemble.py)."""
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != mode:
+                return False
+            with open(path, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest() == sha
+        except OSError:
+            return False
 
     def _conflict(self, unit: Unit, path: str) -> None:
         other = self.owner.get(path, "the env's skeleton")
