@@ -106,7 +106,8 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
 
     class Destination(SchemeDictionaryDestination):
         def write_to_fs(self, scheme, path, stream, is_executable):
-            target = self._path_with_destdir(scheme, path)
+            within = getattr(self, "_path_with_destdir", None)  # installer >= 0.7; older ones have no destdir
+            target = within(scheme, path) if within else os.path.join(self.scheme_dict[scheme], path)
             if not os.path.lexists(target) or os.path.islink(target) or not os.path.isfile(target):
                 return super().write_to_fs(scheme, path, stream, is_executable)
             data = stream.read()
