@@ -15,6 +15,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import threading
 import urllib.request
@@ -114,7 +115,27 @@ def lock_snapshot_build_run(tmp_path, url, commit, date="2025-05-08T00:00:00Z"):
 def test_a_commit_locks_snapshots_builds_and_runs(served_tomli, tmp_path):
     require_tool("bwrap", why="envgen build and run use bubblewrap")
     url, commit = served_tomli
-    spec, store, build, _ = lock_snapshot_build_run(tmp_path, url, commit)
+    spec, store, build, snap = lock_snapshot_build_run(tmp_path, url, commit)
+
+    # `envgen init` of pip's bare form (as a Dockerfile's `pip install git+…@COMMIT` has it) locks the same pack
+    req = tmp_path / "fromreq"
+    req.mkdir()
+    (req / "requirements.txt").write_text(f"git+{url}@{commit}#egg=tomli\nsix==1.17.0\n")
+    run_envgen("init", str(req / "requirements.txt"), "--date", "2025-05-08", "--name", "fromreq", check=True)
+    again = pylock.load(req / "pylock.fromreq.toml")
+    assert again.package("tomli").vcs == pylock.load(spec.parent / "pylock.gitdemo.toml").package("tomli").vcs
+    assert again.source_build("tomli").source_sha256 == build.source_sha256
+
+    # a bundle carries the pack like any store object: verified with the network cut, the env rebuilds
+    bundle = tmp_path / "gitdemo.tar"
+    run_envgen("archive", str(spec), "--store", str(store), "--without-envgen", "--compression", "none",
+               "-o", str(bundle), check=True)
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-m", "envgen", "verify", str(bundle), "--json"],
+                          capture_output=True, text=True)
+    verdict = json.loads(proc.stdout)
+    assert verdict["network_cut"] is True and verdict["snapshot_id"] == snap["id"], proc.stderr
+    assert [c["ok"] for c in verdict["checks"] if c["check"] in ("bundle complete and intact", "env rebuilds")] \
+        == [True, True], verdict["checks"]
 
     # a pack whose sha256 is not the lock's is refused, naming the commit and both digests
     bad = tmp_path / "bad"
