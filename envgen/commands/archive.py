@@ -60,6 +60,9 @@ def register(sub, parents, fmt):
                         "envgen installed)")
     a.add_argument("--run", action="append", default=[], metavar="ID",
                    help="with --with-runs: only these runs (repeatable; default: every run of this snapshot)")
+    a.add_argument("--key", action="append", default=[], metavar="KEY",
+                   help="sign the bundle's provenance and SBOM (attestations/*.dsse.json) with this ed25519 "
+                        "private key (envgen keygen, or OpenSSH); repeatable; check with `envgen verify --key`")
     a.set_defaults(func=run_archive)
 
     r = sub.add_parser(
@@ -98,6 +101,9 @@ def _compression_for(path: str, explicit: str | None) -> str:
 
 
 def run_archive(args, ui) -> int:
+    from ..signing import load_signer
+
+    signers = [load_signer(k) for k in args.key]  # a bad key: one line, before any work
     store = open_store(args.store)
     if is_sha256(args.spec) and store.read_root(args.spec) is not None and not Path(args.spec).exists():
         sid = args.spec
@@ -120,7 +126,7 @@ def run_archive(args, ui) -> int:
         selfhost = snapshot_selfhost(store, jobs=args.jobs, progress_factory=progress_factory(ui), note=ui.info)
     with ui.status(f"writing {args.output}"):
         res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs,
-                           selfhost=selfhost)
+                           selfhost=selfhost, signers=signers)
     res["runs"] = [r["id"] for r in runs or []]
 
     def human(out):
