@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -57,10 +58,11 @@ def names_every_object(stmt: dict, manifest: dict, sid: str, lock) -> None:
     assert listed == {o["sha256"] for o in manifest["objects"]} | {sid}
     assert len(deps) == len(manifest["objects"]) + 1
     urls = {w.sha256: w.url for p in [*lock.packages, *lock.build_tools] for w in p.wheels}
+    urls.update({p.sdist.sha256: p.sdist.url for p in [*lock.packages, *lock.build_tools] if p.sdist})
     urls.update({d.sha256: d.url for d in lock.debian.packages})
     for d in deps:
         role = d["annotations"]["envgen_role"]
-        if role in ("wheel", "build-wheel", "deb", "build-deb"):
+        if role in ("wheel", "sdist", "build-wheel", "build-sdist", "deb", "build-deb"):
             assert d["uri"] == urls[d["digest"]["sha256"]]
         else:  # local sources, the lock, the spec, the snapshot manifest: no URL
             assert "uri" not in d
@@ -213,6 +215,9 @@ def test_bundle_carries_signed_attestations(snapped, tmp_path, keys):
         b"embedded", b"embeddeD")
     with pytest.raises(SignatureError, match="changed after signing"):
         signing.check_members(str(out), changed, keys["a"][1])
+    # the CLI: another key is one line, exit 2, before anything is rebuilt
+    p = run_envgen("verify", "--key", str(tmp_path / "keys/b.key.pub"), str(out))
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no signature by key" in p.stderr, p.stderr
 
 
 def test_build_provenance_and_rebuild_statements_are_deterministic(snapped):
@@ -253,6 +258,10 @@ def test_tiny_signed_oci_export_verifies_and_challenge_attests(tiny, tmp_path):
         o["sha256"] for o in manifest["objects"]} | {tiny.built["snapshot_id"]}
     p = run_envgen("verify", "--key", f"{key}.pub", str(out))
     assert p.returncode == 0, p.stderr
+    # the build wrote its provenance too: the tree digest as subject
+    built = json.loads(Path(tiny.built["provenance"][0]).read_bytes())
+    check_slsa(built)
+    assert built["subject"][0]["digest"]["sha256"] == tiny.built["tree_digest"]
     ref = doc["ref"]
     for argv in (["skopeo", "inspect", f"oci:{out}:{ref}"],
                  ["skopeo", "copy", f"oci:{out}:{ref}", f"dir:{tmp_path / 'copy'}"],
@@ -266,3 +275,27 @@ def test_tiny_signed_oci_export_verifies_and_challenge_attests(tiny, tmp_path):
     c = json.loads(att.read_bytes())
     assert c["predicateType"] == attest.REBUILD_PREDICATE and c["predicate"]["verdict"] == "identical"
     assert str(tmp_path) not in att.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_abide_oci_export_provenance_validates_and_names_every_object(abide, tmp_path):
+    """The ABIDE snapshot (the session's, shared with the other ABIDE tests) through the OCI exporter.
+
+    The image is the synthetic tree (building ABIDE is not cheap); the provenance
+    is what `envgen export specs/abide.toml --format oci` writes for it.
+    """
+    store = Store(abide.store)
+    lock = pylock.load(abide.spec.parent / "pylock.abide.toml")
+    sid = abide.first["id"]
+    manifest = load_root(store, sid)
+    pred = attest.provenance_predicate(manifest, sid, lock, "embedded", export={"format": "oci"})
+    out = tmp_path / "abide.oci"
+    res = write_oci(meta_of(make_tree(tmp_path / "tree"), provenance=pred), out)
+    prov = next(r for r in res["referrers"] if r["artifactType"] == attest.MT_INTOTO)
+    m = json.loads((out / "blobs/sha256" / prov["digest"][7:]).read_bytes())
+    stmt = json.loads((out / "blobs/sha256" / m["layers"][0]["digest"][7:]).read_bytes())
+    check_slsa(stmt)
+    names_every_object(stmt, manifest, sid, lock)
+    assert any(d["name"].startswith("scikit_learn-1.6.1") for d in stmt["predicate"]["buildDefinition"][
+        "resolvedDependencies"])
