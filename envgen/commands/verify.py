@@ -25,9 +25,9 @@ def register(sub, parents, fmt):
 
             Exit status 0 when the claimed level holds (--claim; default: reproduced
             if the bundle carries runs, else functional), 1 when it does not, 2 for
-            an unusable bundle (or, with --key, a signature that does not hold). Run it with the network cut to prove the point:
-            `unshare -n envgen verify BUNDLE` (as root) — the report says whether the
-            network was cut.
+            an unusable bundle (or, with --key, a signature that does not hold).
+            Run it with the network cut to prove the point: `unshare -n envgen
+            verify BUNDLE` (as root) — the report says whether the network was cut.
 
             --key PUB (an ed25519 public key: `envgen keygen`'s KEY.pub, or an
             `ssh-ed25519 …` line; repeatable) first checks the DSSE envelopes the
