@@ -218,6 +218,8 @@ def test_bundle_carries_signed_attestations(snapped, tmp_path, keys):
     # the CLI: another key is one line, exit 2, before anything is rebuilt
     p = run_envgen("verify", "--key", str(tmp_path / "keys/b.key.pub"), str(out))
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no signature by key" in p.stderr, p.stderr
+    p = run_envgen("sign", str(out), "--key", str(tmp_path / "keys/a.key"))
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "envgen archive" in p.stderr, p.stderr
 
 
 def test_build_provenance_and_rebuild_statements_are_deterministic(snapped):
@@ -299,3 +301,22 @@ def test_abide_oci_export_provenance_validates_and_names_every_object(abide, tmp
     names_every_object(stmt, manifest, sid, lock)
     assert any(d["name"].startswith("scikit_learn-1.6.1") for d in stmt["predicate"]["buildDefinition"][
         "resolvedDependencies"])
+
+
+def test_docker_archive_and_sqsh_get_a_provenance_file_next_to_them(snapped, tmp_path, keys):
+    from envgen.commands.export import _sidecar
+    from envgen.export.dockerarchive import write_docker_archive
+
+    tree = make_tree(tmp_path / "tree")
+    pred = attest.provenance_predicate(snapped.manifest, snapped.id, snapped.lock, export={"format": "docker-archive"})
+    meta = meta_of(tree, provenance=pred)
+    out = tmp_path / "img.tar"
+    summary = write_docker_archive(meta, out)
+    paths = _sidecar(meta, out, summary, [keys["a"][0]])
+    assert paths == [f"{out}.intoto.json", f"{out}.intoto.dsse.json"]
+    stmt = json.loads(Path(paths[0]).read_bytes())
+    check_slsa(stmt)
+    assert stmt["subject"][0] == {"name": meta.ref, "digest": {"sha256": summary["image_id"]}}
+    assert signing.check_artifact(paths[1], keys["a"][1])["signed"] == [attest.MT_INTOTO]
+    with pytest.raises(SignatureError):
+        signing.check_artifact(paths[1], keys["b"][1])

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..errors import EnvgenError
 
+MAX_PLAIN = 64 << 20  # a plain file's envelope carries the whole file, base64-encoded
+
 
 def register(sub, parents, fmt):
     k = sub.add_parser(
@@ -84,8 +86,13 @@ def run_sign(args, ui) -> int:
     path = Path(args.file)
     if not path.exists():
         raise EnvgenError(f"{path}: no such file or directory")
+    from ..archive import is_bundle
+
     if path.is_dir():
         res = sign_layout(path, signers)
+    elif is_bundle(path):
+        raise EnvgenError(f"{path}: a bundle is signed when it is written",
+                          hint="envgen archive SPEC -o BUNDLE --key KEY (its attestations/ members get DSSE envelopes)")
     elif _is_sif(path):
         res = sign_sif(path, signers)
     else:
@@ -160,6 +167,9 @@ def sign_file(path: Path, signers, out: Path | None) -> dict:
     from ..fsutil import atomic_write
     from ..signing import sign
 
+    if path.stat().st_size > MAX_PLAIN:
+        raise EnvgenError(f"{path}: {path.stat().st_size} bytes is too big to carry inside an envelope",
+                          hint="sign a statement about it instead (its provenance, or `envgen verify --attest`)")
     data = path.read_bytes()
     ptype = "application/octet-stream"
     try:
