@@ -110,6 +110,23 @@ def test_oci_provenance_validates_names_every_object_and_leaves_the_image_alone(
         signing.check_oci(out, keys["a"][1])
 
 
+def test_skopeo_and_umoci_accept_the_layout_with_its_referrers(snapped, tmp_path, keys):
+    require_tool("umoci", "skopeo")
+    tree = make_tree(tmp_path / "tree")
+    pred = attest.provenance_predicate(snapped.manifest, snapped.id, snapped.lock, export={"format": "oci"})
+    meta = meta_of(tree, provenance=pred, signers=[keys["a"][0]])
+    out = tmp_path / "img.oci"
+    res = write_oci(meta, out)
+    assert len(res["referrers"]) == 4
+    for argv in (["skopeo", "inspect", f"oci:{out}:{meta.ref}"],
+                 ["skopeo", "copy", f"oci:{out}:{meta.ref}", f"dir:{tmp_path / 'copy'}"],
+                 ["umoci", "stat", "--image", f"{out}:{meta.ref}"],
+                 ["umoci", "unpack", "--rootless", "--image", f"{out}:{meta.ref}", str(tmp_path / "bundle")]):
+        p = subprocess.run(argv, capture_output=True, text=True)
+        assert p.returncode == 0, (argv, p.stderr)
+    assert (tmp_path / "bundle/rootfs/.envgen/sbom.cdx.json").read_bytes() == meta.sbom
+
+
 def test_verify_key_cli_one_line_and_sign_adds_referrers(snapped, tmp_path, keys):
     tree = make_tree(tmp_path / "tree")
     pred = attest.provenance_predicate(snapped.manifest, snapped.id, snapped.lock)
