@@ -78,6 +78,7 @@ def run(args, ui) -> int:
         out.print(f"  path: {res.rootfs}")
         out.print(f"  snapshot {res.snapshot_id}, {res.files} entries, {res.size / 1e6:.0f} MB"
                   + ("" if res.cached else f", network {'cut' if res.network_isolated else 'NOT cut'}"))
+        out.print(f"  provenance: {data['provenance'][-1]}")
 
     ui.emit(data, human)
     return 0
