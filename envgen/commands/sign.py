@@ -124,7 +124,11 @@ def sign_layout(layout: Path, signers) -> dict:
         m = ref["manifest"]
         at = m.get("artifactType")
         if at in (attest.MT_INTOTO, attest.MT_CYCLONEDX):
-            payloads.append((read_blob(layout, m["layers"][0]["digest"]), at))
+            try:
+                payloads.append((read_blob(layout, m["layers"][0]["digest"]), at))
+            except (OSError, ValueError, KeyError, IndexError, TypeError):
+                raise EnvgenError(f"{layout}: the {at} referrer {ref['digest'][:19]}… is damaged; not signing it",
+                                  hint="export the image again") from None
             labels.append("provenance" if at == attest.MT_INTOTO else "sbom")
             created = {k: v for k, v in m.get("annotations", {}).items() if k == "org.opencontainers.image.created"}
     if not payloads:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..fsutil import atomic_dir, canonical_json
+from ..fsutil import atomic_dir, atomic_write, canonical_json
 from ..layout import IMAGE_USER
 from . import MARKER, ImageMeta
 from .layers import GZIP, Extra, LayerBlob, plan_layers, write_layer_blob
@@ -146,8 +146,10 @@ def write_oci(meta: ImageMeta, out: Path, compression: str = GZIP, level: int | 
 
 
 def _blob(blobs: Path, data: bytes) -> str:
+    """Write a blob named by its digest, atomically (`envgen sign` adds blobs to a published layout)."""
     digest = _sha(data)
-    (blobs / digest).write_bytes(data)
+    if not (blobs / digest).is_file() or (blobs / digest).stat().st_size != len(data):
+        atomic_write(blobs / digest, data)
     return digest
 
 
