@@ -50,6 +50,7 @@ def register(sub, parents, fmt):
             or any other file, e.g. the attestation of `envgen verify --attest`
             (its DSSE envelope is written to -o, by default FILE.dsse.json; payload
             type application/vnd.in-toto+json for an in-toto Statement).
+            A bundle is signed when it is written: `envgen archive --key KEY`.
 
             Signing is offline and deterministic (ed25519): signing again with the
             same key writes the same bytes. Check with `envgen verify --key KEY.pub FILE`.
