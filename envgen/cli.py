@@ -35,6 +35,8 @@ COMMANDS = {
     "sweep": "sweep",
     "export": "export",
     "nix": "nix",
+    "keygen": "sign",
+    "sign": "sign",
 }
 
 def dedent(text: str) -> str:
