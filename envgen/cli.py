@@ -35,6 +35,7 @@ COMMANDS = {
     "sweep": "sweep",
     "export": "export",
     "nix": "nix",
+    "gpu-check": "gpu_check",
 }
 
 def dedent(text: str) -> str:
