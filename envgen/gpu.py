@@ -181,9 +181,14 @@ def _names_nvidia_gpu(path: Path) -> bool:
     return "nvidia.com/gpu" in text or re.search(r"kind\W+nvidia\.com/gpu", text) is not None
 
 
-def require(root: str | Path = "/") -> GpuHost:
+def host_root() -> str:
+    """Where the host's driver is looked for: ``/``, or ``$ENVGEN_GPU_ROOT`` (a driver tree elsewhere; tests)."""
+    return os.environ.get("ENVGEN_GPU_ROOT") or "/"
+
+
+def require(root: str | Path | None = None) -> GpuHost:
     """:func:`discover`, or the one-line error of ``--gpu`` on a host without a GPU."""
-    gpu = discover(root)
+    gpu = discover(host_root() if root is None else root)
     if gpu is None:
         raise GpuUnavailable("--gpu: no NVIDIA GPU on this host (no /dev/nvidiactl and /dev/nvidia0..N)",
                              hint="run without --gpu to use the CPU, or on a GPU node")

@@ -120,7 +120,8 @@ class SlurmTable(_Table, kw_only=True):
     qos: SlurmValue = None
 
 
-VariantName = Annotated[str, Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$",
+VARIANT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+VariantName = Annotated[str, Meta(pattern=VARIANT_PATTERN,
                                   description="lower-case letters, digits and '-', like 'cuda12'")]
 
 
@@ -285,6 +286,7 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
         raise SpecError(f"{where}: invalid TOML: {exc}") from None
     # before the schema, so that a newer spec says "upgrade" rather than "unknown key"
     formats.check("envgen-spec", raw.get("format-version"), where, default=formats.current("envgen-spec"))
+    _check_variant_tables(where, raw.get("variants"))
     doc = convert(raw, SpecFile, where, SpecError)
     _check_unique(where, "platforms", doc.platforms)
     _check_unique(where, "os.build-packages", doc.os.build_packages)
@@ -348,6 +350,25 @@ def _fail(where: str, key: str, expected: str, got: Any = None) -> SpecError:
     if got is not None:
         msg += f", got {got!r}"
     return SpecError(msg)
+
+
+def _check_variant_tables(where: str, variants: Any) -> None:
+    """``[variants.NAME]``, before the schema: its errors would not name the variant (a free-form key)."""
+    if not isinstance(variants, dict):
+        return  # absent, or the schema says what was expected
+    allowed = sorted(f.encode_name for f in msgspec.structs.fields(VariantTable))
+    for name, table in variants.items():
+        if not re.match(VARIANT_PATTERN, name):
+            raise _fail(where, f"variants.{name}", "a variant name of lower-case letters, digits and '-', like "
+                                                   "[variants.cuda12]")
+        if not isinstance(table, dict):
+            raise _fail(where, f"variants.{name}", "a table", table)
+        for key, value in table.items():
+            if key not in allowed:
+                raise SpecError(f"{where}: unknown key 'variants.{name}.{key}'; allowed here: {', '.join(allowed)}")
+            if key != "description" and (not isinstance(value, list)
+                                         or not all(isinstance(r, str) and r for r in value)):
+                raise _fail(where, f"variants.{name}.{key}", "a list of PEP 508 strings", value)
 
 
 def _check_unique(where: str, key: str, values: list[str]) -> None:
