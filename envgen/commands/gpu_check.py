@@ -38,7 +38,10 @@ def call(name, *args):
 v = ctypes.c_int()
 ver = {}
 rt.cudaRuntimeGetVersion(ctypes.byref(v)); ver["runtime_version"] = f"{v.value // 1000}.{(v.value % 1000) // 10}"
-rt.cudaDriverGetVersion(ctypes.byref(v)); ver["driver_cuda_version"] = f"{v.value // 1000}.{(v.value % 1000) // 10}"
+v.value = 0
+rt.cudaDriverGetVersion(ctypes.byref(v))  # 0: no driver was loaded
+if v.value > 0:
+    ver["driver_cuda_version"] = f"{v.value // 1000}.{(v.value % 1000) // 10}"
 n = ctypes.c_int()
 call("cudaGetDeviceCount", ctypes.byref(n))
 props = ctypes.create_string_buffer(8192)  # cudaDeviceProp begins with char name[256]

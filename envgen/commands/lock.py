@@ -82,9 +82,8 @@ def _run(args, ui, early) -> int:
             results.append(lock_spec(spec, progress=update, idle=prepare_output,
                                      early=early if spec.variant is None else None))
     summaries = [_summary(spec, result) for spec, result in zip(specs, results, strict=True)]
-    for result in results:
-        for w in result.warnings:
-            ui.warn(w)
+    for w in dict.fromkeys(w for result in results for w in result.warnings):  # each once (the Debian side is shared)
+        ui.warn(w)
     doc = dict(summaries[0])
     if len(summaries) > 1:
         doc["variants"] = {s["variant"]: s for s in summaries[1:]}

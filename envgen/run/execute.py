@@ -177,7 +177,8 @@ class RunRequest(Value):
 
 def launch_argv(runtime: Runtime, env: Env, req: RunRequest) -> list[str]:
     """The argv that runs *req* in *env*: what run_recorded starts (``envgen run --dry-run`` prints it)."""
-    find_command(env.rootfs, req.command[0])
+    if req.gpu is None or req.command[0] not in {b.name for b in req.gpu.bins}:  # nvidia-smi is the host's
+        find_command(env.rootfs, req.command[0])
     launch = Launch(command=list(req.command), env_vars=_run_env(req), binds=req.binds, network=req.network,
                     workdir=req.workdir or "/", gpu=req.gpu)
     return runtime.argv(env, launch)
