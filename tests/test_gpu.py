@@ -217,3 +217,15 @@ def test_cuda_wheels_get_their_own_layers(tmp_path):
     assert files["dist-nvidia-cublas-cu12"] == [f"{sp}/nvidia/cublas/lib/libcublas.so.12",
                                                 f"{sp}/nvidia_cublas_cu12-12.8.4.1.dist-info/RECORD"]
     assert files["python"] == [f"{sp}/six-1.17.0.dist-info/RECORD", f"{sp}/six.py"]
+
+
+def test_a_records_variant_is_found_by_its_env_name(tmp_path):
+    from types import SimpleNamespace
+
+    from envgen.run.rerun import _variant_of
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(VARIANT_SPEC)
+    assert _variant_of(SimpleNamespace(spec=str(spec), env_name="tiny-cuda12")) == "cuda12"
+    assert _variant_of(SimpleNamespace(spec=str(spec), env_name="tiny")) is None
+    assert _variant_of(SimpleNamespace(spec=str(tmp_path / "gone.toml"), env_name="tiny-cuda12")) is None
