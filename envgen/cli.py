@@ -37,6 +37,7 @@ COMMANDS = {
     "nix": "nix",
     "keygen": "sign",
     "sign": "sign",
+    "gpu-check": "gpu_check",
 }
 
 def dedent(text: str) -> str:

@@ -95,7 +95,12 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
 
         t = time.perf_counter()
         note("rebuilding the environment offline")
-        spec, lock = load_lock_for(res["spec"])
+        variant = None
+        if res.get("lock"):  # the bundle's lock says which env of the spec it is (a [variants.NAME] or not)
+            from .lock import pylock
+
+            variant = pylock.load(res["lock"]).variant
+        spec, lock = load_lock_for(res["spec"], variant=variant)
         if spec is None:
             raise EnvgenError(f"{bundle}: the bundle's spec member is a lock, not a spec")
         from .builders import get_builder

@@ -76,9 +76,11 @@ def restore_bundle(store: Store, bundle: str | os.PathLike, into: str | os.PathL
             remove_tree(stage)
     snap = checked.snap
     spec = next((o for o in snap["objects"] if o["role"] == "spec"), None)
+    lock = next((o for o in snap["objects"] if o["role"] == "lock"), None)
     return {"bundle": str(bundle), "id": checked.sid, "name": snap["name"], "objects": len(checked.wanted),
             "added": added, "into": str(into_p) if into_p is not None else None,
             "spec": str(into_p / spec["path"]) if (into_p is not None and spec) else None,
+            "lock": str(into_p / lock["path"]) if (into_p is not None and lock) else None,
             "env": checked.env, "runs": checked.runs, "damaged": staged.damaged, "attestations": attestations}
 
 

@@ -11,6 +11,7 @@ from ..errors import EnvgenError
 from ..lock import load_lock_for
 from ..snapshot import snapshot
 from ..snapshot.store import is_sha256, open_store
+from . import variant_option
 from .snapshot import progress_factory
 
 
@@ -57,6 +58,7 @@ def register(sub, parents, fmt):
                "  envgen archive specs/abide.toml --swh-list --json         # both SWHIDs of each source",
     )
     a.add_argument("spec", metavar="SPEC", help="a spec, a pylock.*.toml, or a snapshot id")
+    variant_option(a)
     a.add_argument("-o", "--output", metavar="BUNDLE", help="the bundle file to write (required without --swh-list)")
     a.add_argument("--compression", choices=COMPRESSIONS, default=None,
                    help=f"default: from BUNDLE's suffix (.tar.zst/.tar.gz/.tar.xz/.tar), else {DEFAULT_COMPRESSION}")
@@ -126,7 +128,7 @@ def run_archive(args, ui) -> int:
     if is_sha256(args.spec) and store.read_root(args.spec) is not None and not Path(args.spec).exists():
         sid = args.spec
     else:
-        spec, lock = load_lock_for(args.spec, ui)
+        spec, lock = load_lock_for(args.spec, ui, args.variant)
         sid = snapshot(store, lock, spec.path if spec else None, jobs=args.jobs,
                        progress_factory=progress_factory(ui), note=ui.info).id
     if args.output is None:

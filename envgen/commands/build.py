@@ -6,6 +6,7 @@ import textwrap
 
 from ..lock import load_lock_for
 from ..snapshot.store import open_store
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -51,6 +52,7 @@ def register(sub, parents, fmt):
         "  envgen build specs/abide.toml --force --json | jq .tree_digest",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.add_argument("--builder", choices=["embedded", "nix"], default="embedded",
                    help="which builder (default: embedded; nix: the flake, sandboxed and offline, see docs/nix.md)")
     p.add_argument("--provenance", metavar="FILE", help="also write the build's SLSA provenance to FILE")
@@ -61,7 +63,7 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     store = open_store(args.store)
-    spec, lock = load_lock_for(args.spec, ui)
+    spec, lock = load_lock_for(args.spec, ui, args.variant)
     from ..builders import build_spec
 
     with ui.status(f"building {lock.name}") as update:

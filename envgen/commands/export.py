@@ -9,6 +9,7 @@ from pathlib import Path
 from ..lock import load_lock_for
 from ..snapshot import load_root
 from ..snapshot.store import open_store
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -61,6 +62,7 @@ def register(sub, parents, fmt):
         ),
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.add_argument("--format", "-f", dest="fmt", choices=FORMATS, default="oci", help="output format (default: oci)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory (oci) or file")
     p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="OCI layer compression")
@@ -88,7 +90,7 @@ def run(args, ui) -> int:
     check_output_path(out, args.force, exporter.output)
     signers = [load_signer(k) for k in args.key]  # a bad key: one line, before any work
     store = open_store(args.store)
-    spec, lock = load_lock_for(args.spec, ui)
+    spec, lock = load_lock_for(args.spec, ui, args.variant)
     with ui.status(f"building {lock.name}") as update:
         res = build_spec(store, lock, spec.path if spec else None, args.builder, note=update)
     meta = meta_for(spec, lock, res, revision=args.revision)
