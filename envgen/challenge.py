@@ -279,6 +279,34 @@ def result_doc(a: Side, b: Side, diffs: list[dict]) -> dict:
             "entries": [len(a.lines), len(b.lines)], "differences": diffs}
 
 
+def listing_digest(side: Side) -> str:
+    """The sha256 of a side's listing lines (each ending in a newline): for a tree, its tree digest."""
+    return _sha("".join(line + "\n" for line in side.lines).encode())
+
+
+def attestation(a: Side, b: Side, doc: dict, sid: str | None, name: str | None, args) -> bytes:
+    """The in-toto Statement of a challenge: what was compared or rebuilt, both listings' digests, the verdict.
+
+    No host path enters it: a side is named by its file name only.
+    """
+    from . import attest
+
+    da, db = listing_digest(a), listing_digest(b)
+    if sid is not None and name is not None:
+        subjects = [attest.subject("snapshot.json", sid, "application/json"), attest.tree_subject(name, da)]
+        rebuilt = {"snapshotId": sid, "builder": args.builder, "against": args.against or args.builder}
+    else:
+        subjects = [attest.subject(os.path.basename(str(args.a).rstrip("/")) or "a", da),
+                    attest.subject(os.path.basename(str(args.b).rstrip("/")) or "b", db)]
+        rebuilt = {"compared": [subjects[0]["name"], subjects[1]["name"]], "kinds": [a.kind, b.kind]}
+    got = {"a": {"listingSha256": da, "entries": len(a.lines)}, "b": {"listingSha256": db, "entries": len(b.lines)},
+           "differing": len(doc["differences"]),
+           "differingPaths": sorted(d["path"] for d in doc["differences"])[:100]}
+    stmt = attest.rebuild_statement(subjects, tool="challenge", rebuilt=rebuilt, got=got,
+                                    verdict="identical" if doc["identical"] else "differing")
+    return attest.to_bytes(stmt)
+
+
 def human_lines(doc: dict) -> list[str]:
     if doc["identical"]:
         return [f"identical: {doc['entries'][0]} entries", f"  a: {doc['a']}", f"  b: {doc['b']}"]

@@ -35,6 +35,9 @@ COMMANDS = {
     "sweep": "sweep",
     "export": "export",
     "nix": "nix",
+    "keygen": "sign",
+    "sign": "sign",
+    "gpu-check": "gpu_check",
 }
 
 def dedent(text: str) -> str:

@@ -90,6 +90,10 @@ class BundleRefused(EnvgenError):
     """A bundle is damaged or hostile; nothing was restored."""
 
 
+class SignatureError(EnvgenError):
+    """A signature (DSSE envelope) does not verify, is missing, or does not cover what it should."""
+
+
 class BuildError(EnvgenError):
     """A builder failed."""
 

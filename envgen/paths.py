@@ -117,6 +117,11 @@ class StorePaths:
         return self.root / "exports"
 
     @property
+    def attestations(self) -> Path:
+        """SLSA provenance of built trees: ``attestations/<builder>-<tree digest>.intoto.json`` (rewritable)."""
+        return self.root / "attestations"
+
+    @property
     def sif_cache(self) -> Path:
         """Unsquashed SIF partitions: ``sif-cache/<partition sha256>/rootfs``."""
         return self.root / "sif-cache"

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -120,6 +120,24 @@ class SlurmTable(_Table, kw_only=True):
     qos: SlurmValue = None
 
 
+VARIANT_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$"
+VariantName = Annotated[str, Meta(pattern=VARIANT_PATTERN,
+                                  description="lower-case letters, digits and '-', like 'cuda12'")]
+
+
+class VariantTable(_Table, kw_only=True):
+    """``[variants.NAME]``: a whole other env of the same spec (e.g. its CUDA build).
+
+    Its requirements and constraints are added to the spec's; one that names a
+    project the spec already names replaces it.
+    """
+
+    description: Annotated[str, Meta(description="a string")] = ""
+    requirements: Annotated[list[NonEmpty], Meta(description="a list of PEP 508 requirement strings")] = []
+    constraints: Annotated[list[NonEmpty], Meta(
+        description="a list of PEP 508 constraints (a name, a version range, optionally a marker)")] = []
+
+
 class SpecFile(_Table, kw_only=True):
     """The schema of a spec file, as :func:`tomllib.loads` gives it."""
 
@@ -143,6 +161,18 @@ class SpecFile(_Table, kw_only=True):
     slurm: Annotated[SlurmTable, Meta(
         description='a table of sbatch resources, like { time = "00:30:00", cpus-per-task = 2 }')] = \
         msgspec.field(default_factory=SlurmTable)
+    variants: Annotated[dict[VariantName, VariantTable], Meta(
+        description='a table of variants, like [variants.cuda12] requirements = ["nvidia-cuda-runtime-cu12"]')] = {}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A spec's ``[variants.NAME]``: requirements and constraints added to (or replacing) the spec's."""
+
+    name: str
+    description: str = ""
+    requirements: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -182,14 +212,37 @@ class Spec:
     from_source: list[str] = field(default_factory=list)  # [build] from-source, canonical names
     constraints: list[str] = field(default_factory=list)  # pip -c: restrict versions, add no package
     hold: dict[str, str] = field(default_factory=dict)  # [hold]: canonical name -> version (envgen update PKG)
+    variants: dict[str, Variant] = field(default_factory=dict)  # [variants.NAME], by name
+    variant: str | None = None  # the variant this Spec is (None: the default env)
 
     @property
     def dir(self) -> Path:
         return self.path.parent
 
     @property
+    def env_name(self) -> str:
+        """The env's name: the spec's, or ``NAME-VARIANT`` for a variant (image names, records, the lock's name)."""
+        return self.name if self.variant is None else f"{self.name}-{self.variant}"
+
+    @property
     def lock_path(self) -> Path:
+        if self.variant is not None:
+            return self.dir / f"pylock.{self.name}.{self.variant}.toml"
         return self.dir / f"pylock.{self.name}.toml"
+
+    def for_variant(self, name: str | None) -> Spec:
+        """The spec of variant *name* (None: the default env): its requirements and constraints merged in."""
+        if name is None:
+            return self
+        if self.variant is not None:
+            raise SpecError(f"{self.path}: already the variant {self.variant!r}")
+        v = self.variants.get(name)
+        if v is None:
+            known = ", ".join(sorted(self.variants)) or "none"
+            raise SpecError(f"{self.path}: no variant {name!r} (the spec's variants: {known})",
+                            hint="declare it as [variants.NAME] in the spec")
+        return replace(self, variant=name, requirements=_merge(self.requirements, v.requirements),
+                       constraints=_merge(self.constraints, v.constraints))
 
     @property
     def distro(self) -> Distro:
@@ -233,6 +286,7 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
         raise SpecError(f"{where}: invalid TOML: {exc}") from None
     # before the schema, so that a newer spec says "upgrade" rather than "unknown key"
     formats.check("envgen-spec", raw.get("format-version"), where, default=formats.current("envgen-spec"))
+    _check_variant_tables(where, raw.get("variants"))
     doc = convert(raw, SpecFile, where, SpecError)
     _check_unique(where, "platforms", doc.platforms)
     _check_unique(where, "os.build-packages", doc.os.build_packages)
@@ -242,6 +296,11 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
     _check_constraints(where, doc.constraints)
     _check_hold(where, doc.hold)
     _check_local_paths(where, doc.local)
+    for vname, vt in doc.variants.items():
+        _check_requirements(where, vt.requirements, f"variants.{vname}.requirements")
+        _check_constraints(where, vt.constraints, f"variants.{vname}.constraints")
+        if not vt.requirements and not vt.constraints:
+            raise _fail(where, f"variants.{vname}", "some 'requirements' or 'constraints' (else it is the default env)")
     if base_dir is not None:
         _check_local_dirs(where, doc.local, base_dir)
     _check_something_to_install(where, doc)
@@ -271,7 +330,16 @@ def parse_spec(data: bytes, where: str, base_dir: Path | None = None) -> Spec:
         nondeterministic_files=list(doc.outputs.nondeterministic_files),
         nondeterministic_columns={k: list(v) for k, v in sorted(doc.outputs.nondeterministic_columns.items())},
         slurm=_slurm(doc.slurm),
+        variants={n: Variant(n, v.description, list(v.requirements), list(v.constraints))
+                  for n, v in sorted(doc.variants.items())},
     )
+
+
+def _merge(base: list[str], extra: list[str]) -> list[str]:
+    """*base* with *extra* added; an entry of *extra* naming a project of *base* takes its place."""
+    by_name = {canonicalize_name(Requirement(r).name): r for r in extra}
+    out = [by_name.pop(canonicalize_name(Requirement(r).name), r) for r in base]
+    return out + [r for r in extra if canonicalize_name(Requirement(r).name) in by_name]
 
 
 # --------------------------------------------------------------------------- what the schema cannot say
@@ -282,6 +350,25 @@ def _fail(where: str, key: str, expected: str, got: Any = None) -> SpecError:
     if got is not None:
         msg += f", got {got!r}"
     return SpecError(msg)
+
+
+def _check_variant_tables(where: str, variants: Any) -> None:
+    """``[variants.NAME]``, before the schema: its errors would not name the variant (a free-form key)."""
+    if not isinstance(variants, dict):
+        return  # absent, or the schema says what was expected
+    allowed = sorted(f.encode_name for f in msgspec.structs.fields(VariantTable))
+    for name, table in variants.items():
+        if not re.match(VARIANT_PATTERN, name):
+            raise _fail(where, f"variants.{name}", "a variant name of lower-case letters, digits and '-', like "
+                                                   "[variants.cuda12]")
+        if not isinstance(table, dict):
+            raise _fail(where, f"variants.{name}", "a table", table)
+        for key, value in table.items():
+            if key not in allowed:
+                raise SpecError(f"{where}: unknown key 'variants.{name}.{key}'; allowed here: {', '.join(allowed)}")
+            if key != "description" and (not isinstance(value, list)
+                                         or not all(isinstance(r, str) and r for r in value)):
+                raise _fail(where, f"variants.{name}.{key}", "a list of PEP 508 strings", value)
 
 
 def _check_unique(where: str, key: str, values: list[str]) -> None:
@@ -306,11 +393,11 @@ def _pep508(where: str, key: str, text: str) -> Requirement:
         raise _fail(where, key, f"a PEP 508 requirement ({reason})", text) from None
 
 
-def _check_requirements(where: str, requirements: list[str]) -> None:
+def _check_requirements(where: str, requirements: list[str], prefix: str = "requirements") -> None:
     """Each a PEP 508 PyPI requirement (no URLs but a git commit), each project once."""
     seen: dict[str, str] = {}
     for i, r in enumerate(requirements):
-        key = f"requirements[{i}]"
+        key = f"{prefix}[{i}]"
         req = _pep508(where, key, r)
         if req.url and not pinned_vcs_commit(req.url):
             if VCS_URL.match(req.url):
@@ -323,11 +410,11 @@ def _check_requirements(where: str, requirements: list[str]) -> None:
         seen[cname] = r
 
 
-def _check_constraints(where: str, constraints: list[str]) -> None:
+def _check_constraints(where: str, constraints: list[str], prefix: str = "constraints") -> None:
     """pip's constraints: a name and a version range (and a marker), no extras, no URL; each project once."""
     seen: set[str] = set()
     for i, c in enumerate(constraints):
-        key = f"constraints[{i}]"
+        key = f"{prefix}[{i}]"
         req = _pep508(where, key, c)
         if req.url or req.extras:
             raise _fail(where, key, "a name and a version range (no extras, no URL)", c)

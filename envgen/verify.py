@@ -54,7 +54,8 @@ class _Checks:
 
 
 def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | None = None,
-                  note=lambda m: None) -> dict:
+                  note=lambda m: None, keys: list | None = None) -> dict:
+    """Restore, rebuild and rerun *bundle*; with *keys*, first check its signed attestations (SignatureError)."""
     bundle = Path(bundle)
     if not bundle.is_file():
         raise EnvgenError(f"{bundle}: no such file")
@@ -76,6 +77,10 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
             checks.add("available", "bundle complete and intact", False, exc.message)
             return _finish(result, checks, stages, None)
         stages["restore"] = round(time.perf_counter() - t, 3)
+        if keys:
+            from .signing import check_members
+
+            result["signatures"] = [check_members(str(bundle), res["attestations"], k) for k in keys]
         runs = res["runs"]
         env_doc = res["env"] or {}
         checks.add("available", "bundle complete and intact", True,
@@ -90,7 +95,12 @@ def verify_bundle(bundle: str | Path, *, builder: str = "embedded", keep: str | 
 
         t = time.perf_counter()
         note("rebuilding the environment offline")
-        spec, lock = load_lock_for(res["spec"])
+        variant = None
+        if res.get("lock"):  # the bundle's lock says which env of the spec it is (a [variants.NAME] or not)
+            from .lock import pylock
+
+            variant = pylock.load(res["lock"]).variant
+        spec, lock = load_lock_for(res["spec"], variant=variant)
         if spec is None:
             raise EnvgenError(f"{bundle}: the bundle's spec member is a lock, not a spec")
         from .builders import get_builder
@@ -182,6 +192,32 @@ def _replay(store, runtime, env, run, damaged, checks, work, note) -> dict:
         checks.add("reproduced", f"{label} outputs match", True,
                    f"{len(same)} files identical" + (f", {len(ignored)} declared nondeterministic" if ignored else ""))
     return {"run": run["id"], "rerun": new.id, "comparison": comparison}
+
+
+def rebuild_attestation(result: dict, bundle_sha256: str) -> dict:
+    """The in-toto Statement of this verification: what was rebuilt from which bundle, the digests, the verdict."""
+    from . import attest
+
+    subjects = []
+    if result.get("snapshot_id"):
+        subjects.append(attest.subject("snapshot.json", result["snapshot_id"], "application/json"))
+    if result.get("tree_digest") and result.get("name"):
+        subjects.append(attest.tree_subject(result["name"], result["tree_digest"]))
+    if not subjects:
+        subjects.append(attest.subject(Path(result["bundle"]).name, bundle_sha256))
+    rebuilt = {"bundle": {"name": Path(result["bundle"]).name, "digest": {"sha256": bundle_sha256}},
+               "builder": result["builder"], "snapshotId": result.get("snapshot_id")}
+    got = {"treeDigest": result.get("tree_digest"),
+           "reruns": [{"run": r["run"], "identical": all(f["status"].startswith(("identical", "nondeterministic"))
+                                                         for f in r["comparison"]["files"])}
+                      for r in result.get("reruns", []) if "comparison" in r]}
+    verdict = result["level"] or "none"
+    checks = [{"level": c["level"], "check": c["check"], "ok": c["ok"]} for c in result["checks"]]
+    pred_extra = {"claim": result.get("claim"), "claimHolds": result.get("claim_holds"),
+                  "networkCut": result["network_cut"]}
+    stmt = attest.rebuild_statement(subjects, tool="verify", rebuilt=rebuilt, got=got, verdict=verdict, checks=checks)
+    stmt["predicate"].update(pred_extra)
+    return stmt
 
 
 def _finish(result: dict, checks: _Checks, stages: dict, runs) -> dict:

@@ -109,7 +109,7 @@ def test_http_error_names_url(synth_project, tmp_path, capsys):
 
 
 def _subprocess_snapshot(lock_path, store, **kw):
-    env = dict(os.environ)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "envgen", "snapshot", str(lock_path), "--store", str(store),
                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
 
@@ -172,7 +172,12 @@ def test_ctrl_c_mid_download_exits_promptly_and_keeps_nothing(synth_project, tmp
         time.sleep(0.3)
         t = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:  # where is it stuck: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=10)
+            raise AssertionError(f"still running 15 s after SIGINT; its threads:\n{err[-6000:]}") from None
         assert time.monotonic() - t < 10
     finally:
         if proc.poll() is None:

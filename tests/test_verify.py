@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -46,9 +47,19 @@ def recorded_bundle(tiny, tiny_run, tmp_path_factory):
 
 def test_verify_reproduces_from_the_bundle_alone(recorded_bundle, tmp_path):
     bundle, run_id = recorded_bundle
-    proc = verify_offline(bundle, "--html", str(tmp_path / "report.html"))
+    att = tmp_path / "rebuild.intoto.json"
+    proc = verify_offline(bundle, "--html", str(tmp_path / "report.html"), "--attest", str(att))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
+    # the rebuild attestation: an in-toto Statement of what was rebuilt, the digests, the verdict
+    stmt = json.loads(att.read_bytes())
+    assert stmt["_type"] == "https://in-toto.io/Statement/v1"
+    assert stmt["predicateType"] == "urn:envgen:predicate:rebuild:v1"
+    assert {s["digest"]["sha256"] for s in stmt["subject"]} == {result["snapshot_id"], result["tree_digest"]}
+    assert stmt["predicate"]["verdict"] == "reproduced" and stmt["predicate"]["claimHolds"] is True
+    assert stmt["predicate"]["got"]["treeDigest"] == result["tree_digest"]
+    assert stmt["predicate"]["rebuilt"]["bundle"]["digest"]["sha256"] == hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert str(tmp_path) not in att.read_text() and str(bundle.parent) not in att.read_text()
     assert result["network_cut"] is True
     assert result["level"] == "reproduced" and result["claim_holds"] is True
     assert all(c["ok"] for c in result["checks"])

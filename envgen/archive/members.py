@@ -21,6 +21,10 @@ SNAPSHOT = "snapshot.json"
 SOURCE = "envgen-source.tar"
 ENV = "env.json"
 RUNS = "runs.json"
+# standard metadata (envgen.attest, envgen.signing): SLSA provenance, CycloneDX SBOM, DSSE envelopes of both
+ATTESTATIONS = "attestations/"
+PROVENANCE = "attestations/provenance.intoto.json"
+SBOM = "attestations/sbom.cdx.json"
 # envgen's own runtime (envgen.selfhost): its snapshot id in the manifest, its snapshot manifest as a member
 SELFHOST_ID = "selfhost-snapshot-id"
 SELFHOST_SNAPSHOT = "selfhost/snapshot.json"

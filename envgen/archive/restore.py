@@ -31,6 +31,7 @@ from ..fsutil import remove_tree
 from ..snapshot import parse_manifest, srcpack
 from ..snapshot.store import Store, is_sha256
 from .members import (
+    ATTESTATIONS,
     CHUNK,
     ENV,
     EVIDENCE_ROLES,
@@ -66,15 +67,21 @@ def restore_bundle(store: Store, bundle: str | os.PathLike, into: str | os.PathL
             staged = _stage_members(bundle, stage)
             checked = _check_staged(bundle, staged)
             tree = _lay_out_tree(bundle, staged, checked.snap, stage / "tree") if into_p is not None else None
+            attestations = {}
+            for name, path in staged.files.items():
+                if name.startswith(ATTESTATIONS) and path is not None:
+                    attestations[name] = path.read_bytes()
             added = _commit(store, staged, checked, tree, into_p)
         finally:
             remove_tree(stage)
     snap = checked.snap
     spec = next((o for o in snap["objects"] if o["role"] == "spec"), None)
+    lock = next((o for o in snap["objects"] if o["role"] == "lock"), None)
     return {"bundle": str(bundle), "id": checked.sid, "name": snap["name"], "objects": len(checked.wanted),
             "added": added, "into": str(into_p) if into_p is not None else None,
             "spec": str(into_p / spec["path"]) if (into_p is not None and spec) else None,
-            "env": checked.env, "runs": checked.runs, "damaged": staged.damaged}
+            "lock": str(into_p / lock["path"]) if (into_p is not None and lock) else None,
+            "env": checked.env, "runs": checked.runs, "damaged": staged.damaged, "attestations": attestations}
 
 
 # --------------------------------------------------------------------------- 1. read and stage

@@ -29,7 +29,9 @@ from .members import (
     ENV,
     KIND,
     MANIFEST,
+    PROVENANCE,
     RUNS,
+    SBOM,
     SNAPSHOT,
     SOURCE,
     Compressed,
@@ -159,6 +161,36 @@ def bundle_sources(store: Store, doc: dict) -> list[dict]:
                                                                        s["role"], s["object"]))
 
 
+def _attestations(store: Store, sid: str, doc: dict, env: dict | None, signers: list) -> dict:
+    """The bundle's provenance and SBOM members (and their DSSE envelopes, one per member, signed by *signers*)."""
+    from .. import attest
+    from ..export.sbom import make_sbom
+    from ..lock import pylock
+    from ..signing import sign
+
+    lock_obj = next((o for o in doc["objects"] if o["role"] == "lock"), None)
+    lock = None
+    if lock_obj is not None and store.has(lock_obj["sha256"]):
+        lock = pylock.loads(store.path_of(lock_obj["sha256"]).read_text(), Path(lock_obj["path"]))
+    tree = (env or {}).get("tree-digest")
+    builder = (env or {}).get("builder", "embedded")
+    subjects = [attest.subject(SNAPSHOT, sid, "application/json")]
+    if tree:
+        subjects.append(attest.tree_subject(doc["name"], tree))
+    out: dict[str, tuple[str, bytes, int]] = {}
+    stmt = attest.to_bytes(attest.provenance(subjects, attest.provenance_predicate(doc, sid, lock, builder)))
+    out[PROVENANCE] = ("provenance", stmt, 0o644)
+    payloads = [(PROVENANCE, stmt, attest.MT_INTOTO)]
+    if lock is not None:
+        sbom = make_sbom(lock, tree, sid, doc["name"])
+        out[SBOM] = ("sbom", sbom, 0o644)
+        payloads.append((SBOM, sbom, attest.MT_CYCLONEDX))
+    if signers:
+        for path, data, ptype in payloads:
+            out[path.removesuffix(".json") + ".dsse.json"] = ("signature", sign(data, ptype, list(signers)), 0o644)
+    return out
+
+
 class _HashingReader:
     def __init__(self, fh: BinaryIO):
         self.fh = fh
@@ -202,7 +234,7 @@ def _json_bytes(value) -> bytes:
 
 def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: str = DEFAULT_COMPRESSION,
                  level: int | None = None, force: bool = False, env: dict | None = None,
-                 runs: list[dict] | None = None, selfhost: str | None = None) -> dict:
+                 runs: list[dict] | None = None, selfhost: str | None = None, signers: list | None = None) -> dict:
     """Write the bundle of snapshot *sid*.
 
     *env* (builder, tree digest) becomes ``env.json``: what a rebuild must give.
@@ -212,6 +244,9 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
     *selfhost*, the snapshot id of envgen's own runtime in *store*
     (:mod:`envgen.selfhost`), adds ``VERIFY.sh`` and that snapshot: the bundle
     then verifies itself on a host with only ``sh``, ``tar`` and coreutils.
+    Every bundle carries ``attestations/``: the SLSA provenance of the snapshot
+    (and of the tree, when *env* gives its digest) and the CycloneDX SBOM; with
+    *signers*, a DSSE envelope of each (``*.dsse.json``).
     """
     out = Path(out)
     check_compression(compression)
@@ -234,6 +269,7 @@ def write_bundle(store: Store, sid: str, out: str | os.PathLike, compression: st
         small[ENV] = ("env", _json_bytes(env), 0o644)
     if runs:
         small[RUNS] = ("runs", _json_bytes(sorted(runs, key=lambda r: r["id"])), 0o644)
+    small.update(_attestations(store, sid, doc, env, signers or []))
     if selfhost is not None:
         from ..selfhost import bundle_members
 

@@ -11,6 +11,7 @@ from ..errors import EnvgenError
 from ..lock import load_lock_for
 from ..snapshot import snapshot
 from ..snapshot.store import is_sha256, open_store
+from . import variant_option
 from .snapshot import progress_factory
 
 
@@ -57,6 +58,7 @@ def register(sub, parents, fmt):
                "  envgen archive specs/abide.toml --swh-list --json         # both SWHIDs of each source",
     )
     a.add_argument("spec", metavar="SPEC", help="a spec, a pylock.*.toml, or a snapshot id")
+    variant_option(a)
     a.add_argument("-o", "--output", metavar="BUNDLE", help="the bundle file to write (required without --swh-list)")
     a.add_argument("--compression", choices=COMPRESSIONS, default=None,
                    help=f"default: from BUNDLE's suffix (.tar.zst/.tar.gz/.tar.xz/.tar), else {DEFAULT_COMPRESSION}")
@@ -74,6 +76,9 @@ def register(sub, parents, fmt):
     a.add_argument("--swh-list", action="store_true",
                    help="print the Software Heritage ids of the snapshot's sources (SPEC may be a bundle; "
                         "without -o, no bundle is written)")
+    a.add_argument("--key", action="append", default=[], metavar="KEY",
+                   help="sign the bundle's provenance and SBOM (attestations/*.dsse.json) with this ed25519 "
+                        "private key (envgen keygen, or OpenSSH); repeatable; check with `envgen verify --key`")
     a.set_defaults(func=run_archive)
 
     r = sub.add_parser(
@@ -112,15 +117,18 @@ def _compression_for(path: str, explicit: str | None) -> str:
 
 
 def run_archive(args, ui) -> int:
+    from ..signing import load_signer
+
     if args.output is None and not args.swh_list:
         raise EnvgenError("envgen archive needs -o BUNDLE", hint="give the bundle file to write, or --swh-list")
     if args.swh_list and args.output is None and Path(args.spec).is_file() and is_bundle(args.spec):
         return _swh_list(read_manifest(args.spec).get("sources", []), ui, args.spec)
+    signers = [load_signer(k) for k in args.key]  # a bad key: one line, before any work
     store = open_store(args.store)
     if is_sha256(args.spec) and store.read_root(args.spec) is not None and not Path(args.spec).exists():
         sid = args.spec
     else:
-        spec, lock = load_lock_for(args.spec, ui)
+        spec, lock = load_lock_for(args.spec, ui, args.variant)
         sid = snapshot(store, lock, spec.path if spec else None, jobs=args.jobs,
                        progress_factory=progress_factory(ui), note=ui.info).id
     if args.output is None:
@@ -143,7 +151,7 @@ def run_archive(args, ui) -> int:
         selfhost = snapshot_selfhost(store, jobs=args.jobs, progress_factory=progress_factory(ui), note=ui.info)
     with ui.status(f"writing {args.output}"):
         res = write_bundle(store, sid, args.output, comp, args.level, args.force, env=env, runs=runs,
-                           selfhost=selfhost)
+                           selfhost=selfhost, signers=signers)
     res["runs"] = [r["id"] for r in runs or []]
     if args.swh_list:
         return _swh_list(res["sources"], ui, res["bundle"])

@@ -30,6 +30,12 @@ def register(sub, parents, fmt):
             identical, 1 when they differ, 2 on an error. --html writes a report
             that runs Debian's diffoscope on the files whose content differs, when
             diffoscope is installed (the report says so when it is not).
+
+            --attest FILE writes an in-toto Statement of the challenge (predicate
+            type urn:envgen:predicate:rebuild:v1): what was rebuilt or compared, the
+            digest of each side's listing (for a tree, its tree digest), the number
+            of differing entries and the verdict, identical or differing. Sign it
+            with `envgen sign FILE --key KEY`.
             """
         ),
         epilog=textwrap.dedent(
@@ -39,6 +45,7 @@ def register(sub, parents, fmt):
               envgen challenge specs/abide.toml --builder nix --against embedded
               envgen challenge a.oci b.oci --html report.html
               envgen challenge a.sif b.sif --json
+              envgen challenge specs/abide.toml --attest challenge.json && envgen sign challenge.json --key me.key
             """
         ),
     )
@@ -50,6 +57,7 @@ def register(sub, parents, fmt):
                    help="the builder that rebuilds (default: the same as --builder)")
     p.add_argument("--html", metavar="FILE", help="also write an HTML report (content diffs by diffoscope)")
     p.add_argument("--keep", metavar="DIR", help="keep the scratch store and unpacked images in DIR")
+    p.add_argument("--attest", metavar="FILE", help="write an in-toto attestation of the rebuild and its verdict")
     p.set_defaults(func=run)
 
 
@@ -57,6 +65,7 @@ def run(args, ui) -> int:
     from .. import challenge as C
     from ..fsutil import atomic_write
 
+    sid = name = None
     with C.scratch(args.keep) as work:
         if args.b is not None:
             with ui.status("listing both sides"):
@@ -69,6 +78,7 @@ def run(args, ui) -> int:
             store = open_store(args.store)
             spec, lock = load_lock_for(args.a, ui)
             sid = snapshot_offline(store, lock, spec.path if spec else None)
+            name = lock.name
             with ui.status(f"challenging {lock.name}") as update:
                 a, b, diffs = C.challenge_snapshot(store, sid, args.builder, args.against or args.builder, work,
                                                    note=update)
@@ -77,6 +87,9 @@ def run(args, ui) -> int:
             atomic_write(Path(args.html), C.to_html(doc, a, b, work))
             doc["html"] = args.html
             doc["diffoscope"] = C.diffoscope_path() is not None
+        if args.attest:
+            atomic_write(Path(args.attest), C.attestation(a, b, doc, sid, name, args))
+            doc["attestation"] = args.attest
 
     def human(out):
         for line in C.human_lines(doc):

@@ -7,6 +7,7 @@ import sys
 from ..fsutil import atomic_write
 from ..lock import load_lock_for
 from ..lock.export import requirements_txt
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -23,12 +24,13 @@ def register(sub, parents, fmt):
         "  pip install --require-hashes --no-deps -r requirements.txt",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write here (atomically) instead of stdout")
     p.set_defaults(func=run)
 
 
 def run(args, ui) -> int:
-    _, lock = load_lock_for(args.spec, ui)
+    _, lock = load_lock_for(args.spec, ui, args.variant)
     text, count, skipped = requirements_txt(lock)
     if args.output:
         atomic_write(args.output, text)

@@ -6,6 +6,7 @@ import textwrap
 
 from ..lock import load_lock_for
 from ..lock.graph import BUILD, build_graph, edge_kind, label, path_text, tree, why
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -28,6 +29,7 @@ def register(sub, parents, fmt):
         epilog="example:\n  envgen graph specs/abide.toml\n  envgen graph specs/pylock.abide.toml --json",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.set_defaults(func=run_graph)
 
     w = sub.add_parser(
@@ -41,12 +43,13 @@ def register(sub, parents, fmt):
         epilog="example:\n  envgen why specs/abide.toml threadpoolctl\n  envgen why specs/abide.toml libssl3",
     )
     w.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(w)
     w.add_argument("package", metavar="PACKAGE")
     w.set_defaults(func=run_why)
 
 
 def run_graph(args, ui) -> int:
-    _, lock = load_lock_for(args.spec, ui)
+    _, lock = load_lock_for(args.spec, ui, args.variant)
     g = build_graph(lock)
     rows = tree(g, f"env:{lock.name}")
     data = {
@@ -69,7 +72,7 @@ def run_graph(args, ui) -> int:
 
 
 def run_why(args, ui) -> int:
-    _, lock = load_lock_for(args.spec, ui)
+    _, lock = load_lock_for(args.spec, ui, args.variant)
     g = build_graph(lock)
     paths = why(g, lock.name, args.package)
     data = {"package": args.package, "paths": [[g.nodes[n]["name"] for n in p] for p in paths],

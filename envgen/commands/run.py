@@ -7,6 +7,7 @@ import sys
 
 from ..cli import dedent
 from ..runtimes.base import RUNTIMES
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -45,10 +46,12 @@ def register(sub, parents, fmt):
               envgen run specs/abide.toml -- python -c "import sklearn; print(sklearn.__version__)"
               envgen run specs/abide.toml --bind data:/data:ro --bind out:/out --label seed0 \\
                   -- abide-pipeline --input-dir /data --output-dir /out --random-state 0
+              envgen run specs/tiny-gpu.toml --variant cuda12 --gpu -- nvidia-smi
             """
         ),
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]",
                    help="make host SRC visible at DST inside the env (read-write unless :ro); repeatable")
     p.add_argument("--network", action="store_true", help="let the command reach the network (cut by default)")
@@ -59,6 +62,10 @@ def register(sub, parents, fmt):
     p.add_argument("--runtime", default="bwrap", choices=sorted(RUNTIMES),
                    help="how to run: bwrap (default), nix (the Nix-built tree), podman (the OCI image), "
                         "sif (the SIF's squashfs under bwrap), apptainer (where installed)")
+    p.add_argument("--gpu", action="store_true",
+                   help="show the command the host's NVIDIA GPUs: the device nodes and the driver's libraries "
+                        "(read-only, on LD_LIBRARY_PATH); podman uses CDI where set up, apptainer --nv; "
+                        "no GPU on the host: an error, never the CPU instead")
     p.add_argument("--dry-run", action="store_true",
                    help="print the command line that would run (the sandbox's own argv); run nothing, record nothing")
     p.add_argument("cmd", nargs="*", metavar="CMD", help="the command and its arguments (after --)")
@@ -71,9 +78,14 @@ def run(args, ui) -> int:
     from ..sandbox import Bind
     from ..snapshot.store import open_store
 
+    gpu = None
+    if args.gpu:  # before anything is built: no GPU is one line, exit 2
+        from ..gpu import require
+
+        gpu = require()
     store = open_store(args.store)
     binds = [Bind.parse(b) for b in args.bind]
-    runtime, env, spec = prepare(store, args.spec, args.runtime, ui)
+    runtime, env, spec = prepare(store, args.spec, args.runtime, ui, args.variant)
     command = list(args.cmd) or (list(spec.command) if spec else [])
     if not command:
         from ..errors import RunError
@@ -82,7 +94,7 @@ def run(args, ui) -> int:
     sys.stdout.flush()
     req = RunRequest.for_spec(command, binds, spec, args.spec, network=args.network, label=args.label,
                               reason=args.reason, tags=list(args.tag), workdir=args.workdir,
-                              stdout_to_stderr=ui.json)
+                              stdout_to_stderr=ui.json, gpu=gpu)
     if args.dry_run:
         argv = launch_argv(runtime, env, req)
         if ui.json:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from ..lock import load_lock_for
 from ..snapshot import snapshot
 from ..snapshot.store import open_store
+from . import variant_option
 
 
 def register(sub, parents, fmt):
@@ -35,6 +36,7 @@ def register(sub, parents, fmt):
                "  envgen snapshot specs/abide.toml --store /tmp/store --json",
     )
     p.add_argument("spec", metavar="SPEC", help="a spec (its lock is read) or a pylock.*.toml")
+    variant_option(p)
     p.add_argument("-j", "--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
     p.add_argument("--with-sdists", action="store_true", help="also fetch the sdists recorded in the lock")
     p.set_defaults(func=run)
@@ -70,7 +72,7 @@ def progress_factory(ui):
 
 
 def run(args, ui) -> int:
-    spec, lock = load_lock_for(args.spec, ui)
+    spec, lock = load_lock_for(args.spec, ui, args.variant)
     store = open_store(args.store)
     res = snapshot(store, lock, spec.path if spec else None, with_sdists=args.with_sdists,
                    jobs=args.jobs, progress_factory=progress_factory(ui), note=ui.info)

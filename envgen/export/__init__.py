@@ -43,6 +43,17 @@ class ImageMeta:
     revision: str | None = None
     local: frozenset = frozenset()  # canonical names of local project distributions
     sbom: bytes | None = None
+    # SLSA provenance predicate (envgen.attest.provenance_predicate) of this export; each exporter adds the subject
+    provenance: dict | None = None
+    signers: list = field(default_factory=list)  # securesystemslib signers: DSSE envelopes of provenance and SBOM
+
+    def provenance_statement(self, subjects: list[dict]) -> bytes | None:
+        """The provenance Statement of this export, with *subjects*, as canonical JSON (None without a predicate)."""
+        if self.provenance is None:
+            return None
+        from .. import attest
+
+        return attest.to_bytes(attest.provenance(subjects, self.provenance))
 
     @property
     def epoch(self) -> int:

@@ -6,11 +6,15 @@
 2. one layer per *family* of large, stable distributions that appear in the env,
    in the order of :data:`FAMILIES` (numpy+scipy, scikit-learn, pandas, the
    matplotlib stack, …);
-3. one layer per other distribution whose installed size is at least
-   :data:`BIG_DIST_BYTES` (``dist-<name>``), alphabetically;
-4. ``python``: the rest of ``/opt/env`` (small distributions, the interpreter
+3. ``cuda``: the CUDA user-space wheels (every distribution named ``nvidia-*``,
+   PyPI's ``nvidia-*-cu12`` and the like) smaller than :data:`BIG_DIST_BYTES`,
+   so that a CUDA variant's image shares every other layer with its CPU env;
+4. one layer per other distribution whose installed size is at least
+   :data:`BIG_DIST_BYTES` (``dist-<name>``; a big CUDA wheel such as
+   ``dist-nvidia-cublas-cu12`` too), alphabetically;
+5. ``python``: the rest of ``/opt/env`` (small distributions, the interpreter
    links, scripts no RECORD names);
-5. ``project``: the spec's local projects and ``/.envgen`` (lock, snapshot, SBOM).
+6. ``project``: the spec's local projects and ``/.envgen`` (lock, snapshot, SBOM).
 
 Files are mapped to distributions with each ``*.dist-info/RECORD``; bytecode in
 ``__pycache__`` follows its source file; the ``.dist-info`` directory follows its
@@ -56,6 +60,9 @@ FAMILIES: list[tuple[str, tuple[str, ...]]] = [
     ("matplotlib", ("matplotlib", "pillow", "fonttools", "contourpy", "kiwisolver")),
 ]
 _FAMILY_OF = {d: name for name, dists in FAMILIES for d in dists}
+# NVIDIA's CUDA user-space wheels (nvidia-cuda-runtime-cu12, nvidia-cublas-cu12, …): the small ones share a layer
+CUDA_PREFIX = "nvidia-"
+CUDA_LAYER = "cuda"
 
 WRITABLE_DIRS = {"tmp": 0o1777, "var/tmp": 0o1777}  # the tree has them 0555 (read-only, no sticky bit)
 
@@ -180,6 +187,8 @@ def plan_layers(root: Path, entries: list[tuple[str, os.stat_result]] | None = N
             return _FAMILY_OF[d]
         if size_of.get(d, 0) >= big:
             return f"dist-{d}"
+        if d.startswith(CUDA_PREFIX):
+            return CUDA_LAYER
         return "python"
 
     assigned: dict[str, list[str]] = {}
@@ -207,8 +216,8 @@ def plan_layers(root: Path, entries: list[tuple[str, os.stat_result]] | None = N
         add(name, rel)
     # parents of every entry, in every layer that has it
     out: list[Layer] = []
-    order = ["debian"] + [n for n, _ in FAMILIES] + sorted(n for n in assigned if n.startswith("dist-")) \
-        + ["python", "project"]
+    order = ["debian"] + [n for n, _ in FAMILIES] + [CUDA_LAYER] \
+        + sorted(n for n in assigned if n.startswith("dist-")) + ["python", "project"]
     for name in order:
         paths = assigned.get(name)
         if not paths and name != "project":

@@ -18,7 +18,8 @@ from ..lock.pylock import Lock
 NAMESPACE = uuid.UUID("6f1f3c52-5d0b-4a55-9d1e-7e6c0d1a9e11")  # envgen's, fixed
 
 
-def make_sbom(lock: Lock, tree_digest: str, snapshot_id: str, name: str, version: str = "") -> bytes:
+def make_sbom(lock: Lock, tree_digest: str | None, snapshot_id: str, name: str, version: str = "") -> bytes:
+    """The SBOM of the env of *lock*; *tree_digest* None when no tree is known (a bundle without one)."""
     from cyclonedx.model import ExternalReference, ExternalReferenceType, HashAlgorithm, HashType, Property, XsUri
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentScope, ComponentType
@@ -55,9 +56,9 @@ def make_sbom(lock: Lock, tree_digest: str, snapshot_id: str, name: str, version
     root = Component(name=name, version=version or snapshot_id[:12], type=ComponentType.CONTAINER,
                      bom_ref=f"envgen:{name}@{snapshot_id}",
                      properties=[Property(name="envgen:snapshot-id", value=snapshot_id),
-                                 Property(name="envgen:tree-digest", value=tree_digest)])
+                                 *([Property(name="envgen:tree-digest", value=tree_digest)] if tree_digest else [])])
     when = lock.snapshot_date.astimezone(dt.UTC)
-    bom = Bom(components=comps, serial_number=uuid.uuid5(NAMESPACE, tree_digest),
+    bom = Bom(components=comps, serial_number=uuid.uuid5(NAMESPACE, tree_digest or snapshot_id),
               metadata=BomMetaData(component=root, timestamp=when))
     bom.register_dependency(root, comps)
     with warnings.catch_warnings():

@@ -53,6 +53,9 @@ DT_CRYPTO, DT_SBOM, DT_OCIROOTINDEX, DT_OCIBLOB = range(0x4008, 0x400C)
 FS_SQUASH = 1
 PART_SYSTEM, PART_PRIMSYS, PART_DATA = 1, 2, 3
 SBOM_CYCLONEDX_JSON = 1
+HASH_SHA256 = 1  # the sif library's hash type codes: SHA256 1, SHA384 2, SHA512 3, BLAKE2S 4, BLAKE2B 5
+ENTITY_LEN = 256  # a signature descriptor's extra: int32 hash type, then the signing entity (a key fingerprint)
+PROVENANCE_NAME = "provenance.intoto.json"
 
 HEADER = struct.Struct("<32s10s3s3s16sqqqqqqqq")
 DESCR = struct.Struct("<iBIIIqqqqqqq128s384s")
@@ -134,8 +137,16 @@ def pack_descriptor(d: Descriptor, epoch: int) -> bytes:
                       epoch, epoch, 0, 0, _name(d.name), d.extra)
 
 
-def write_sif(out: Path, objects: list[tuple[int, str, bytes | Path, bytes]], epoch: int) -> Path:
-    """Write a SIF at *out* from *objects*: (datatype, name, data or a file path, extra) in order.
+def signature_extra(keyid: str) -> bytes:
+    """A signature descriptor's extra: SHA-256, and the first 20 bytes of the signer's key id as the entity."""
+    return struct.pack("<i", HASH_SHA256) + bytes.fromhex(keyid)[:20].ljust(ENTITY_LEN, b"\0")
+
+
+def write_sif(out: Path, objects: list[tuple], epoch: int) -> Path:
+    """Write a SIF at *out* from *objects*: (datatype, name, data or a file path, extra[, link]) in order.
+
+    *data* may also be ``(path, offset, size)``: that slice of a file.  *link* is the
+    id (1-based, in order) of the object this one refers to (a signature's signed object).
 
     Partitions are aligned to 4096; every object is in group 1; every time
     (header and descriptors) is *epoch*.  *out* appears whole or not at all.
@@ -145,7 +156,9 @@ def write_sif(out: Path, objects: list[tuple[int, str, bytes | Path, bytes]], ep
         fh.write(b"\0" * DATA_OFFSET)
         descrs = []
         pos = DATA_OFFSET
-        for i, (dt, name, data, extra) in enumerate(objects, start=1):
+        for i, obj in enumerate(objects, start=1):
+            dt, name, data, extra = obj[:4]
+            link = obj[4] if len(obj) > 4 else 0
             start = pos
             if dt == DT_PARTITION and pos % ALIGN:
                 pad = ALIGN - pos % ALIGN
@@ -154,11 +167,22 @@ def write_sif(out: Path, objects: list[tuple[int, str, bytes | Path, bytes]], ep
             if isinstance(data, (bytes, bytearray)):
                 fh.write(data)
                 size = len(data)
+            elif isinstance(data, tuple):
+                src_path, src_off, size = data
+                with open(src_path, "rb") as src:
+                    src.seek(src_off)
+                    left = size
+                    while left:
+                        chunk = src.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise EnvgenError(f"{src_path}: truncated while copying an object")
+                        fh.write(chunk)
+                        left -= len(chunk)
             else:
                 with open(data, "rb") as src:
                     shutil.copyfileobj(src, fh, 1 << 20)
                 size = os.path.getsize(data)
-            descrs.append(Descriptor(dt, i, 1 | GROUP_MASK, 0, start, size, size + (start - pos), name, extra))
+            descrs.append(Descriptor(dt, i, 1 | GROUP_MASK, link, start, size, size + (start - pos), name, extra))
             pos = start + size
         fh.seek(DESCR_OFFSET)
         for d in descrs:
@@ -265,6 +289,40 @@ def partition_sha256(info: SifInfo, d: Descriptor) -> str:
 # --------------------------------------------------------------------------- the env as a SIF
 
 
+def attestation_objects(meta: ImageMeta, objects: list[tuple], part_sha: str) -> list[tuple]:
+    """After the partition: the SLSA provenance (GenericJSON) and, per signer, a signature of it and of the SBOM.
+
+    The provenance's subject is the partition's sha256 (what the image runs; the
+    SIF's own bytes change when a signature is added).  Each signature object is
+    a DSSE envelope, linked to the object it signs.
+    """
+    from .. import attest
+
+    out: list[tuple] = []
+    sbom_id = next((i for i, o in enumerate(objects, start=1) if o[0] == DT_SBOM), None)
+    if meta.provenance is not None and meta.sbom is not None:
+        meta.provenance.setdefault("runDetails", {})["byproducts"] = [
+            {"name": "sbom.cdx.json", "digest": {"sha256": hashlib.sha256(meta.sbom).hexdigest()},
+             "mediaType": attest.MT_CYCLONEDX}]
+    stmt = meta.provenance_statement([attest.subject(f"{meta.name}.squashfs", part_sha)])
+    prov_id = None
+    if stmt is not None:
+        out.append((DT_GENERICJSON, PROVENANCE_NAME, stmt, b""))
+        prov_id = len(objects) + len(out)
+    signed = [(i, data, ptype) for i, data, ptype in ((sbom_id, meta.sbom, attest.MT_CYCLONEDX),
+                                                     (prov_id, stmt, attest.MT_INTOTO)) if i and data is not None]
+    for signer in meta.signers:
+        out.extend(signature_objects(signed, signer))
+    return out
+
+
+def signature_objects(signed: list[tuple[int, bytes, str]], signer) -> list[tuple]:
+    from ..signing import sign
+
+    return [(DT_SIGNATURE, f"dsse-{i}.json", sign(data, ptype, signer), signature_extra(signer.public_key.keyid), i)
+            for i, data, ptype in signed]
+
+
 def runscript(command: list[str]) -> bytes:
     return (
         "#!/opt/env/bin/python\n"
@@ -358,6 +416,7 @@ def write_env_sif(meta: ImageMeta, out: Path) -> dict:
         if meta.sbom is not None:
             objects.append((DT_SBOM, "sbom.cdx.json", meta.sbom, struct.pack("<i", SBOM_CYCLONEDX_JSON)))
         objects.append((DT_PARTITION, "", sqsh, partition_extra()))
+        objects.extend(attestation_objects(meta, objects, part_sha))
         write_sif(out, objects, meta.epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

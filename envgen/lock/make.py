@@ -329,7 +329,8 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
             break
 
     lock = pylock.Lock(
-        name=spec.name,
+        name=spec.env_name,
+        variant=spec.variant,
         spec=spec.path.name,
         spec_sha256=spec.sha256,
         snapshot_date=spec.snapshot_date,

@@ -182,6 +182,7 @@ class Lock:
     source_builds: list[SourceBuild] = field(default_factory=list)
     format_version: int = formats.current("envgen-lock")
     path: Path | None = None
+    variant: str | None = None  # the spec's [variants.NAME] this lock is of (None: the default env)
 
     def __post_init__(self) -> None:
         self.snapshot_date = SnapshotDate.parse(self.snapshot_date)  # a plain aware datetime is accepted
@@ -287,6 +288,8 @@ def dumps(lock: Lock) -> str:
     env = tomlkit.table()
     env["format-version"] = lock.format_version
     env["name"] = lock.name
+    if lock.variant is not None:  # written only for a variant: a default env's lock keeps its bytes
+        env["variant"] = lock.variant
     env["spec"] = lock.spec
     env["spec-sha256"] = lock.spec_sha256
     env["snapshot-date"] = _dt(lock.snapshot_date)
@@ -471,6 +474,7 @@ def loads(text: str, path: Path) -> Lock:
         )
         return Lock(
             name=env["name"],
+            variant=env.get("variant"),
             spec=env["spec"],
             spec_sha256=env["spec-sha256"],
             snapshot_date=r.snapshot_date(env["snapshot-date"]),

@@ -41,6 +41,7 @@ from .records import Record, host_facts, new_run_id, now_iso, owner_facts, write
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from ..gpu import GpuHost
     from ..sandbox import Bind
     from ..snapshot import Store
 
@@ -149,7 +150,7 @@ class RunRequest(Value):
                  env_vars: dict[str, str] | None = None, workdir: str | None = None, label: str | None = None,
                  reason: str | None = None, tags: list[str] | None = None, spec: str | None = None,
                  nondeterministic: dict | None = None, rerun_of: str | None = None, cwd: Path | None = None,
-                 stdout_to_stderr: bool = False):
+                 stdout_to_stderr: bool = False, gpu: GpuHost | None = None):
         self.command = command
         self.binds: list[Bind] = binds if binds is not None else []
         self.network = network
@@ -163,6 +164,7 @@ class RunRequest(Value):
         self.rerun_of = rerun_of
         self.cwd = cwd
         self.stdout_to_stderr = stdout_to_stderr
+        self.gpu = gpu  # the host's GPUs to show the command (envgen.gpu.require), None: no GPU
 
     @classmethod
     def for_spec(cls, command: list[str], binds: list[Bind], spec: RunSpec | None, target: str,
@@ -175,9 +177,10 @@ class RunRequest(Value):
 
 def launch_argv(runtime: Runtime, env: Env, req: RunRequest) -> list[str]:
     """The argv that runs *req* in *env*: what run_recorded starts (``envgen run --dry-run`` prints it)."""
-    find_command(env.rootfs, req.command[0])
+    if req.gpu is None or req.command[0] not in {b.name for b in req.gpu.bins}:  # nvidia-smi is the host's
+        find_command(env.rootfs, req.command[0])
     launch = Launch(command=list(req.command), env_vars=_run_env(req), binds=req.binds, network=req.network,
-                    workdir=req.workdir or "/")
+                    workdir=req.workdir or "/", gpu=req.gpu)
     return runtime.argv(env, launch)
 
 
@@ -185,6 +188,10 @@ def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> R
     """Run *req* in *env* with *runtime*; stream its output; record it; return the record."""
     argv = launch_argv(runtime, env, req)
     rec = _new_record(env, req)
+    if req.gpu is not None:
+        from ..gpu import facts
+
+        rec.host["gpu"] = facts(req.gpu)  # model, driver and CUDA versions
     writable = [b for b in req.binds if b.writable]
     # Could the command change a file on the host?  Only through a writable bind (or, with the
     # network, through some service); if not, its inputs and the code revision are the same

@@ -80,7 +80,7 @@ def _env_of(store: Store, rec, ui) -> tuple[Runtime, Env]:
                 rootfs=hit.rootfs, runtime=rec.runtime, builder=hit.builder, snapshot_id=hit.snapshot_id,
                 tree_digest=hit.digest, build_key=hit.key, env_name=rec.env_name or "")
     if rec.spec and Path(rec.spec).is_file():
-        runtime, env, _ = prepare(store, rec.spec, rec.runtime or "bwrap", ui)
+        runtime, env, _ = prepare(store, rec.spec, rec.runtime or "bwrap", ui, _variant_of(rec))
         if env.tree_digest != rec.tree_digest:
             raise EnvgenError(f"the env of {rec.spec} now has tree digest {env.tree_digest[:16]}…, "
                               f"not the recorded {rec.tree_digest[:16]}…",
@@ -88,3 +88,17 @@ def _env_of(store: Store, rec, ui) -> tuple[Runtime, Env]:
         return runtime, env
     raise EnvgenError(f"the env of run {rec.id} (build {rec.build_key}) is not in this store",
                       hint="rebuild it with `envgen build SPEC`")
+
+
+def _variant_of(rec) -> str | None:
+    """The spec variant a recorded run used: its env is named ``<spec name>-<variant>`` (None: the default)."""
+    from ..spec import load_spec
+
+    try:
+        spec = load_spec(rec.spec)
+    except EnvgenError:
+        return None  # a lock or a SIF: one env only
+    if not rec.env_name:
+        return None
+    return next((v for v in spec.variants if rec.env_name == f"{spec.name}-{v}"), None)
+

@@ -13,12 +13,12 @@ __all__ = ["RUNTIMES", "Env", "Launch", "RunSpec", "Runtime", "get_runtime", "pr
 
 
 def prepare(store: Store, target: str, runtime: str = "bwrap",
-            ui: UI | None = None) -> tuple[Runtime, Env, RunSpec | None]:
+            ui: UI | None = None, variant: str | None = None) -> tuple[Runtime, Env, RunSpec | None]:
     """The runtime named *runtime*, and the env of *target* ready for it (built if needed)."""
     rt = get_runtime(runtime)
     if ui is None:
         from ..ui import UI
 
         ui = UI(quiet=True)
-    env, spec = rt.prepare(store, target, ui)
+    env, spec = rt.prepare(store, target, ui, variant)
     return rt, env, spec

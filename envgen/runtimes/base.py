@@ -20,6 +20,7 @@ TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typin
 if TYPE_CHECKING:
     from typing import Protocol
 
+    from ..gpu import GpuHost
     from ..sandbox import Bind
     from ..snapshot import Store
     from ..ui import UI
@@ -76,23 +77,25 @@ class Launch(Value):
     """One command to start inside an env."""
 
     def __init__(self, command: list[str], env_vars: dict[str, str], binds: list[Bind], network: bool = False,
-                 workdir: str = "/"):
+                 workdir: str = "/", gpu: GpuHost | None = None):
         self.command = command
         self.env_vars = env_vars
         self.binds = binds
         self.network = network
         self.workdir = workdir
+        self.gpu = gpu  # the host's NVIDIA driver, found by envgen.gpu.discover (None: no GPU)
 
 
 class Runtime(Protocol):
     name: str
 
-    def prepare(self, store: Store, target: str, ui: UI) -> tuple[Env, RunSpec | None]:
-        """Build or find the env of *target* (a spec, a lock, or what the runtime accepts, e.g. a .sif)."""
+    def prepare(self, store: Store, target: str, ui: UI, variant: str | None = None) -> tuple[Env, RunSpec | None]:
+        """Build or find the env of *target* (a spec, a lock, or what the runtime accepts, e.g. a .sif);
+        *variant*: the spec's ``[variants.NAME]`` env."""
         ...
 
     def argv(self, env: Env, launch: Launch) -> list[str]:
-        """The command line that runs *launch* in *env*."""
+        """The command line that runs *launch* in *env* (with the host's GPUs when ``launch.gpu``)."""
         ...
 
 

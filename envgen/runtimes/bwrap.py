@@ -30,15 +30,15 @@ class TreeRuntime:
         self.builder = builder
         self.fast_path = fast_path
 
-    def prepare(self, store: Store, target: str, ui: UI) -> tuple[Env, RunSpec | None]:
+    def prepare(self, store: Store, target: str, ui: UI, variant: str | None = None) -> tuple[Env, RunSpec | None]:
         if self.fast_path:
-            hit = plan.load(store, self.name, target)
+            hit = plan.load(store, self.name, target, variant)
             if hit is not None:
                 return hit
         from ..builders import build_spec
         from ..lock import load_lock_for
 
-        spec, lock = load_lock_for(target, ui)
+        spec, lock = load_lock_for(target, ui, variant)
         # the sources' state before the build: the plan is kept only if it still holds after
         sources = plan.Sources.of(spec, lock) if self.fast_path else None
         res = build_spec(store, lock, spec.path if spec else None, self.builder, note=ui.info)
@@ -47,12 +47,18 @@ class TreeRuntime:
         run_spec = RunSpec.of(spec) if spec is not None else None
         # a lock older than its spec is warned about on every run: no plan then
         if sources is not None and (spec is None or lock.spec_sha256 == spec.sha256):
-            plan.save(store, self.name, self.builder, target, env, run_spec, sources)
+            plan.save(store, self.name, self.builder, target, env, run_spec, sources, variant)
         return env, run_spec
 
     def argv(self, env: Env, launch: Launch) -> list[str]:
-        return Sandbox(root=env.rootfs, network=launch.network, binds=launch.binds, env=launch.env_vars,
-                       cwd=launch.workdir).argv(launch.command)
+        env_vars, extra = launch.env_vars, []
+        if launch.gpu is not None:  # only --gpu imports the GPU module
+            from .. import gpu
+            from ..layout import DEFAULT_PATH
+
+            env_vars, extra = gpu.sandbox_env(env_vars, DEFAULT_PATH), gpu.bwrap_args(launch.gpu)
+        return Sandbox(root=env.rootfs, network=launch.network, binds=launch.binds, env=env_vars,
+                       cwd=launch.workdir, extra=extra).argv(launch.command)
 
 
 RUNTIME = TreeRuntime("bwrap", "embedded", fast_path=True)

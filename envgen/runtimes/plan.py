@@ -62,11 +62,12 @@ def _builder_module(builder: str) -> str:
     return str(Path(__file__).resolve().parent.parent / "builders" / f"{builder}.py")
 
 
-def plan_path(store: Store, runtime: str, target: str) -> Path:
-    """``cache/run/<key>.json``.  The key need not be a cryptographic hash (a plan names its runtime and
-    target, and is used only for those): 64-bit FNV-1a, which needs no import at start-up."""
+def plan_path(store: Store, runtime: str, target: str, variant: str | None = None) -> Path:
+    """``cache/run/<key>.json``.  The key need not be a cryptographic hash (a plan names its runtime,
+    target and variant, and is used only for those): 64-bit FNV-1a, which needs no import at start-up."""
     h = 0xCBF29CE484222325
-    for byte in f"{runtime}\0{os.path.abspath(target)}".encode():
+    # the default env's key is as it was before variants existed
+    for byte in f"{runtime}\0{os.path.abspath(target)}{'' if variant is None else chr(0) + variant}".encode():
         h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return store.paths.run_cache / f"{h:016x}.json"
 
@@ -110,7 +111,7 @@ class Sources:
 
 
 def save(store: Store, runtime: str, builder: str, target: str, env: Env, run_spec: RunSpec | None,
-         sources: Sources) -> bool:
+         sources: Sources, variant: str | None = None) -> bool:
     """Keep the plan of *target* if *sources* are still as they were before the env was found; say if kept."""
     if not sources.unchanged():
         return False
@@ -118,7 +119,8 @@ def save(store: Store, runtime: str, builder: str, target: str, env: Env, run_sp
     root = os.path.abspath(store.root)
     rel = os.path.relpath(rootfs, root) if rootfs.startswith(root + os.sep) else rootfs
     doc = {
-        **formats.header(KIND), "runtime": runtime, "target": os.path.abspath(target), "envgen": __version__,
+        **formats.header(KIND), "runtime": runtime, "target": os.path.abspath(target), "variant": variant,
+        "envgen": __version__,
         "context": _context(), "builder": [_builder_module(builder), _stat(_builder_module(builder))],
         "tree": {"rootfs": rel, "stats": _tree_stats(rootfs)},
         "env": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in env.__dict__.items()}, "rootfs": rel},
@@ -128,7 +130,7 @@ def save(store: Store, runtime: str, builder: str, target: str, env: Env, run_sp
     from ..fsutil import atomic_write
 
     try:
-        atomic_write(plan_path(store, runtime, target), json.dumps(doc, sort_keys=True))
+        atomic_write(plan_path(store, runtime, target, variant), json.dumps(doc, sort_keys=True))
     except OSError:
         return False
     return True
@@ -138,16 +140,17 @@ def _tree_stats(rootfs: str) -> list[Stat]:
     return [_stat(rootfs), _stat(os.path.join(os.path.dirname(rootfs), "meta.json"))]
 
 
-def load(store: Store, runtime: str, target: str) -> tuple[Env, RunSpec | None] | None:
+def load(store: Store, runtime: str, target: str, variant: str | None = None) -> tuple[Env, RunSpec | None] | None:
     """The env of *target* from its plan, if the plan holds; else None (the caller works it out)."""
     try:
-        with open(plan_path(store, runtime, target), "rb") as fh:
+        with open(plan_path(store, runtime, target, variant), "rb") as fh:
             doc = json.loads(fh.read())
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("format-version") != formats.current(KIND):
         return None
-    if (doc["runtime"], doc["target"], doc["envgen"]) != (runtime, os.path.abspath(target), __version__):
+    if (doc["runtime"], doc["target"], doc.get("variant"), doc["envgen"]) != (
+            runtime, os.path.abspath(target), variant, __version__):
         return None
     if doc["context"] != _context() or _stat(doc["builder"][0]) != doc["builder"][1]:
         return None

@@ -56,9 +56,9 @@ def ensure_image(store: Store, meta, ui: UI) -> str:
 class PodmanRuntime:
     name = "podman"
 
-    def prepare(self, store: Store, target: str, ui: UI) -> tuple[Env, RunSpec | None]:
+    def prepare(self, store: Store, target: str, ui: UI, variant: str | None = None) -> tuple[Env, RunSpec | None]:
         podman_path()
-        spec, lock, res, meta = build_for_image(store, target, ui)
+        spec, lock, res, meta = build_for_image(store, target, ui, variant)
         ref = ensure_image(store, meta, ui)
         env = Env(rootfs=res.rootfs, runtime=self.name, builder=res.builder, snapshot_id=res.snapshot_id,
                   tree_digest=res.digest, build_key=res.key, env_name=lock.name, image=ref)
@@ -73,7 +73,14 @@ class PodmanRuntime:
             # container uid/gid 1000 = host root, so writable binds are writable; the rest out of the way
             for flag in ("--uidmap", "--gidmap"):
                 argv += [flag, f"0:1:{UID}", flag, f"{UID}:0:1", flag, f"{UID + 1}:{UID + 1}:{65536 - UID - 1}"]
-        for k, v in sorted(launch.env_vars.items()):
+        env_vars = launch.env_vars
+        if launch.gpu is not None:
+            from .. import gpu
+            from ..layout import DEFAULT_PATH
+
+            argv += gpu.podman_args(launch.gpu)
+            env_vars = gpu.sandbox_env(env_vars, DEFAULT_PATH)
+        for k, v in sorted(env_vars.items()):
             argv += ["--env", f"{k}={v}"]
         for b in launch.binds:
             argv += ["--volume", f"{b.src}:{b.dst}:{'rw' if b.writable else 'ro'}"]

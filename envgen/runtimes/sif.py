@@ -83,12 +83,12 @@ class SifRuntime:
 
     name = "sif"
 
-    def prepare(self, store: Store, target: str, ui: UI) -> tuple[Env, RunSpec | None]:
+    def prepare(self, store: Store, target: str, ui: UI, variant: str | None = None) -> tuple[Env, RunSpec | None]:
         if target.endswith(".sif") or is_sif(target):
             if not Path(target).is_file():
                 raise RunError(f"{target}: no such file")
             return sif_env(store, Path(target), self.name), None
-        spec, lock, res, meta = build_for_image(store, target, ui)
+        spec, lock, res, meta = build_for_image(store, target, ui, variant)
         env = sif_env(store, exported_sif(store, meta, ui), self.name)
         env.builder, env.build_key, env.env_name = res.builder, res.key, lock.name  # the tree it was made from
         return env, RunSpec.of(spec) if spec is not None else None
@@ -107,11 +107,11 @@ class ApptainerRuntime:
                               hint="use --runtime sif: envgen reads the SIF itself and runs it under bubblewrap")
         return exe
 
-    def prepare(self, store: Store, target: str, ui: UI) -> tuple[Env, RunSpec | None]:
+    def prepare(self, store: Store, target: str, ui: UI, variant: str | None = None) -> tuple[Env, RunSpec | None]:
         self.exe()
         if is_sif(target):
             return sif_env(store, Path(target), self.name), None  # the tree is needed to check the command exists
-        spec, lock, res, meta = build_for_image(store, target, ui)
+        spec, lock, res, meta = build_for_image(store, target, ui, variant)
         env = Env(rootfs=res.rootfs, runtime=self.name, builder=res.builder, snapshot_id=res.snapshot_id,
                   tree_digest=res.digest, build_key=res.key, env_name=lock.name,
                   image=str(exported_sif(store, meta, ui)))
@@ -119,6 +119,10 @@ class ApptainerRuntime:
 
     def argv(self, env: Env, launch: Launch) -> list[str]:
         argv = [self.exe(), "exec", "--containall", "--cleanenv", "--pwd", launch.workdir]
+        if launch.gpu is not None:
+            from ..gpu import APPTAINER_ARGS
+
+            argv += APPTAINER_ARGS  # Apptainer binds the driver (nvliblist.conf) and the devices itself
         if not launch.network:
             argv += ["--net", "--network", "none"]
         for k, v in sorted(launch.env_vars.items()):
