@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from envgen.errors import EnvgenError, FetchError, LockError, StoreError
+from envgen.export.sbom import make_sbom
 from envgen.lock import pylock
 from envgen.snapshot import vcs
 from envgen.snapshot.fetch import snapshot
@@ -135,6 +137,11 @@ def test_the_lock_entry_is_pep_751s_vcs_table_and_names_the_pack(repo, tmp_path)
     build = doc["tool"]["envgen"]["source-builds"][0]
     assert build["reason"] == "vcs" and build["source-sha256"] == sha and build["source-size"] == len(pack)
     assert pylock.dumps(lock) == lock.path.read_text()  # read back, it writes the same bytes
+    # the SBOM names the commit and the pack's sha256
+    sbom = json.loads(make_sbom(lock, None, "0" * 64, "demo"))
+    comp = next(c for c in sbom["components"] if c["name"] == "pkg")
+    assert {"type": "vcs", "url": f"git+{r.as_uri()}@{first}",
+            "hashes": [{"alg": "SHA-256", "content": sha}]} in comp["externalReferences"]
     bad = lock.path.read_text().replace(f'source-sha256 = "{sha}"\n', "")
     with pytest.raises(LockError, match="source-sha256"):
         pylock.loads(bad, lock.path)

@@ -40,6 +40,13 @@ def make_sbom(lock: Lock, tree_digest: str | None, snapshot_id: str, name: str, 
             refs.append(ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(p.sdist.url), hashes=[h]))
         if p.is_local:
             props.append(Property(name="envgen:local-project", value=p.directory))
+        if p.vcs is not None:  # the commit, and the sha256 of the source pack envgen builds it from
+            build = lock.source_build(p.name)
+            pack = [HashType(alg=HashAlgorithm.SHA_256, content=build.source_sha256)] \
+                if build is not None and build.source_sha256 else []
+            refs.append(ExternalReference(type=ExternalReferenceType.VCS,
+                                          url=XsUri(f"git+{p.vcs.url}@{p.vcs.commit_id}"), hashes=pack))
+            props.append(Property(name="envgen:vcs-commit", value=p.vcs.commit_id))
         comps.append(Component(name=p.name, version=p.version, type=ComponentType.LIBRARY, purl=purl,
                                bom_ref=purl.to_string(), hashes=hashes, external_references=refs, properties=props))
     deb_arch = lock.debian.architecture
