@@ -19,6 +19,7 @@ import sys
 import tarfile
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,19 @@ def test_a_commit_locks_snapshots_builds_and_runs(served_tomli, tmp_path):
 def test_a_github_commit_locks_snapshots_builds_and_runs(tmp_path):
     require_tool("bwrap", "git")
     lock_snapshot_build_run(tmp_path, *GITHUB, date="2026-01-01T00:00:00Z")
+
+
+@pytest.mark.nix
+def test_the_nix_builder_builds_the_commit_to_the_same_tree(served_tomli, tmp_path):
+    """The pack goes into the Nix store like a local project's (seeded from envgen's store by sha256)."""
+    require_tool("nix", "nix-store", "bwrap", why="the Nix builder (nix-bin), and the embedded one to compare")
+    url, commit = served_tomli
+    spec = write_spec(tmp_path / "proj", url, commit)
+    run_envgen("lock", str(spec), check=True)
+    store = str(tmp_path / "store")
+    run_envgen("snapshot", str(spec), "--store", store, check=True)
+    built = {b: json.loads(run_envgen("build", str(spec), "--store", store, "--builder", b, "--json",
+                                      check=True).stdout) for b in ("nix", "embedded")}
+    assert built["nix"]["path"].startswith("/nix/store/")
+    assert built["nix"]["tree_digest"] == built["embedded"]["tree_digest"]
+    assert (Path(built["nix"]["path"]) / "opt/env/lib/python3.11/site-packages/tomli/__init__.py").is_file()
