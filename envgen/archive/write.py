@@ -143,7 +143,7 @@ identifiers:
     description: "envgen snapshot id (sha256 of the snapshot manifest)"
 """
     for s in sources:  # local projects first: they are the work being cited
-        what = "local project" if s["role"] == "local-source" else s["role"]
+        what = {"local-source": "local project", "vcs-source": "git commit"}.get(s["role"], s["role"])
         if "directory" in s:
             value, desc = s["directory"], f"Software Heritage id of the unpacked source of {s['name']} ({what})"
         else:
