@@ -2,7 +2,8 @@
 """Benchmark: builds from install units (issue 14), on the ABIDE env, in one run, interleaved.
 
 Per round:
-  * cold build: `envgen build --force` (every unit made afresh: .debs unpacked, wheels installed, bytecode
+  * cold build: `envgen build` with the tree and every unit removed first (every unit made: .debs unpacked,
+    wheels installed, bytecode
     compiled) against `uv pip install --compile-bytecode` of the same wheels into a fresh venv (and raw uv),
     and against the whole-tree install this envgen still has (`EmbeddedBuilder.build(units=False)`, what
     `envgen build` did before units; the same tree);
@@ -10,6 +11,10 @@ Per round:
   * one leaf re-pinned (a copy of specs/abide.toml with pyyaml==OLDER): `envgen lock`, `envgen snapshot`
     and `envgen build` of it, with its tree and the older pyyaml's unit removed first, so that the build
     makes that one unit and reuses the rest.
+
+Every timed command starts after os.sync(): what the step before it deleted (trees, venvs, a unit) is written
+out first, so that no step pays for another's deletions (on a VM disk mounted with `discard`, ext4's
+journal commit of a 17,000-entry removal makes the next mkdirs wait: 0.03-0.5 ms per mkdir here).
 
 Works in a scratch store whose objects are hard links into --source-store (which must hold the ABIDE
 snapshot: `envgen snapshot specs/abide.toml`), and a scratch checkout (the spec, its committed lock, the
@@ -44,6 +49,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run(cmd: list[str], **kw) -> tuple[float, str]:
+    os.sync()  # the previous step's deletions written out first (ext4 with discard makes the next step pay them)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)
     dt = time.perf_counter() - t0
@@ -136,7 +142,9 @@ def bench(work: Path, source: Path, args) -> None:
     phases: list[dict] = []
     repin_units: list[dict] = []
     for i in range(args.repeat):
-        dt, out = envgen("build", str(spec), *s, "--force")
+        remove_tree(Path(first["path"]).parent)  # cold: no tree and no unit (what --force would keep)
+        remove_tree(store / "units")
+        dt, out = envgen("build", str(spec), *s)
         assert out["tree_digest"] == first["tree_digest"]
         res["envgen-cold"].append(dt)
         phases.append(out["phases"])
