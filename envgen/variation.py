@@ -266,6 +266,8 @@ class Harness:
                     o.artifacts["oci manifest"] = res["manifest_digest"].split(":", 1)[1]
                     for layer in res["layers"]:
                         o.artifacts[f"oci layer {layer['name']} diff_id"] = layer["diff_id"].split(":", 1)[1]
+                    for ref in res.get("referrers", []):  # the SBOM and the provenance (OCI 1.1 referrers)
+                        o.artifacts[f"oci referrer {ref['artifactType']}"] = ref["digest"].split(":", 1)[1]
                 else:
                     o.artifacts[fmt] = file_sha256(dest)
             if self.bundle:

@@ -42,6 +42,8 @@ def test_builds_and_exports_are_identical_under_every_variation(tiny, tmp_path):
     base = outcomes[0]
     assert base.trees["embedded"]["digest"] == tiny.built["tree_digest"]
     assert {"oci index", "sif", "sqsh", "bundle"} <= set(base.artifacts)
+    assert {"oci referrer application/vnd.in-toto+json", "oci referrer application/vnd.cyclonedx+json"} <= set(
+        base.artifacts), sorted(base.artifacts)
 
 
 @pytest.mark.nix
