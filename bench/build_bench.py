@@ -28,10 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import harness  # noqa: E402
-from harness import ENVGEN, medians, write_results  # noqa: E402
+from harness import ENVGEN, medians, wheelhouse, write_results  # noqa: E402
 
 from envgen.lock import pylock  # noqa: E402
-from envgen.lock.export import requirements_txt  # noqa: E402
 from envgen.lock.resolve import uv_bin  # noqa: E402
 from envgen.paths import store_dir  # noqa: E402
 
@@ -55,14 +54,7 @@ def main() -> None:
     subprocess.run([*envgen, "build", str(spec), "--store", str(store), "-q"], check=True, env=ENV)
 
     work = Path(tempfile.mkdtemp(prefix="envgen-build-bench-"))
-    wheels = work / "wheels"
-    wheels.mkdir()
-    for p in lock.packages:
-        for w in p.wheels:
-            os.link(store / "objects" / "sha256" / w.sha256, wheels / w.filename)
-    text, _, _ = requirements_txt(lock)
-    req = work / "req.txt"
-    req.write_text(text)
+    wheels, req = wheelhouse(store, lock, work)
     uv = uv_bin()
     res: dict[str, list[float]] = {k: [] for k in ("envgen-cold", "uv", "uv-compile", "pip", "envgen-warm")}
     for i in range(args.repeat):

@@ -90,6 +90,22 @@ def workdir(prefix: str, keep: bool = False) -> Iterator[Path]:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def wheelhouse(store: Path, lock, work: Path) -> tuple[Path, Path]:
+    """The lock's wheels, hard-linked from *store* into WORK/wheels, and WORK/req.txt, their hashed
+    requirements: what uv and pip install from when a benchmark compares them with an envgen build."""
+    from envgen.lock.export import requirements_txt
+
+    wheels = work / "wheels"
+    wheels.mkdir()
+    for p in lock.packages:
+        for w in p.wheels:
+            os.link(store / "objects" / "sha256" / w.sha256, wheels / w.filename)
+    text, _, _ = requirements_txt(lock)
+    req = work / "req.txt"
+    req.write_text(text)
+    return wheels, req
+
+
 def fresh_store(parent: Path, name: str = "store") -> Path:
     """A new, empty store directory under ``parent`` (envgen creates its layout on first use)."""
     d = parent / name

@@ -37,11 +37,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import ENVGEN, medians, write_results  # noqa: E402
+from harness import ENVGEN, medians, wheelhouse, write_results  # noqa: E402
 
 from envgen.fsutil import remove_tree  # noqa: E402
 from envgen.lock import pylock  # noqa: E402
-from envgen.lock.export import requirements_txt  # noqa: E402
 from envgen.lock.resolve import uv_bin  # noqa: E402
 from envgen.paths import store_dir  # noqa: E402
 
@@ -126,14 +125,7 @@ def bench(work: Path, source: Path, args) -> None:
     assert old_lock.package("pyyaml").version == args.older, old_lock.package("pyyaml")
 
     lock = pylock.load(spec.parent / "pylock.abide.toml")
-    wheels = work / "wheels"
-    wheels.mkdir()
-    for p in lock.packages:
-        for w in p.wheels:
-            os.link(store / "objects" / "sha256" / w.sha256, wheels / w.filename)
-    text, _, _ = requirements_txt(lock)
-    req = work / "req.txt"
-    req.write_text(text)
+    wheels, req = wheelhouse(store, lock, work)
     uv = uv_bin()
 
     keys = ("envgen-cold", "envgen-whole-tree", "uv", "uv-compile", "envgen-warm-units", "repin-lock",
