@@ -91,33 +91,23 @@ except ValueError:
     echo "exit $?" | tee -a "$log"
     record gpu_check "$out/gpucheck.json"
 
-    step "vector add under bwrap --gpu"
-    "${E[@]}" run "$spec" --variant cuda12 "${S[@]}" --gpu --bind "$repo/bench:/bench:ro" \
-        -- python3 /bench/gpu_compute.py >"$out/compute_bwrap.json" 2>>"$log"
-    echo "exit $?" | tee -a "$log"
-    record compute_bwrap "$out/compute_bwrap.json"
+    # the vector add through one runtime: NAME, and the options that choose it
+    compute() {
+        local name=$1
+        shift
+        step "vector add under $name --gpu"
+        "${E[@]}" run "$spec" --variant cuda12 "${S[@]}" "$@" --gpu --bind "$repo/bench:/bench:ro" \
+            -- python3 /bench/gpu_compute.py >"$out/compute_$name.json" 2>>"$log"
+        echo "exit $?" | tee -a "$log"
+        record "compute_$name" "$out/compute_$name.json"
+    }
+    compute bwrap
     "${E[@]}" runs "${S[@]}" --json 2>/dev/null | python3 -c \
         "import json,sys; print(json.dumps(json.load(sys.stdin)['runs'][0]['host'].get('gpu')))" >"$out/record_gpu.json"
     record run_record_gpu "$out/record_gpu.json"
 
-    if command -v mksquashfs >/dev/null; then
-        step "vector add under --runtime sif --gpu"
-        "${E[@]}" run "$spec" --variant cuda12 "${S[@]}" --runtime sif --gpu --bind "$repo/bench:/bench:ro" \
-            -- python3 /bench/gpu_compute.py >"$out/compute_sif.json" 2>>"$log"
-        echo "exit $?" | tee -a "$log"
-        record compute_sif "$out/compute_sif.json"
-    else
-        step "sif: skipped (no mksquashfs)"
-    fi
-    if command -v podman >/dev/null; then
-        step "vector add under --runtime podman --gpu"
-        "${E[@]}" run "$spec" --variant cuda12 "${S[@]}" --runtime podman --gpu --bind "$repo/bench:/bench:ro" \
-            -- python3 /bench/gpu_compute.py >"$out/compute_podman.json" 2>>"$log"
-        echo "exit $?" | tee -a "$log"
-        record compute_podman "$out/compute_podman.json"
-    else
-        step "podman: skipped (not installed)"
-    fi
+    if command -v mksquashfs >/dev/null; then compute sif --runtime sif; else step "sif: skipped (no mksquashfs)"; fi
+    if command -v podman >/dev/null; then compute podman --runtime podman; else step "podman: skipped (not installed)"; fi
     echo '  "done": true' >>"$results"
     echo "}" >>"$results"
     cat "$results"
