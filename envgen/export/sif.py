@@ -169,15 +169,8 @@ def write_sif(out: Path, objects: list[tuple], epoch: int) -> Path:
                 size = len(data)
             elif isinstance(data, tuple):
                 src_path, src_off, size = data
-                with open(src_path, "rb") as src:
-                    src.seek(src_off)
-                    left = size
-                    while left:
-                        chunk = src.read(min(left, 1 << 20))
-                        if not chunk:
-                            raise EnvgenError(f"{src_path}: truncated while copying an object")
-                        fh.write(chunk)
-                        left -= len(chunk)
+                for chunk in read_range(src_path, src_off, size, "truncated while copying an object"):
+                    fh.write(chunk)
             else:
                 with open(data, "rb") as src:
                     shutil.copyfileobj(src, fh, 1 << 20)
@@ -274,16 +267,23 @@ def read_sif(path: Path) -> SifInfo:
 
 def partition_sha256(info: SifInfo, d: Descriptor) -> str:
     h = hashlib.sha256()
-    with open(info.path, "rb") as fh:
-        fh.seek(d.offset)
-        left = d.size
+    for chunk in read_range(info.path, d.offset, d.size, "corrupt SIF: partition is truncated"):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def read_range(path, offset: int, size: int, truncated: str):
+    """The *size* bytes of *path* from *offset*, in chunks of up to 1 MiB; a file that ends first is
+    an error, ``PATH: <truncated>``."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        left = size
         while left:
             chunk = fh.read(min(left, 1 << 20))
             if not chunk:
-                raise EnvgenError(f"{info.path}: corrupt SIF: partition is truncated")
-            h.update(chunk)
+                raise EnvgenError(f"{path}: {truncated}")
+            yield chunk
             left -= len(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- the env as a SIF
