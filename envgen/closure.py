@@ -131,21 +131,18 @@ def _norm(name: str) -> str:
 
 
 def read_oci(path: Path) -> Closure:
-    blobs = path / "blobs" / "sha256"
+    from .export.oci import blob_path, image_manifest
 
     def blob(digest: str) -> Path:
-        algo, _, hexd = str(digest).partition(":")
-        if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
-            raise FormatError(f"{path}: malformed digest {digest!r}")
-        return blobs / hexd
+        try:
+            return blob_path(path, digest)
+        except ValueError:
+            raise FormatError(f"{path}: malformed digest {digest!r}") from None
 
+    desc, raw = image_manifest(path)  # index.json and the manifest it names, checked against its digest
     try:
-        index = json.loads((path / "index.json").read_bytes())
-        m = next(m for m in index.get("manifests", [])
-                 if m.get("mediaType") == "application/vnd.oci.image.manifest.v1+json")
-        manifest = json.loads(blob(m["digest"]).read_bytes())
-        layers = manifest["layers"]
-    except (OSError, ValueError, StopIteration, KeyError, TypeError, AttributeError):
+        layers = json.loads(raw)["layers"]
+    except (ValueError, KeyError, TypeError):
         raise FormatError(f"{path}: not an OCI image layout with an image manifest") from None
     names: dict[str, str] = {}
     for i, layer in enumerate(layers):
@@ -169,7 +166,7 @@ def read_oci(path: Path) -> Closure:
         raise FormatError(f"{path}: the image has no /{LOCK_IN_TREE}", hint="compare images envgen exported")
     snap = _parse_snapshot(found[SNAPSHOT_IN_TREE], str(path)) if SNAPSHOT_IN_TREE in found else {}
     return Closure(str(path), "oci", _parse_lock(found[LOCK_IN_TREE], f"{path}:/{LOCK_IN_TREE}"),
-                   local=_local_of(snap) if snap else None, layers=names, digest=m["digest"])
+                   local=_local_of(snap) if snap else None, layers=names, digest=desc["digest"])
 
 
 # --------------------------------------------------------------------------- SIF files

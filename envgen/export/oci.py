@@ -229,13 +229,19 @@ def image_manifest(layout: Path) -> tuple[dict, bytes]:
     return desc, data
 
 
-def read_blob(layout: Path, digest: str) -> bytes:
-    """A blob's bytes, checked against its digest (ValueError if they differ or the name is not sha256)."""
-    algo, _, hexd = digest.partition(":")
+def blob_path(layout: Path, digest: str) -> Path:
+    """Where a blob is in the layout (ValueError if *digest* is not a well-formed sha256 digest)."""
+    algo, _, hexd = str(digest).partition(":")
     if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
         raise ValueError(f"unsupported digest {digest!r}")
-    data = (layout / "blobs" / "sha256" / hexd).read_bytes()
-    if _sha(data) != hexd:
+    return layout / "blobs" / "sha256" / hexd
+
+
+def read_blob(layout: Path, digest: str) -> bytes:
+    """A blob's bytes, checked against its digest (ValueError if they differ or the name is not sha256)."""
+    path = blob_path(layout, digest)
+    data = path.read_bytes()
+    if _sha(data) != path.name:
         raise ValueError(f"blob {digest} does not hash to its name")
     return data
 
