@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from ..errors import RunError
 from ..fsutil import file_sha256
 from ..layout import DEFAULT_PATH, RUN_ENV
+from ..proc import DEVNULL, PIPE, SIGINT, Child
 from ..runtimes.base import Env, Launch, RunSpec, Runtime
 from ..values import Value
 from . import records as rec_db
@@ -82,17 +81,16 @@ def _fingerprints(src: Path) -> dict[str, tuple[int, int, int]]:
 
 def code_revision(cwd: Path) -> dict:
     """git commit of the working directory, plus a hash of uncommitted changes (tracked and untracked)."""
-    def start(*args: str) -> subprocess.Popen:
+    def start(*args: str) -> Child:
         # --no-optional-locks: `status` must not rewrite the index (the run's launch plan watches it)
-        return subprocess.Popen(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
+        return Child(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=PIPE, stderr=DEVNULL)
 
     try:  # questions asked two at a time: this runs with every recorded command
         procs = [start("rev-parse", "HEAD", "--show-toplevel"),
                  start("status", "--porcelain", "-z", "--untracked-files=all")]
     except OSError:
         return {"vcs": None}
-    (head_out, _), (status, _) = (p.communicate() for p in procs)
+    head_out, status = (p.read() for p in procs)
     if procs[0].returncode != 0:
         return {"vcs": None}
     commit, top = head_out.decode().split("\n")[:2]
@@ -101,7 +99,7 @@ def code_revision(cwd: Path) -> dict:
     import hashlib  # only for a dirty work tree
 
     procs = [start("diff", "HEAD", "--binary"), start("ls-files", "--others", "--exclude-standard", "-z")]
-    (diff, _), (others, _) = (p.communicate() for p in procs)
+    diff, others = (p.read() for p in procs)
     untracked = others.split(b"\0")
     h = hashlib.sha256(diff)
     for name in sorted(u for u in untracked if u):
@@ -219,7 +217,7 @@ def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> R
 def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path | None) -> tuple[int, float]:
     """Start the command, record the pre-run facts meanwhile (*journal* given), wait: (exit status, seconds)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None)
+    proc = Child(argv, stdout=sys.stderr.fileno() if req.stdout_to_stderr else None)
     worker = None
     failed: list[BaseException] = []
     if journal is not None:
@@ -230,8 +228,7 @@ def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path
                 write_pending(journal, rec)
             except BaseException as exc:  # e.g. an unreadable input: the run stops, unrecorded runs are not kept
                 failed.append(exc)
-                if proc.poll() is None:
-                    proc.kill()
+                proc.kill()  # nothing if it has ended and been waited for
 
         worker = threading.Thread(target=record_facts, name="envgen-record", daemon=True)
         worker.start()
@@ -280,16 +277,16 @@ def _new_record(env: Env, req: RunRequest) -> Record:
     )
 
 
-def _wait(proc: subprocess.Popen) -> int:
+def _wait(proc: Child) -> int:
     """Wait for *proc*, passing Ctrl-C on to it; never leave it running."""
     try:
         while True:
             try:
                 return proc.wait()
             except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(SIGINT)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
             proc.wait()
 
