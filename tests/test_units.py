@@ -207,6 +207,47 @@ def test_two_packages_installing_one_path_alike_do_not_conflict(tmp_path, later)
         Linker(tree, EPOCH + later).add(c, dpkg=False)
 
 
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tmp_path):
+    """A wheel's unit gets the sha256 of each file from the RECORD installer wrote, except a pyc: the
+    assembler's compileall writes every pyc after installer, over any the wheel ships (numpy's RECORD
+    lists one), so a pyc is read.  The unit's listing is what its files hold."""
+    from envgen.builders.units import harvest, record_hashes
+
+    store = Store(tmp_path / "store")
+    tree = tmp_path / "tree"
+    site = "opt/env/lib/python3.11/site-packages"
+    files = {f"{site}/pkg/__init__.py": b"X = 1\n", f"{site}/pkg/data.bin": b"\0" * 5000,
+             f"{site}/pkg/__pycache__/__init__.cpython-311.pyc": b"compiled by the assembler"}
+    for rel, data in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_bytes(data)
+    record = tree / site / "pkg-1.0.dist-info" / "RECORD"
+    record.parent.mkdir()
+    record.write_text(f"pkg/__init__.py,sha256={_b64(b'X = 1' + bytes([10]))},6\n"
+                      f"pkg/data.bin,sha256={_b64(bytes(5000))},5000\n"
+                      f"pkg/__pycache__/__init__.cpython-311.pyc,sha256={_b64(b'shipped in the wheel')},20\n"
+                      "pkg-1.0.dist-info/RECORD,,\n")
+    hashes = record_hashes(tree, "3.11", "pkg-1.0.dist-info")
+    assert hashes == {f"{site}/pkg/__init__.py": hashlib.sha256(b"X = 1\n").hexdigest(),
+                      f"{site}/pkg/data.bin": hashlib.sha256(bytes(5000)).hexdigest()}
+    unit = Unit("k" * 64, "wheel", "pkg-1.0-py3-none-any.whl", {})
+    linker = Linker(tree, EPOCH)
+    with store.session():
+        harvest(store, tree, unit, sorted([*files, str(record.relative_to(tree))]), EPOCH, linker, hashes)
+    assert unit.path == store.paths.unit(unit.key)
+    assert (unit.path / "listing.txt").read_text().splitlines() == listing(unit.path / "root")
+    assert f"f 0444 {site}/pkg/__pycache__/__init__.cpython-311.pyc " \
+           f"{hashlib.sha256(b'compiled by the assembler').hexdigest()}" in unit.lines
+    assert sorted(linker.known.values()) == sorted(
+        hashlib.sha256(d).hexdigest() for d in [*files.values(), record.read_bytes()])
+
+
 def _fake_unit(store: Store, name: str) -> str:
     key = hashlib.sha256(name.encode()).hexdigest()
     d = store.paths.unit(key) / "root"
@@ -393,3 +434,40 @@ def test_racing_and_killed_builds_leave_only_whole_units(tiny, tiny_old, tmp_pat
                     | set(json.loads((Path(old["path"]).parent / "meta.json").read_text())["units"]))
     run_envgen("gc", "--store", str(store), check=True)  # an exclusive session: tmp/ is cleaned
     assert not list((store / "tmp").iterdir())
+
+
+def _wheel(path: Path, names: dict[str, str]) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in names.items():
+            zf.writestr(name, text)
+    return str(path)
+
+
+@pytest.mark.network
+def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp_path, monkeypatch):
+    """The assembler installs wheels side by side only when they share nothing they could install: the same
+    top-level name in site-packages (from the wheel's root or .data/purelib|platlib), a script (a file in
+    .data/scripts or an entry point) or the top of other .data; each group in file-name order."""
+    from envgen.builders.assemble import install_groups
+    from envgen.lock import pylock
+
+    lock = pylock.load(tiny.spec.parent / "pylock.tiny.toml")
+    installer = next(p for p in lock.build_tools if p.name == "installer")
+    monkeypatch.syspath_prepend(str(tiny.store / "objects" / "sha256" / installer.wheels[0].sha256))
+    w = {
+        "a": {"nvidia/__init__.py": "", "nvidia/a/x.py": "", "a-1.dist-info/RECORD": ""},
+        "b": {"nvidia/__init__.py": "", "nvidia/b/y.py": "", "b-1.dist-info/RECORD": ""},
+        "c": {"c/__init__.py": "", "c-1.dist-info/entry_points.txt": "[console_scripts]\ntool = c:main\n"},
+        "d": {"d/__init__.py": "", "d-1.data/scripts/tool": "#!python\n"},
+        "e": {"e/__init__.py": "", "e-1.dist-info/entry_points.txt": "[pytest11]\ntool = e.plugin\n"},
+        "f": {"f-1.data/platlib/nvidia/f/z.py": "", "f-1.dist-info/RECORD": ""},
+        "g": {"g-1.data/data/share/g.txt": ""},
+        "h": {"h-1.data/data/share/h.txt": "", "h-1.data/headers/h.h": ""},
+    }
+    paths = [_wheel(tmp_path / f"{n}-1-py3-none-any.whl", names) for n, names in sorted(w.items(), reverse=True)]
+    groups = install_groups(paths)
+    named = sorted([Path(p).name[0] for p in g] for g in groups)
+    assert named == [["a", "b", "f"], ["c", "d"], ["e"], ["g", "h"]]  # e's entry point is no script
+    assert sorted(p for g in groups for p in g) == sorted(paths)

@@ -92,10 +92,13 @@ def _tools(plan: dict):
 
 
 def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interpreter: str) -> None:
-    """Install *wheels* (in the given order) into *scheme* with pypa installer.
+    """Install *wheels* into *scheme* with pypa installer, wheels that cannot touch one path at once.
 
-    A path that an earlier wheel installed is refused, as installer refuses it, unless the bytes are
+    A path that another wheel installed is refused, as installer refuses it, unless the bytes are
     the same: the NVIDIA CUDA wheels that torch needs each carry the same empty ``nvidia/__init__.py``.
+    Wheels that could install a common path (:func:`install_groups`) are installed one after another
+    in file-name order, as a whole group; groups that share nothing are installed side by side (the
+    tree is the same either way: each wheel writes only its own files, and its RECORD).
     """
     _tools(plan)
     import io
@@ -118,13 +121,65 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
             os.unlink(target)  # the same bytes again: written anew, its RECORD entry as installer makes it
             return super().write_to_fs(scheme, path, io.BytesIO(data), is_executable)
 
-    for path in wheels:
-        destination = Destination(
-            scheme, interpreter=interpreter, script_kind="posix", hash_algorithm="sha256",
-            bytecode_optimization_levels=(),
-        )
-        with WheelFile.open(path) as source:
-            install(source=source, destination=destination, additional_metadata={"INSTALLER": b"envgen\n"})
+    def group(paths: list[str]) -> None:
+        for path in paths:
+            destination = Destination(
+                scheme, interpreter=interpreter, script_kind="posix", hash_algorithm="sha256",
+                bytecode_optimization_levels=(),
+            )
+            with WheelFile.open(path) as source:
+                install(source=source, destination=destination, additional_metadata={"INSTALLER": b"envgen\n"})
+
+    groups = install_groups(wheels)
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(groups)))) as pool:
+        list(pool.map(group, groups))  # the first failure is raised
+
+
+def install_groups(wheels: list[str]) -> list[list[str]]:
+    """*wheels* in groups that share no path they could install, each in file-name order, largest first.
+
+    What a wheel could share with another: the top-level names it puts into site-packages (from the
+    wheel's root, its ``.dist-info`` and ``.data/purelib|platlib``), the scripts it installs (files in
+    ``.data/scripts`` and console or GUI entry points, both into the prefix's ``bin``) and the first
+    component of every other ``.data`` file.  Two wheels with a common claim go into one group.
+    """
+    from installer.utils import parse_entrypoints
+
+    parent = list(range(len(wheels)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[tuple[str, str], int] = {}
+    sizes = []
+    for i, path in enumerate(sorted(wheels)):
+        claims = set()
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                top, _, rest = name.partition("/")
+                if top.endswith(".data") and rest:
+                    where, _, sub = rest.partition("/")
+                    kind = "site" if where in ("purelib", "platlib") else where
+                    claims.add((kind, sub.split("/", 1)[0]))
+                else:
+                    claims.add(("site", top))
+                    if top.endswith(".dist-info") and rest == "entry_points.txt":
+                        text = zf.read(name).decode("utf-8")
+                        claims.update(("scripts", ep[0]) for ep in parse_entrypoints(text)
+                                      if ep[3] in ("console", "gui"))
+            sizes.append(sum(info.file_size for info in zf.infolist()))
+        for claim in claims:
+            j = owner.setdefault(claim, i)
+            parent[find(i)] = find(j)
+    ordered = sorted(wheels)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(ordered)):
+        groups.setdefault(find(i), []).append(i)
+    return [[ordered[i] for i in members]
+            for members in sorted(groups.values(), key=lambda m: (-sum(sizes[i] for i in m), m[0]))]
 
 
 def env_scheme(layout, python: str) -> dict[str, str]:

@@ -52,6 +52,7 @@ from .units import (
     harvest,
     make_deb_units,
     python_sources,
+    record_hashes,
     stdlib_bytecode_files,
     wheel_files,
     wheel_unit,
@@ -231,12 +232,15 @@ class _Build:
             epoch = self.inputs.epoch
 
             def one(u: Unit) -> None:
+                hashes = None
                 if u is stdlib:
                     files = stdlib_bytecode_files(self.root, python)
                 else:
                     assert u.source is not None
-                    files = wheel_files(self.root, python, dist_info_of(u.source))
-                harvest(self.store, self.root, u, files, epoch, linker)
+                    dist_info = dist_info_of(u.source)
+                    files = wheel_files(self.root, python, dist_info)
+                    hashes = record_hashes(self.root, python, dist_info)
+                harvest(self.store, self.root, u, files, epoch, linker, hashes)
 
             todo = sorted([*missing, *([stdlib] if stdlib.key not in have else [])], key=lambda u: -u.cost)
             with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap

@@ -57,6 +57,7 @@ the units that some tree's meta.json lists (:meth:`envgen.snapshot.Store.gc`).
 
 from __future__ import annotations
 
+import base64
 import csv
 import errno
 import hashlib
@@ -152,11 +153,12 @@ def find(store: Store, unit: Unit) -> bool:
     return True
 
 
-def seal(work: Path, unit: Unit, epoch: int) -> None:
-    """Give the files under *work*/root their final modes and mtime *epoch*, and write the listing and meta."""
+def seal(work: Path, unit: Unit, epoch: int, known: dict[tuple[int, int], str] | None = None) -> None:
+    """Give the files under *work*/root their final modes and mtime *epoch*, and write the listing and meta
+    (*known*: the sha256s of files already in their final mode and time, by inode, not read again)."""
     root = work / "root"
     root.mkdir(exist_ok=True)
-    lines, _ = settle(root, epoch, root_mode=0o555)
+    lines, _ = settle(root, epoch, known, root_mode=0o555)
     (work / "listing.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8",
                                       errors="surrogateescape")
     meta = {**formats.header("envgen-unit"), "key": unit.key, "unit": unit.kind, "name": unit.name,
@@ -287,14 +289,17 @@ def stdlib_bytecode_files(tree: Path, python: str) -> list[str]:
     return sorted(out)
 
 
-def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, linker: Linker) -> None:
+def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, linker: Linker,
+            hashes: dict[str, str] | None = None) -> None:
     """Make *unit* of the *files* just installed into the tree: hard-link them into a unit in staging,
     seal it (their final modes and times, on the tree's inodes too) and publish it.  The tree keeps the
-    files, now shared with the unit, and *linker* learns their sha256s."""
+    files, now shared with the unit, and *linker* learns their sha256s.  *hashes* ({path: sha256}, from
+    the RECORD installer wrote while writing them: :func:`record_hashes`) spares reading those files
+    again; the others (the bytecode, RECORD itself) are hashed."""
     work = store.staging_dir("unit-")
     root = work / "root"
     made: set[Path] = set()
-    linked = []
+    linked: dict[str, tuple[int, int]] = {}
     ns = epoch * 1_000_000_000
     for rel in files:
         # final mode and time set through the tree's own path, the one settle reads later (a FUSE
@@ -309,16 +314,32 @@ def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, 
             dst.parent.mkdir(parents=True, exist_ok=True)
             made.add(dst.parent)
         try:
-            os.link(tree / rel, dst)
-            linked.append(rel)
+            os.link(src, dst)
+            linked[rel] = (st.st_dev, st.st_ino)  # a hard link: the tree's file and the unit's are one inode
         except OSError:
-            shutil.copyfile(tree / rel, dst)  # the tree's file stays its own (settle then hashes it)
-    seal(work, unit, epoch)
+            shutil.copyfile(src, dst)  # the tree's file stays its own (settle then hashes it)
+    known = {linked[rel]: sha for rel, sha in (hashes or {}).items() if rel in linked}
+    seal(work, unit, epoch, known)
     shas = {e.path: e.sha256 for e in map(parse_line, unit.lines) if e.kind == "f"}
-    for rel in linked:
-        st = os.lstat(tree / rel)
-        linker.known[(st.st_dev, st.st_ino)] = shas[rel]
+    for rel, inode in linked.items():
+        linker.known[inode] = shas[rel]
     publish(store, unit)
+
+
+def record_hashes(tree: Path, python: str, dist_info: str) -> dict[str, str]:
+    """{tree path: sha256} of the files a wheel's RECORD hashes: installer hashes each file as it writes
+    it, so these are the bytes in the tree, except for bytecode: the assembler's compileall writes every
+    pyc afterwards, over any a wheel ships (numpy's RECORD lists one), so pycs are left to be read."""
+    site = layout.site_packages(python).lstrip("/")
+    out = {}
+    with open(tree / site / dist_info / "RECORD", newline="", encoding="utf-8") as fh:
+        for row in csv.reader(fh):
+            if len(row) >= 2 and row[1].startswith("sha256=") and not row[0].endswith(".pyc"):
+                digest = row[1][len("sha256="):]
+                raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
+                if len(raw) == 32:
+                    out[os.path.normpath(f"{site}/{row[0]}")] = raw.hex()
+    return out
 
 
 # --------------------------------------------------------------------------- assembling a tree from units
