@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: builds from install units (issue 14), on the ABIDE env, in one run, interleaved.
 
-Per round:
+Per round (uv's two installs before envgen's cold builds in every other round):
   * cold build: `envgen build` with the tree and every unit removed first (every unit made: .debs unpacked,
     wheels installed, bytecode
     compiled) against `uv pip install --compile-bytecode` of the same wheels into a fresh venv (and raw uv),
@@ -133,7 +133,7 @@ def bench(work: Path, source: Path, args) -> None:
     res: dict[str, list[float]] = {k: [] for k in keys}
     phases: list[dict] = []
     repin_units: list[dict] = []
-    for i in range(args.repeat):
+    def cold() -> None:
         remove_tree(Path(first["path"]).parent)  # cold: no tree and no unit (what --force would keep)
         remove_tree(store / "units")
         dt, out = envgen("build", str(spec), *s)
@@ -143,6 +143,8 @@ def bench(work: Path, source: Path, args) -> None:
         dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cwd=REPO)
         assert digest.strip() == first["tree_digest"], digest
         res["envgen-whole-tree"].append(dt)
+
+    def uvs(i: int) -> None:
         for name, extra in (("uv", []), ("uv-compile", ["--compile-bytecode"])):
             venv = work / f"v-{name}-{i}"
             subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
@@ -151,6 +153,15 @@ def bench(work: Path, source: Path, args) -> None:
                          "-r", str(req), *extra])
             res[name].append(dt)
             remove_tree(venv)
+
+    for i in range(args.repeat):
+        # uv first in every other round: neither side always follows the other's deletions
+        if i % 2 == 0:
+            cold()
+            uvs(i)
+        else:
+            uvs(i)
+            cold()
         remove_tree(Path(first["path"]).parent)
         dt, out = envgen("build", str(spec), *s)
         assert out["units"]["built"] == 0 and out["tree_digest"] == first["tree_digest"]
@@ -180,6 +191,8 @@ def bench(work: Path, source: Path, args) -> None:
         "ratio_repin_build_vs_cold": med["repin-build"] / med["envgen-cold"],
         "ratio_repin_total_vs_cold": med["repin-total"] / med["envgen-cold"],
         "ratio_warm_units_vs_cold": med["envgen-warm-units"] / med["envgen-cold"],
+        "ratio_cold_build_vs_uv_compile_per_round": [a / b for a, b in zip(res["envgen-cold"], res["uv-compile"],
+                                                                            strict=True)],
         "tree_digest": first["tree_digest"],
         "repinned_tree_digest": first_old["tree_digest"],
         "cold_phases": phases,
