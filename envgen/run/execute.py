@@ -22,10 +22,10 @@ goes unrecorded:
 
 from __future__ import annotations
 
+import _thread  # threading's own base (documented): `import threading` costs envgen run a few ms
 import os
 import posixpath
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -218,9 +218,12 @@ def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path
     """Start the command, record the pre-run facts meanwhile (*journal* given), wait: (exit status, seconds)."""
     t0 = time.perf_counter()
     proc = Child(argv, stdout=sys.stderr.fileno() if req.stdout_to_stderr else None)
-    worker = None
+    done = None
     failed: list[BaseException] = []
     if journal is not None:
+        done = _thread.allocate_lock()
+        done.acquire()  # released by the worker when the facts are written
+
         def record_facts() -> None:
             try:
                 _pre_run_facts(rec, req)
@@ -229,24 +232,26 @@ def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path
             except BaseException as exc:  # e.g. an unreadable input: the run stops, unrecorded runs are not kept
                 failed.append(exc)
                 proc.kill()  # nothing if it has ended and been waited for
+            finally:
+                done.release()
 
-        worker = threading.Thread(target=record_facts, name="envgen-record", daemon=True)
-        worker.start()
+        _thread.start_new_thread(record_facts, ())
     try:
         status = _wait(proc)
     finally:
-        if worker is not None:
-            _join(worker)
+        if done is not None:
+            _join(done)
     duration = round(time.perf_counter() - t0, 3)
     if failed:
         raise failed[0]
     return (status if status >= 0 else 128 - status), duration
 
 
-def _join(worker: threading.Thread) -> None:
+def _join(done: _thread.LockType) -> None:
+    """Wait for the worker to release *done*."""
     while True:
         try:
-            worker.join()
+            done.acquire()
             return
         except KeyboardInterrupt:
             continue  # the facts are being written; the command has had its SIGINT already
