@@ -138,7 +138,8 @@ def test_a_command_starts_as_subprocess_would_start_it(tmp_path):
 # --------------------------------------------------------------------------- the tiny env (network)
 
 HEAVY = ("envgen.lock", "envgen.spec", "envgen.builders", "msgspec", "packaging", "rich", "networkx", "tomlkit",
-         "zstandard", "sqlite3", "dataclasses", "typing", "hashlib", "shutil", "tomllib", "subprocess", "signal", "threading")
+         "zstandard", "sqlite3", "dataclasses", "typing", "hashlib", "shutil", "tomllib", "subprocess", "signal",
+         "threading")
 
 
 def _imports(t, *args: str) -> set[str]:

@@ -248,6 +248,29 @@ def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tm
         hashlib.sha256(d).hexdigest() for d in [*files.values(), record.read_bytes()])
 
 
+def test_units_placed_side_by_side_meet_a_shared_path_as_placed_one_by_one(tmp_path):
+    """Linker.add_exclusive (wheel and bytecode units in threads): a path two units install alike is no
+    conflict, a path they install differently is, whichever unit comes first."""
+    store = Store(tmp_path / "store")
+    a = _deb_unit(store, tmp_path, "a", DEB_A)
+    b = _deb_unit(store, tmp_path, "b", DEB_B)
+    c = _deb_unit(store, tmp_path, "c", [("./usr/", "d", "", 0o755), ("./usr/bin/", "d", "", 0o755),
+                                         ("./usr/bin/tool", "f", "v1\n", 0o755)])
+    with store.session():
+        make_deb_units(store, [a, b, c], EPOCH, jobs=1)
+    for n, units in enumerate(([a, c], [c, a], [a, b], [b, a])):
+        tree = tmp_path / f"tree{n}"
+        tree.mkdir()
+        linker = Linker(tree, EPOCH)
+        if b in units:
+            with pytest.raises(BuildError, match=r"^(a and b|b and a) both install /usr/bin/tool$"):
+                linker.add_exclusive(units, 4)
+        else:
+            linker.add_exclusive(units, 4)
+            assert (tree / "usr/bin/tool").read_bytes() == b"v1\n" and linker.linked == 3  # tool once
+            assert linker.owner["usr/bin/tool"] in ("a", "c")
+
+
 def _fake_unit(store: Store, name: str) -> str:
     key = hashlib.sha256(name.encode()).hexdigest()
     d = store.paths.unit(key) / "root"

@@ -221,9 +221,10 @@ class _Build:
         self.units += [*units, stdlib]
         have = {u.key for u in (*units, stdlib) if not self.force and find(self.store, u)}
         missing = [u for u in units if u.key not in have]
-        for u in (*units, stdlib):  # the standard library's pycs first: compileall then imports from them
-            if u.key in have:
-                linker.add(u, dpkg=False)
+        # the standard library's pycs first (compileall then imports from them), then the wheels side by side
+        if stdlib.key in have:
+            linker.add(stdlib, dpkg=False)
+        linker.add_exclusive([u for u in units if u.key in have], 2 * _jobs())
         if missing or stdlib.key not in have:
             t = time.perf_counter()
             self.install(missing, stdlib.key not in have)

@@ -66,6 +66,7 @@ import json
 import os
 import shutil
 import stat
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,8 +359,10 @@ class Linker:
         self.known: dict[tuple[int, int], str] = {}
         self.copies: dict[tuple[int, int], tuple[Path, int]] = {}  # unit inode -> (its copy in the tree, copy inode)
         self.owner: dict[str, str] = {}
+        self.claims: dict[str, tuple[str, int]] = {}  # path -> (sha256, mode) of the wheel or bytecode unit's file
         self.linked = 0
         self.copied = 0
+        self._lock = threading.Lock()  # wheel and bytecode units are placed side by side (add_exclusive)
         self.placer = debs.Placer(self.root)  # one for the tree: it remembers the directories made
         self.dirs: set[str] = set()  # directories a wheel or bytecode unit made or found (no mkdir again)
 
@@ -386,6 +389,16 @@ class Linker:
             except OSError as exc:
                 raise BuildError(f"placing {unit.name} into the tree: /{e.path}: {exc.strerror or exc}") from None
 
+    def add_exclusive(self, units: list[Unit], jobs: int) -> None:
+        """Place wheel and bytecode *units* side by side, *jobs* at once: they share no path but
+        directories, and placing is mkdir and link calls that wait on the disk far more than on the CPU
+        (4 threads make a tree's 1,800 directories 3-4 times faster here).  A path two of them install is
+        a conflict (or the same bytes and mode, no conflict) whichever comes first."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(self._add_exclusive, units))  # the first failure is raised
+
     def _add_exclusive(self, unit: Unit) -> None:
         """Place a wheel or bytecode unit, whose paths no other package of the tree may hold (the fast path:
         a tree links some 10,000 such files; os.link and os.symlink refuse an existing path themselves)."""
@@ -409,6 +422,16 @@ class Linker:
                 path, target = rest.split(" -> ", 1)
             else:
                 path, _, target = rest.rpartition(" ")  # target: the sha256
+            with self._lock:  # claimed before it is made: another unit's claim is seen whole
+                claim = (target, int(mode, 8))
+                first = path not in self.claims
+                if first:
+                    self.claims[path] = claim
+                    self.owner[path] = unit.name
+            if not first:
+                if kind == "f" and self.claims[path] == claim:
+                    continue  # the same bytes and mode from two units (nvidia/__init__.py): no conflict
+                self._conflict(unit, path)
             try:
                 if kind == "l":
                     os.symlink(target, root + path)
@@ -422,15 +445,15 @@ class Linker:
                             self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
                         else:
                             st = os.lstat(root + path)  # the inode as the tree's path shows it, as settle sees it
-                            self.known[(st.st_dev, st.st_ino)] = target
-                            self.linked += 1
+                            with self._lock:
+                                self.known[(st.st_dev, st.st_ino)] = target
+                                self.linked += 1
                     else:
                         if os.path.lexists(root + path):
                             if self._same_file(root + path, target, int(mode, 8)):
                                 continue
                             self._conflict(unit, path)
                         self._file(Path(src_root + path), Path(root + path), target, int(mode, 8), False)
-                self.owner[path] = unit.name
             except FileExistsError:
                 if not (kind == "f" and self._same_file(root + path, target, int(mode, 8))):
                     self._conflict(unit, path)
@@ -452,7 +475,9 @@ class Linker:
             return False
 
     def _conflict(self, unit: Unit, path: str) -> None:
-        other = self.owner.get(path, "the env's skeleton")
+        other = self.owner.get(path)
+        if other is None or other == unit.name:  # the path was in the tree before any unit claimed it
+            other = "the env's skeleton"
         raise BuildError(f"{unit.name} and {other} both install /{path}")
 
     def _file(self, src: Path, target: Path, sha: str, mode: int, link: bool) -> None:
@@ -464,8 +489,9 @@ class Linker:
                     raise
             else:
                 st = os.lstat(target)  # the inode as the tree's path shows it, as settle will see it
-                self.known[(st.st_dev, st.st_ino)] = sha
-                self.linked += 1
+                with self._lock:
+                    self.known[(st.st_dev, st.st_ino)] = sha
+                    self.linked += 1
                 return
         st = os.lstat(src)
         first = self.copies.get((st.st_dev, st.st_ino))
@@ -480,9 +506,10 @@ class Linker:
         os.chmod(target, mode)
         os.utime(target, (self.epoch, self.epoch))
         nst = os.lstat(target)
-        self.known[(nst.st_dev, nst.st_ino)] = sha
-        self.copies[(st.st_dev, st.st_ino)] = (target, nst.st_ino)
-        self.copied += 1
+        with self._lock:
+            self.known[(nst.st_dev, nst.st_ino)] = sha
+            self.copies[(st.st_dev, st.st_ino)] = (target, nst.st_ino)
+            self.copied += 1
 
 
 def python_sources(root: Path, top: str, known: dict[tuple[int, int], str]) -> tuple[list[str], int]:
