@@ -18,7 +18,13 @@ envgen is started as users start it: the `envgen` script next to this Python
 record's code revision is a real `git status`). Needs SPEC snapshotted in the
 store (`envgen snapshot`).
 
-Usage: .venv/bin/python bench/run_startup.py [--spec specs/abide.toml] [--store DIR] [-n 30] [--json OUT]
+With --baseline DIR (a checkout of another envgen revision, e.g. `git worktree add /tmp/old REV`), that
+envgen runs in the same rounds, by the same script and interpreter with PYTHONPATH=DIR, against its own copy
+of the store (hard links; a launch plan names the builder module it was made with, so two revisions sharing
+a store would keep replacing each other's plans).
+
+Usage: .venv/bin/python bench/run_startup.py [--spec specs/abide.toml] [--store DIR] [-n 30] [--baseline DIR]
+       [--json OUT]
 """
 
 from __future__ import annotations
@@ -28,13 +34,18 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from harness import ENVGEN, REPO, timed, write_results
+
+sys.path.insert(0, str(REPO))
+from envgen.paths import store_dir  # noqa: E402
 
 
 def main() -> None:
@@ -43,6 +54,7 @@ def main() -> None:
     ap.add_argument("--store", help="the store (default: envgen's)")
     ap.add_argument("-n", "--rounds", type=int, default=30)
     ap.add_argument("--cwd", default=str(REPO), help="where both commands run (the record reads its git state)")
+    ap.add_argument("--baseline", type=Path, help="another envgen checkout, measured in the same rounds")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     store = ["--store", args.store] if args.store else []
@@ -60,16 +72,33 @@ def main() -> None:
 
     cmds = {"direct": direct, "envgen": via, "python": [sys.executable, "-c", "pass"],
             "python+stdlib": [sys.executable, "-c", "import argparse, json, pathlib, subprocess"]}
+    envs: dict[str, dict[str, str] | None] = {k: None for k in cmds}
+    scratch = None
+    if args.baseline is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="envgen-startup-"))
+        source = Path(args.store) if args.store else store_dir()
+        subprocess.run(["cp", "-al", str(source), str(scratch / "store")], check=True)
+        shutil.rmtree(scratch / "store" / "cache" / "run", ignore_errors=True)
+        cmds["baseline"] = [*envgen, "run", args.spec, "--store", str(scratch / "store"), "-q", "--", *cmd]
+        envs["baseline"] = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}
     runs: dict[str, list[float]] = {k: [] for k in cmds}
-    for c in cmds.values():
-        timed(c, cwd=args.cwd)
-    for i in range(args.rounds):
-        # alternate the order, so no command always follows the same one
-        for name in (list(cmds) if i % 2 == 0 else list(cmds)[::-1]):
-            runs[name].append(timed(cmds[name], cwd=args.cwd))
+    try:
+        for _ in range(2):  # the second warm-up after the sources are no longer racy: the plans are kept
+            for k, c in cmds.items():
+                timed(c, cwd=args.cwd, env=envs[k])
+            time.sleep(2.5)
+        for i in range(args.rounds):
+            # alternate the order, so no command always follows the same one
+            for name in (list(cmds) if i % 2 == 0 else list(cmds)[::-1]):
+                runs[name].append(timed(cmds[name], cwd=args.cwd, env=envs[name]))
+    finally:
+        if scratch is not None:
+            subprocess.run(["rm", "-rf", str(scratch)], check=False)
     med = {k: statistics.median(v) for k, v in runs.items()}
     over = {"overhead_ms": (med["envgen"] - med["direct"]) * 1000, "ratio": med["envgen"] / med["direct"],
             "stdlib_floor_ms": (med["python+stdlib"]) * 1000}
+    if "baseline" in med:
+        over["baseline_overhead_ms"] = (med["baseline"] - med["direct"]) * 1000
     res = {
         "median_s": med, **over, "rounds": args.rounds, "runs_s": runs, "argv": direct,
         "min_s": {k: min(v) for k, v in runs.items()},
@@ -80,7 +109,9 @@ def main() -> None:
     print(f"direct {med['direct'] * 1000:.1f} ms, envgen {med['envgen'] * 1000:.1f} ms: "
           f"overhead {over['overhead_ms']:.1f} ms ({over['ratio']:.2f}×); python -c pass "
           f"{med['python'] * 1000:.1f} ms, + argparse/json/pathlib/subprocess {med['python+stdlib'] * 1000:.1f} ms; "
-          f"{args.rounds} interleaved rounds", file=sys.stderr)
+          f"{args.rounds} interleaved rounds" + (f"; baseline {med['baseline'] * 1000:.1f} ms, overhead "
+                                                  f"{over['baseline_overhead_ms']:.1f} ms" if "baseline" in med
+                                                  else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":
