@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
 from pathlib import Path
 
 from .errors import EnvgenError
 from .layout import BASE_ENV
 from .values import Value
-
-TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
-if TYPE_CHECKING:
-    import subprocess
 
 
 class Bind(Value):
@@ -93,8 +90,6 @@ def netns_available() -> bool:
 
 
 def _probe_netns() -> bool:
-    import subprocess  # not at the top: `envgen run` imports this module and does without subprocess
-
     try:
         proc = subprocess.run([bwrap_path(), "--unshare-net", "--ro-bind", "/", "/", "true"],
                               capture_output=True, timeout=30)
@@ -154,6 +149,4 @@ class Sandbox(Value):
         return args + list(command)
 
     def run(self, command: list[str], **kw) -> subprocess.CompletedProcess:
-        import subprocess
-
         return subprocess.run(self.argv(command), **kw)

@@ -102,44 +102,10 @@ def test_sources_are_kept_only_when_unchanged_and_not_racy(tmp_path):
     assert not src.unchanged()
 
 
-def _ignored(status: bytes) -> set[int]:
-    line = next(ln for ln in status.decode().splitlines() if ln.startswith("SigIgn:"))
-    mask = int(line.split()[1], 16)
-    return {n + 1 for n in range(64) if mask >> n & 1}
-
-
-def test_a_command_starts_as_subprocess_would_start_it(tmp_path):
-    """envgen run starts its command with os.posix_spawn (envgen.proc.Child), not subprocess: the signals
-    Python ignores (SIGPIPE, SIGXFSZ) are back at their defaults, one the caller ignores stays ignored
-    (nohup), stdout goes where it is sent, and the exit status or signal comes back as subprocess's."""
-    from envgen.proc import DEVNULL, PIPE, Child
-
-    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    try:
-        child = Child(["sh", "-c", "cat /proc/self/status; echo oops >&2"], stdout=PIPE, stderr=DEVNULL)
-        ignored = _ignored(child.read())
-        theirs = _ignored(subprocess.run(["cat", "/proc/self/status"], capture_output=True).stdout)
-    finally:
-        signal.signal(signal.SIGHUP, old)
-    assert child.returncode == 0
-    assert signal.SIGHUP in ignored and not {signal.SIGPIPE, signal.SIGXFSZ} & ignored
-    assert ignored <= theirs | {32, 33}  # glibc's posix_spawn leaves its own two ignored (its programs reset them)
-    with open(tmp_path / "out", "wb") as fh:
-        assert Child(["sh", "-c", "echo to the file; exit 7"], stdout=fh.fileno()).wait() == 7
-    assert (tmp_path / "out").read_bytes() == b"to the file\n"
-    sleeper = Child(["sleep", "30"])
-    sleeper.send_signal(signal.SIGINT)
-    assert sleeper.wait() == -signal.SIGINT
-    sleeper.kill()  # reaped already: nothing is signalled
-    with pytest.raises(FileNotFoundError):
-        Child(["/nonexistent/command"])
-
-
 # --------------------------------------------------------------------------- the tiny env (network)
 
 HEAVY = ("envgen.lock", "envgen.spec", "envgen.builders", "msgspec", "packaging", "rich", "networkx", "tomlkit",
-         "zstandard", "sqlite3", "dataclasses", "typing", "hashlib", "shutil", "tomllib", "subprocess", "signal",
-         "threading")
+         "zstandard", "sqlite3", "dataclasses", "typing", "hashlib", "shutil", "tomllib")
 
 
 def _imports(t, *args: str) -> set[str]:

@@ -22,17 +22,18 @@ goes unrecorded:
 
 from __future__ import annotations
 
-import _thread  # threading's own base (documented): `import threading` costs envgen run a few ms
 import os
 import posixpath
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from ..errors import RunError
 from ..fsutil import file_sha256
 from ..layout import DEFAULT_PATH, RUN_ENV
-from ..proc import DEVNULL, PIPE, SIGINT, Child
 from ..runtimes.base import Env, Launch, RunSpec, Runtime
 from ..values import Value
 from . import records as rec_db
@@ -81,16 +82,17 @@ def _fingerprints(src: Path) -> dict[str, tuple[int, int, int]]:
 
 def code_revision(cwd: Path) -> dict:
     """git commit of the working directory, plus a hash of uncommitted changes (tracked and untracked)."""
-    def start(*args: str) -> Child:
+    def start(*args: str) -> subprocess.Popen:
         # --no-optional-locks: `status` must not rewrite the index (the run's launch plan watches it)
-        return Child(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=PIPE, stderr=DEVNULL)
+        return subprocess.Popen(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
 
     try:  # questions asked two at a time: this runs with every recorded command
         procs = [start("rev-parse", "HEAD", "--show-toplevel"),
                  start("status", "--porcelain", "-z", "--untracked-files=all")]
     except OSError:
         return {"vcs": None}
-    head_out, status = (p.read() for p in procs)
+    (head_out, _), (status, _) = (p.communicate() for p in procs)
     if procs[0].returncode != 0:
         return {"vcs": None}
     commit, top = head_out.decode().split("\n")[:2]
@@ -99,7 +101,7 @@ def code_revision(cwd: Path) -> dict:
     import hashlib  # only for a dirty work tree
 
     procs = [start("diff", "HEAD", "--binary"), start("ls-files", "--others", "--exclude-standard", "-z")]
-    diff, others = (p.read() for p in procs)
+    (diff, _), (others, _) = (p.communicate() for p in procs)
     untracked = others.split(b"\0")
     h = hashlib.sha256(diff)
     for name in sorted(u for u in untracked if u):
@@ -217,13 +219,10 @@ def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> R
 def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path | None) -> tuple[int, float]:
     """Start the command, record the pre-run facts meanwhile (*journal* given), wait: (exit status, seconds)."""
     t0 = time.perf_counter()
-    proc = Child(argv, stdout=sys.stderr.fileno() if req.stdout_to_stderr else None)
-    done = None
+    proc = subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None)
+    worker = None
     failed: list[BaseException] = []
     if journal is not None:
-        done = _thread.allocate_lock()
-        done.acquire()  # released by the worker when the facts are written
-
         def record_facts() -> None:
             try:
                 _pre_run_facts(rec, req)
@@ -231,27 +230,26 @@ def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path
                 write_pending(journal, rec)
             except BaseException as exc:  # e.g. an unreadable input: the run stops, unrecorded runs are not kept
                 failed.append(exc)
-                proc.kill()  # nothing if it has ended and been waited for
-            finally:
-                done.release()
+                if proc.poll() is None:
+                    proc.kill()
 
-        _thread.start_new_thread(record_facts, ())
+        worker = threading.Thread(target=record_facts, name="envgen-record", daemon=True)
+        worker.start()
     try:
         status = _wait(proc)
     finally:
-        if done is not None:
-            _join(done)
+        if worker is not None:
+            _join(worker)
     duration = round(time.perf_counter() - t0, 3)
     if failed:
         raise failed[0]
     return (status if status >= 0 else 128 - status), duration
 
 
-def _join(done: _thread.LockType) -> None:
-    """Wait for the worker to release *done*."""
+def _join(worker: threading.Thread) -> None:
     while True:
         try:
-            done.acquire()
+            worker.join()
             return
         except KeyboardInterrupt:
             continue  # the facts are being written; the command has had its SIGINT already
@@ -282,16 +280,16 @@ def _new_record(env: Env, req: RunRequest) -> Record:
     )
 
 
-def _wait(proc: Child) -> int:
+def _wait(proc: subprocess.Popen) -> int:
     """Wait for *proc*, passing Ctrl-C on to it; never leave it running."""
     try:
         while True:
             try:
                 return proc.wait()
             except KeyboardInterrupt:
-                proc.send_signal(SIGINT)
+                proc.send_signal(signal.SIGINT)
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
 
