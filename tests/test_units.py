@@ -472,8 +472,9 @@ def _wheel(path: Path, names: dict[str, str]) -> str:
 def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp_path, monkeypatch):
     """The assembler installs wheels side by side only when they share nothing they could install: the same
     top-level name in site-packages (from the wheel's root or .data/purelib|platlib), a script (a file in
-    .data/scripts or an entry point) or the top of other .data; each group in file-name order."""
-    from envgen.builders.assemble import install_groups
+    .data/scripts or an entry point), the top of a data directory, or any of those reached through .data/data
+    (the prefix); each group in file-name order."""
+    from envgen.builders.assemble import env_scheme, install_groups, load_layout
     from envgen.lock import pylock
 
     lock = pylock.load(tiny.spec.parent / "pylock.tiny.toml")
@@ -488,9 +489,13 @@ def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp
         "f": {"f-1.data/platlib/nvidia/f/z.py": "", "f-1.dist-info/RECORD": ""},
         "g": {"g-1.data/data/share/g.txt": ""},
         "h": {"h-1.data/data/share/h.txt": "", "h-1.data/headers/h.h": ""},
+        "i": {"i-1.data/data/bin/tool": ""},  # the prefix's bin: c's and d's tool
+        "j": {"j-1.data/data/lib/python3.11/site-packages/e/extra.py": ""},  # e's package
+        "k": {"k-1.data/headers/h.h": ""},
     }
     paths = [_wheel(tmp_path / f"{n}-1-py3-none-any.whl", names) for n, names in sorted(w.items(), reverse=True)]
-    groups = install_groups(paths)
+    layout = load_layout(str(Path(__file__).resolve().parent.parent / "envgen" / "layout.py"))
+    groups = install_groups(paths, env_scheme(layout, "3.11"))
     named = sorted([Path(p).name[0] for p in g] for g in groups)
-    assert named == [["a", "b", "f"], ["c", "d"], ["e"], ["g", "h"]]  # e's entry point is no script
+    assert named == [["a", "b", "f"], ["c", "d", "i"], ["e", "j"], ["g", "h", "k"]]  # e's entry point: no script
     assert sorted(p for g in groups for p in g) == sorted(paths)

@@ -130,20 +130,33 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
             with WheelFile.open(path) as source:
                 install(source=source, destination=destination, additional_metadata={"INSTALLER": b"envgen\n"})
 
-    groups = install_groups(wheels)
+    groups = install_groups(wheels, scheme)
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(groups)))) as pool:
         list(pool.map(group, groups))  # the first failure is raised
 
 
-def install_groups(wheels: list[str]) -> list[list[str]]:
+def install_groups(wheels: list[str], scheme: dict[str, str]) -> list[list[str]]:
     """*wheels* in groups that share no path they could install, each in file-name order, largest first.
 
-    What a wheel could share with another: the top-level names it puts into site-packages (from the
-    wheel's root, its ``.dist-info`` and ``.data/purelib|platlib``), the scripts it installs (files in
-    ``.data/scripts`` and console or GUI entry points, both into the prefix's ``bin``) and the first
-    component of every other ``.data`` file.  Two wheels with a common claim go into one group.
+    Every file a wheel installs is mapped to where *scheme* puts it (the wheel's root and
+    ``.data/purelib|platlib`` into site-packages, ``.data/scripts`` and console or GUI entry points
+    into the scripts directory, ``.data/headers`` and ``.data/data`` under theirs), and claims the
+    first component below the deepest scheme directory it falls in: a top-level name in
+    site-packages, a script's name, the top of a data directory.  A data file that lands in
+    site-packages or ``bin`` claims what a package or script there would.  Two wheels with a common
+    claim go into one group.
     """
     from installer.utils import parse_entrypoints
+
+    bases = sorted({scheme[k].rstrip("/") for k in ("purelib", "platlib", "scripts", "headers", "data")},
+                   key=len, reverse=True)
+
+    def claim(dest: str) -> tuple[str, str]:
+        dest = os.path.normpath(dest)
+        for base in bases:
+            if dest.startswith(base + "/"):
+                return base, dest[len(base) + 1:].split("/", 1)[0]
+        return "", dest  # outside the scheme: installer refuses it; claimed whole
 
     parent = list(range(len(wheels)))
 
@@ -155,26 +168,26 @@ def install_groups(wheels: list[str]) -> list[list[str]]:
 
     owner: dict[tuple[str, str], int] = {}
     sizes = []
-    for i, path in enumerate(sorted(wheels)):
+    ordered = sorted(wheels)
+    for i, path in enumerate(ordered):
         claims = set()
         with zipfile.ZipFile(path) as zf:
             for name in zf.namelist():
                 top, _, rest = name.partition("/")
                 if top.endswith(".data") and rest:
                     where, _, sub = rest.partition("/")
-                    kind = "site" if where in ("purelib", "platlib") else where
-                    claims.add((kind, sub.split("/", 1)[0]))
-                else:
-                    claims.add(("site", top))
-                    if top.endswith(".dist-info") and rest == "entry_points.txt":
-                        text = zf.read(name).decode("utf-8")
-                        claims.update(("scripts", ep[0]) for ep in parse_entrypoints(text)
-                                      if ep[3] in ("console", "gui"))
+                    if where in scheme and sub:
+                        claims.add(claim(f"{scheme[where]}/{sub}"))
+                    continue
+                claims.add(claim(f"{scheme['purelib']}/{name}"))
+                if top.endswith(".dist-info") and rest == "entry_points.txt":
+                    text = zf.read(name).decode("utf-8")
+                    claims.update(claim(f"{scheme['scripts']}/{ep[0]}") for ep in parse_entrypoints(text)
+                                  if ep[3] in ("console", "gui"))
             sizes.append(sum(info.file_size for info in zf.infolist()))
-        for claim in claims:
-            j = owner.setdefault(claim, i)
+        for c in claims:
+            j = owner.setdefault(c, i)
             parent[find(i)] = find(j)
-    ordered = sorted(wheels)
     groups: dict[int, list[int]] = {}
     for i in range(len(ordered)):
         groups.setdefault(find(i), []).append(i)
