@@ -221,13 +221,21 @@ class _Build:
         self.units += [*units, stdlib]
         have = {u.key for u in (*units, stdlib) if not self.force and find(self.store, u)}
         missing = [u for u in units if u.key not in have]
-        # the standard library's pycs first (compileall then imports from them), then the wheels side by side
+        # the standard library's pycs first (compileall then imports from them); then the units the store
+        # has, side by side, while the sandbox installs and compiles the ones it has not (what it compiles
+        # and installs does not depend on them: its interpreter's site is not the env's, and a path both
+        # install alike is no conflict either way round)
         if stdlib.key in have:
             linker.add(stdlib, dpkg=False)
-        linker.add_exclusive([u for u in units if u.key in have], 2 * _jobs())
+        present = [u for u in units if u.key in have]
         if missing or stdlib.key not in have:
             t = time.perf_counter()
-            self.install(missing, stdlib.key not in have)
+            with ThreadPoolExecutor(max_workers=1) as background:
+                installing = background.submit(self.install, missing, stdlib.key not in have)
+                try:
+                    linker.add_exclusive(present, 2 * _jobs())
+                finally:
+                    installing.result()  # its failure first, if both fail: the linking waits for it
             self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
             t = time.perf_counter()
             epoch = self.inputs.epoch
@@ -247,6 +255,8 @@ class _Build:
             with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap
                 list(pool.map(one, todo))
             self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
+        else:
+            linker.add_exclusive(present, 2 * _jobs())
 
     def install(self, missing: list[Unit], stdlib: bool) -> None:
         """Run the assembler's ``units`` step in the tree: install *missing* and compile their bytecode (and
