@@ -68,6 +68,16 @@ def names_every_object(stmt: dict, manifest: dict, sid: str, lock) -> None:
             assert "uri" not in d
 
 
+def _oci_tools_read(out: Path, ref: str, tmp_path: Path) -> None:
+    """skopeo and umoci read the layout (with its referrers in it): inspect, copy, stat, unpack (to tmp_path/bundle)."""
+    for argv in (["skopeo", "inspect", f"oci:{out}:{ref}"],
+                 ["skopeo", "copy", f"oci:{out}:{ref}", f"dir:{tmp_path / 'copy'}"],
+                 ["umoci", "stat", "--image", f"{out}:{ref}"],
+                 ["umoci", "unpack", "--rootless", "--image", f"{out}:{ref}", str(tmp_path / "bundle")]):
+        p = subprocess.run(argv, capture_output=True, text=True)
+        assert p.returncode == 0, (argv, p.stderr)
+
+
 def test_oci_provenance_validates_names_every_object_and_leaves_the_image_alone(snapped, tmp_path, keys):
     tree = make_tree(tmp_path / "tree")
     pred = attest.provenance_predicate(snapped.manifest, snapped.id, snapped.lock, "embedded",
@@ -118,12 +128,7 @@ def test_skopeo_and_umoci_accept_the_layout_with_its_referrers(snapped, tmp_path
     out = tmp_path / "img.oci"
     res = write_oci(meta, out)
     assert len(res["referrers"]) == 4
-    for argv in (["skopeo", "inspect", f"oci:{out}:{meta.ref}"],
-                 ["skopeo", "copy", f"oci:{out}:{meta.ref}", f"dir:{tmp_path / 'copy'}"],
-                 ["umoci", "stat", "--image", f"{out}:{meta.ref}"],
-                 ["umoci", "unpack", "--rootless", "--image", f"{out}:{meta.ref}", str(tmp_path / "bundle")]):
-        p = subprocess.run(argv, capture_output=True, text=True)
-        assert p.returncode == 0, (argv, p.stderr)
+    _oci_tools_read(out, meta.ref, tmp_path)
     assert (tmp_path / "bundle/rootfs/.envgen/sbom.cdx.json").read_bytes() == meta.sbom
 
 
@@ -281,13 +286,7 @@ def test_tiny_signed_oci_export_verifies_and_challenge_attests(tiny, tmp_path):
     built = json.loads(Path(tiny.built["provenance"][0]).read_bytes())
     check_slsa(built)
     assert built["subject"][0]["digest"]["sha256"] == tiny.built["tree_digest"]
-    ref = doc["ref"]
-    for argv in (["skopeo", "inspect", f"oci:{out}:{ref}"],
-                 ["skopeo", "copy", f"oci:{out}:{ref}", f"dir:{tmp_path / 'copy'}"],
-                 ["umoci", "stat", "--image", f"{out}:{ref}"],
-                 ["umoci", "unpack", "--rootless", "--image", f"{out}:{ref}", str(tmp_path / "bundle")]):
-        p = subprocess.run(argv, capture_output=True, text=True)
-        assert p.returncode == 0, (argv, p.stderr)
+    _oci_tools_read(out, doc["ref"], tmp_path)
     att = tmp_path / "challenge.json"
     p = run_envgen("challenge", str(out), str(tmp_path / "plain.oci"), "--attest", str(att))
     assert p.returncode == 0, p.stderr

@@ -217,7 +217,7 @@ def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tm
     """A wheel's unit gets the sha256 of each file from the RECORD installer wrote, except a pyc: the
     assembler's compileall writes every pyc after installer, over any the wheel ships (numpy's RECORD
     lists one), so a pyc is read.  The unit's listing is what its files hold."""
-    from envgen.builders.units import harvest, record_hashes
+    from envgen.builders.units import harvest, wheel_files
 
     store = Store(tmp_path / "store")
     tree = tmp_path / "tree"
@@ -233,13 +233,14 @@ def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tm
                       f"pkg/data.bin,sha256={_b64(bytes(5000))},5000\n"
                       f"pkg/__pycache__/__init__.cpython-311.pyc,sha256={_b64(b'shipped in the wheel')},20\n"
                       "pkg-1.0.dist-info/RECORD,,\n")
-    hashes = record_hashes(tree, "3.11", "pkg-1.0.dist-info")
+    listed, hashes = wheel_files(tree, "3.11", "pkg-1.0.dist-info")
+    assert listed == sorted([*files, str(record.relative_to(tree))])
     assert hashes == {f"{site}/pkg/__init__.py": hashlib.sha256(b"X = 1\n").hexdigest(),
                       f"{site}/pkg/data.bin": hashlib.sha256(bytes(5000)).hexdigest()}
     unit = Unit("k" * 64, "wheel", "pkg-1.0-py3-none-any.whl", {})
     linker = Linker(tree, EPOCH)
     with store.session():
-        harvest(store, tree, unit, sorted([*files, str(record.relative_to(tree))]), EPOCH, linker, hashes)
+        harvest(store, tree, unit, listed, EPOCH, linker, hashes)
     assert unit.path == store.paths.unit(unit.key)
     assert (unit.path / "listing.txt").read_text().splitlines() == listing(unit.path / "root")
     assert f"f 0444 {site}/pkg/__pycache__/__init__.cpython-311.pyc " \

@@ -52,7 +52,6 @@ from .units import (
     harvest,
     make_deb_units,
     python_sources,
-    record_hashes,
     stdlib_bytecode_files,
     wheel_files,
     wheel_unit,
@@ -246,9 +245,7 @@ class _Build:
                     files = stdlib_bytecode_files(self.root, python)
                 else:
                     assert u.source is not None
-                    dist_info = dist_info_of(u.source)
-                    files = wheel_files(self.root, python, dist_info)
-                    hashes = record_hashes(self.root, python, dist_info)
+                    files, hashes = wheel_files(self.root, python, dist_info_of(u.source))
                 harvest(self.store, self.root, u, files, epoch, linker, hashes)
 
             todo = sorted([*missing, *([stdlib] if stdlib.key not in have else [])], key=lambda u: -u.cost)

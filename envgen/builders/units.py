@@ -254,29 +254,38 @@ def dist_info_of(wheel: Path) -> str:
     return tops.pop()
 
 
-def wheel_files(tree: Path, python: str, dist_info: str) -> list[str]:
+def wheel_files(tree: Path, python: str, dist_info: str) -> tuple[list[str], dict[str, str]]:
     """What installing a wheel put into the tree, relative to the tree: every file of its RECORD (RECORD
-    included) and the pyc compiled from each of its .py files."""
+    included) and the pyc compiled from each of its .py files; and {path: sha256} of the files whose
+    RECORD hash is the bytes in the tree.  installer hashes each file as it writes it, but the
+    assembler's compileall writes every pyc afterwards, over any a wheel ships (numpy's RECORD lists
+    one), so pycs are left out of the hashes, to be read."""
     site = layout.site_packages(python).lstrip("/")
     tag = f"cpython-{python.replace('.', '')}"
     record = tree / site / dist_info / "RECORD"
     try:
         with open(record, newline="", encoding="utf-8") as fh:
-            rows = [row[0] for row in csv.reader(fh) if row]
+            rows = [row for row in csv.reader(fh) if row]
     except OSError as exc:
         raise BuildError(f"installing {dist_info} left no RECORD: {exc.strerror}") from None
     out = set()
+    hashes = {}
     for row in rows:
-        rel = os.path.normpath(f"{site}/{row}")
+        rel = os.path.normpath(f"{site}/{row[0]}")
         if rel.startswith("../") or rel.startswith("/"):
-            raise BuildError(f"{dist_info}/RECORD names {row}, outside the tree")
+            raise BuildError(f"{dist_info}/RECORD names {row[0]}, outside the tree")
         out.add(rel)
+        if len(row) >= 2 and row[1].startswith("sha256=") and not rel.endswith(".pyc"):
+            digest = row[1][len("sha256="):]
+            raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
+            if len(raw) == 32:
+                hashes[rel] = raw.hex()
         if rel.endswith(".py"):
             d, name = os.path.split(rel)
             pyc = f"{d}/__pycache__/{name[:-3]}.{tag}.pyc"
             if os.path.lexists(tree / pyc):
                 out.add(pyc)
-    return sorted(out)
+    return sorted(out), hashes
 
 
 def stdlib_bytecode_files(tree: Path, python: str) -> list[str]:
@@ -295,7 +304,7 @@ def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, 
     """Make *unit* of the *files* just installed into the tree: hard-link them into a unit in staging,
     seal it (their final modes and times, on the tree's inodes too) and publish it.  The tree keeps the
     files, now shared with the unit, and *linker* learns their sha256s.  *hashes* ({path: sha256}, from
-    the RECORD installer wrote while writing them: :func:`record_hashes`) spares reading those files
+    the RECORD installer wrote while writing them: :func:`wheel_files`) spares reading those files
     again; the others (the bytecode, RECORD itself) are hashed."""
     work = store.staging_dir("unit-")
     root = work / "root"
@@ -325,22 +334,6 @@ def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, 
     for rel, inode in linked.items():
         linker.known[inode] = shas[rel]
     publish(store, unit)
-
-
-def record_hashes(tree: Path, python: str, dist_info: str) -> dict[str, str]:
-    """{tree path: sha256} of the files a wheel's RECORD hashes: installer hashes each file as it writes
-    it, so these are the bytes in the tree, except for bytecode: the assembler's compileall writes every
-    pyc afterwards, over any a wheel ships (numpy's RECORD lists one), so pycs are left to be read."""
-    site = layout.site_packages(python).lstrip("/")
-    out = {}
-    with open(tree / site / dist_info / "RECORD", newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if len(row) >= 2 and row[1].startswith("sha256=") and not row[0].endswith(".pyc"):
-                digest = row[1][len("sha256="):]
-                raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
-                if len(raw) == 32:
-                    out[os.path.normpath(f"{site}/{row[0]}")] = raw.hex()
-    return out
 
 
 # --------------------------------------------------------------------------- assembling a tree from units
