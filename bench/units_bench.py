@@ -3,10 +3,12 @@
 
 Per round (uv's two installs before envgen's cold builds in every other round):
   * cold build: `envgen build` with the tree and every unit removed first (every unit made: .debs unpacked,
-    wheels installed, bytecode
-    compiled) against `uv pip install --compile-bytecode` of the same wheels into a fresh venv (and raw uv),
-    and against the whole-tree install this envgen still has (`EmbeddedBuilder.build(units=False)`, what
-    `envgen build` did before units; the same tree);
+    wheels installed, bytecode compiled) against `uv pip install --compile-bytecode` of the same wheels into
+    a fresh venv (and raw uv), and against the whole-tree install this envgen still has
+    (`EmbeddedBuilder.build(units=False)`, what `envgen build` did before units; the same tree);
+  * cold wheels: `envgen build` with the tree and every wheel's unit removed, the .debs' and the standard
+    library's units kept: like for like with uv, which installs into an interpreter that is already
+    there, its standard library compiled;
   * warm units: the tree removed, every unit in the store: `envgen build` only links;
   * one leaf re-pinned (a copy of specs/abide.toml with pyyaml==OLDER): `envgen lock`, `envgen snapshot`
     and `envgen build` of it, with its tree and the older pyyaml's unit removed first, so that the build
@@ -139,10 +141,11 @@ def bench(work: Path, source: Path, args) -> None:
     wheels, req = wheelhouse(store, lock, work)
     uv = uv_bin()
 
-    keys = ("envgen-cold", "envgen-whole-tree", "uv", "uv-compile", "envgen-warm-units", "repin-lock",
-            "repin-snapshot", "repin-build", "repin-total")
+    keys = ("envgen-cold", "envgen-cold-wheels", "envgen-whole-tree", "uv", "uv-compile", "envgen-warm-units",
+            "repin-lock", "repin-snapshot", "repin-build", "repin-total")
     res: dict[str, list[float]] = {k: [] for k in keys}
     phases: list[dict] = []
+    wheel_phases: list[dict] = []
     repin_units: list[dict] = []
     def cold() -> None:
         set_aside(Path(first["path"]).parent)  # cold: no tree and no unit (what --force would keep)
@@ -155,6 +158,16 @@ def bench(work: Path, source: Path, args) -> None:
         dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cwd=REPO)
         assert digest.strip() == first["tree_digest"], digest
         res["envgen-whole-tree"].append(dt)
+        # like for like with uv, which installs into an interpreter that is there, its stdlib compiled:
+        # the .debs' and the standard library's units kept, every wheel's unit made
+        set_aside(Path(first["path"]).parent)
+        for d in unit_of(store, ""):
+            set_aside(d)
+        dt, out = envgen("build", str(spec), *s)
+        assert out["tree_digest"] == first["tree_digest"]
+        assert out["units"]["built"] == len(unit_of(store, "")), out["units"]
+        res["envgen-cold-wheels"].append(dt)
+        wheel_phases.append(out["phases"])
 
     def uvs(i: int) -> None:
         for name, extra in (("uv", []), ("uv-compile", ["--compile-bytecode"])):
@@ -199,6 +212,9 @@ def bench(work: Path, source: Path, args) -> None:
         "median_s": med,
         "ratio_cold_build_vs_uv_compile": med["envgen-cold"] / med["uv-compile"],
         "ratio_cold_build_vs_uv": med["envgen-cold"] / med["uv"],
+        "ratio_cold_wheels_vs_uv_compile": med["envgen-cold-wheels"] / med["uv-compile"],
+        "ratio_cold_wheels_vs_uv_compile_per_round": [a / b for a, b in zip(res["envgen-cold-wheels"],
+                                                                            res["uv-compile"], strict=True)],
         "ratio_cold_build_vs_whole_tree": med["envgen-cold"] / med["envgen-whole-tree"],
         "ratio_repin_build_vs_cold": med["repin-build"] / med["envgen-cold"],
         "ratio_repin_total_vs_cold": med["repin-total"] / med["envgen-cold"],
@@ -208,6 +224,7 @@ def bench(work: Path, source: Path, args) -> None:
         "tree_digest": first["tree_digest"],
         "repinned_tree_digest": first_old["tree_digest"],
         "cold_phases": phases,
+        "cold_wheels_phases": wheel_phases,
         "repin_units": repin_units,
         "cpus": len(os.sched_getaffinity(0)),
         "runs": res,

@@ -213,17 +213,19 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tmp_path):
-    """A wheel's unit gets the sha256 of each file from the RECORD installer wrote, except a pyc: the
-    assembler's compileall writes every pyc after installer, over any the wheel ships (numpy's RECORD
-    lists one), so a pyc is read.  The unit's listing is what its files hold."""
-    from envgen.builders.units import harvest, wheel_files
+def test_harvest_takes_a_wheels_files_before_its_bytecode_is_compiled(tmp_path):
+    """A wheel's unit takes the files installer wrote as soon as it is done (with their sha256s from
+    the RECORD it wrote), and the pycs once compileall is done: compileall replaces any pyc the wheel
+    ships (numpy's RECORD lists one) by a new file, so a pyc is taken late, and read.  The unit's
+    listing is what its files hold, and the tree's files are the unit's."""
+    from envgen.builders.units import Harvest, wheel_files
 
     store = Store(tmp_path / "store")
     tree = tmp_path / "tree"
     site = "opt/env/lib/python3.11/site-packages"
+    shipped = f"{site}/pkg/__pycache__/__init__.cpython-311.pyc"
     files = {f"{site}/pkg/__init__.py": b"X = 1\n", f"{site}/pkg/data.bin": b"\0" * 5000,
-             f"{site}/pkg/__pycache__/__init__.cpython-311.pyc": b"compiled by the assembler"}
+             f"{site}/pkg/skipped.py": b"print 'python 2'\n", shipped: b"shipped in the wheel"}
     for rel, data in files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_bytes(data)
@@ -231,22 +233,34 @@ def test_harvest_takes_a_wheels_hashes_from_its_record_but_reads_its_bytecode(tm
     record.parent.mkdir()
     record.write_text(f"pkg/__init__.py,sha256={_b64(b'X = 1' + bytes([10]))},6\n"
                       f"pkg/data.bin,sha256={_b64(bytes(5000))},5000\n"
+                      f"pkg/skipped.py,sha256={_b64(files[f'{site}/pkg/skipped.py'])},17\n"
                       f"pkg/__pycache__/__init__.cpython-311.pyc,sha256={_b64(b'shipped in the wheel')},20\n"
                       "pkg-1.0.dist-info/RECORD,,\n")
-    listed, hashes = wheel_files(tree, "3.11", "pkg-1.0.dist-info")
-    assert listed == sorted([*files, str(record.relative_to(tree))])
+    installed, pycs, hashes = wheel_files(tree, "3.11", "pkg-1.0.dist-info")
+    assert installed == sorted([f"{site}/pkg/__init__.py", f"{site}/pkg/data.bin", f"{site}/pkg/skipped.py",
+                                str(record.relative_to(tree))])
+    assert pycs == [shipped, f"{site}/pkg/__pycache__/skipped.cpython-311.pyc"]
     assert hashes == {f"{site}/pkg/__init__.py": hashlib.sha256(b"X = 1\n").hexdigest(),
-                      f"{site}/pkg/data.bin": hashlib.sha256(bytes(5000)).hexdigest()}
+                      f"{site}/pkg/data.bin": hashlib.sha256(bytes(5000)).hexdigest(),
+                      f"{site}/pkg/skipped.py": hashlib.sha256(files[f"{site}/pkg/skipped.py"]).hexdigest()}
     unit = Unit("k" * 64, "wheel", "pkg-1.0-py3-none-any.whl", {})
     linker = Linker(tree, EPOCH)
     with store.session():
-        harvest(store, tree, unit, listed, EPOCH, linker, hashes)
+        harvest = Harvest(store, tree, unit, EPOCH)
+        harvest.take(installed)
+        # compileall, meanwhile: a new file over the shipped pyc, none for the file that does not compile
+        (tree / (shipped + ".tmp")).write_bytes(b"compiled by the assembler")
+        os.replace(tree / (shipped + ".tmp"), tree / shipped)
+        harvest.take([p for p in pycs if os.path.lexists(tree / p)])
+        harvest.publish(linker, hashes)
     assert unit.path == store.paths.unit(unit.key)
     assert (unit.path / "listing.txt").read_text().splitlines() == listing(unit.path / "root")
-    assert f"f 0444 {site}/pkg/__pycache__/__init__.cpython-311.pyc " \
-           f"{hashlib.sha256(b'compiled by the assembler').hexdigest()}" in unit.lines
-    assert sorted(linker.known.values()) == sorted(
-        hashlib.sha256(d).hexdigest() for d in [*files.values(), record.read_bytes()])
+    assert f"f 0444 {shipped} {hashlib.sha256(b'compiled by the assembler').hexdigest()}" in unit.lines
+    assert not any("skipped.cpython" in line for line in unit.lines)
+    for rel in [*installed, shipped]:
+        assert os.path.samefile(tree / rel, unit.path / "root" / rel)
+    assert sorted(linker.known.values()) == sorted(hashlib.sha256(d).hexdigest() for d in [
+        *(v for k, v in files.items() if k != shipped), b"compiled by the assembler", record.read_bytes()])
 
 
 def test_units_placed_side_by_side_meet_a_shared_path_as_placed_one_by_one(tmp_path):

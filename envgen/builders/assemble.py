@@ -22,11 +22,13 @@ environment, whichever builder runs it.  The network is cut in both.
     /.envgen: the whole tree at once (the Nix builder and a bundle's VERIFY.sh).
 ``units``
     The embedded builder's per-package install units: install the wheels
-    no unit of the store holds yet into the tree (its Debian runtime,
-    skeleton and the units it reuses already in place) and compile their
-    bytecode (and the standard library's, if no unit holds it) by the same
-    compileall chunks; the builder then moves each package's files into its
-    unit (envgen/builders/units.py).
+    no unit of the store holds yet into the tree (its Debian runtime and
+    skeleton in place; the builder places the units it reuses meanwhile),
+    print ``INSTALLED`` on a line of its own, and compile their bytecode
+    (and the standard library's, if no unit holds it) by the same compileall
+    chunks, printing ``COMPILED`` and the chunk's files as each is done.  The
+    builder links each package's files into its unit as they become final,
+    while the bytecode compiles (envgen/builders/units.py).
 
 Standard library only, plus the pinned ``installer`` and ``pyproject_hooks``
 wheels named in the plan (imported from the wheel files themselves).
@@ -43,9 +45,12 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 WORK = "/tmp/envgen-assemble"
+# the units step's output, a line each: the wheels are in; compileall is done with a chunk (a JSON list)
+INSTALLED = "envgen-assemble: wheels installed"
+COMPILED = "envgen-assemble: compiled"
 SRC = "/build/src"  # where a source is built: fixed, so paths compiled into a wheel never vary
 
 
@@ -344,9 +349,9 @@ def bytecode_sources(layout, tops: list[str], base: str = "") -> list[str]:
     return files
 
 
-def compile_bytecode(plan: dict, layout, files: list[str] | None = None) -> None:
+def compile_bytecode(plan: dict, layout, files: list[str] | None = None, done=None) -> None:
     """Unchecked-hash pycs for *files* (default: the env and the standard library), in fixed chunks, each
-    by a fresh interpreter."""
+    by a fresh interpreter; ``done(chunk)`` is called with each chunk's files once it is compiled."""
     python = plan["python"]
     if files is None:
         files = bytecode_sources(layout, [layout.site_packages(python), f"/usr/lib/python{python}"])
@@ -367,11 +372,14 @@ def compile_bytecode(plan: dict, layout, files: list[str] | None = None) -> None
     # an empty list would make compileall compile everything on sys.path instead: empty chunks run nothing
     chunks = [i for i in range(n) if files[i::n]]
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
-        procs = list(pool.map(one, chunks))
-    for proc in procs:
-        # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
-        if proc.returncode not in (0, 1):
-            fail(f"compileall failed: {proc.stderr[-2000:]}")
+        running = {pool.submit(one, i): i for i in chunks}
+        for future in as_completed(running):
+            proc = future.result()
+            # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
+            if proc.returncode not in (0, 1):
+                fail(f"compileall failed: {proc.stderr[-2000:]}")
+            if done is not None:
+                done(files[running[future]::n])
     shutil.rmtree(lists)
 
 
@@ -417,6 +425,7 @@ def units(plan: dict) -> None:
     house = plan["wheelhouse"]
     wheels = sorted(f"{house}/{n}" for n in os.listdir(house) if n.endswith(".whl"))
     install_wheels(plan, wheels, env_scheme(layout, python), f"{layout.ENV_PREFIX}/bin/python")
+    print(INSTALLED, flush=True)  # the builder may take the installed files while the bytecode compiles
     from installer.sources import WheelFile
 
     site = layout.site_packages(python) + "/"
@@ -428,7 +437,8 @@ def units(plan: dict) -> None:
                   and "/__pycache__/" not in f and not any(x in f for x in layout.COMPILE_EXCLUDE)]
     if plan.get("stdlib"):
         files += bytecode_sources(layout, [f"/usr/lib/python{python}"])
-    compile_bytecode(plan, layout, sorted(files))
+    compile_bytecode(plan, layout, sorted(files),
+                     done=lambda chunk: print(COMPILED, json.dumps(chunk), flush=True))
 
 
 COMMANDS = {"build-wheel": build_wheel, "assemble": assemble, "units": units}

@@ -24,7 +24,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import shutil
+import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,18 +45,15 @@ from . import debs
 from .base import BuildInputs, BuildResult, Note, SourceToBuild, build_key, quiet
 from .tree import canonicalize, clamp_mtimes, digest_of, make_readonly, settle, tree_digest
 from .units import (
+    Harvester,
     Linker,
     Unit,
     bytecode_unit,
     compiler_inputs,
     deb_unit,
-    dist_info_of,
     find,
-    harvest,
     make_deb_units,
     python_sources,
-    stdlib_bytecode_files,
-    wheel_files,
     wheel_unit,
 )
 
@@ -227,37 +227,40 @@ class _Build:
         if stdlib.key in have:
             linker.add(stdlib, dpkg=False)
         present = [u for u in units if u.key in have]
-        if missing or stdlib.key not in have:
-            t = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=1) as background:
-                installing = background.submit(self.install, missing, stdlib.key not in have)
-                try:
-                    linker.add_exclusive(present, 2 * _jobs())
-                finally:
-                    installing.result()  # its failure first, if both fail: the linking waits for it
-            self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
-            t = time.perf_counter()
-            epoch = self.inputs.epoch
-
-            def one(u: Unit) -> None:
-                hashes = None
-                if u is stdlib:
-                    files = stdlib_bytecode_files(self.root, python)
-                else:
-                    assert u.source is not None
-                    files, hashes = wheel_files(self.root, python, dist_info_of(u.source))
-                harvest(self.store, self.root, u, files, epoch, linker, hashes)
-
-            todo = sorted([*missing, *([stdlib] if stdlib.key not in have else [])], key=lambda u: -u.cost)
-            with ThreadPoolExecutor(max_workers=_jobs()) as pool:  # mostly system calls: threads overlap
-                list(pool.map(one, todo))
-            self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": files into their units
-        else:
+        if not missing and stdlib.key in have:
             linker.add_exclusive(present, 2 * _jobs())
+            return
+        harvester = Harvester(self.store, self.root, python, self.inputs.epoch, missing,
+                              stdlib if stdlib.key not in have else None, _jobs())
+        said: queue.SimpleQueue = queue.SimpleQueue()
+        t = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as background:
+            installing = background.submit(self.install, missing, stdlib.key not in have, said)
+            try:
+                linker.add_exclusive(present, 2 * _jobs())
+                # the units' files as the sandbox says they are final, while it goes on compiling
+                while (line := said.get()) is not None:
+                    if line == asm.INSTALLED:
+                        harvester.installed()
+                    elif line.startswith(asm.COMPILED + " "):
+                        harvester.compiled(json.loads(line[len(asm.COMPILED) + 1:]))
+            finally:
+                installing.result()  # its failure first, if both fail: the linking waits for it
+        self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
+        t = time.perf_counter()
+        harvester.publish(linker)
+        self.phases["harvest"] = round(time.perf_counter() - t, 3)  # of "units": the pycs left, units published
 
-    def install(self, missing: list[Unit], stdlib: bool) -> None:
+    def install(self, missing: list[Unit], stdlib: bool, said: queue.SimpleQueue) -> None:
         """Run the assembler's ``units`` step in the tree: install *missing* and compile their bytecode (and
-        the standard library's, with *stdlib*)."""
+        the standard library's, with *stdlib*).  Each line the step prints goes to *said*, and None once
+        it has ended."""
+        try:
+            self._install(missing, stdlib, said)
+        finally:
+            said.put(None)
+
+    def _install(self, missing: list[Unit], stdlib: bool, said: queue.SimpleQueue) -> None:
         for u in missing:
             self.store.read_verified(u.inputs["wheel"], u.name)
         tools = [(fname, self.store.path_of(sha)) for fname, sha in base_tools(self.inputs)]
@@ -272,10 +275,16 @@ class _Build:
         (self.stage / "plan.json").write_text(json.dumps(plan, sort_keys=True, indent=1))
         binds = [Bind(self.stage / sub, f"/.build/{sub}") for sub in dirs]
         binds.append(Bind(self.stage / "plan.json", "/.build/plan.json"))
-        proc = self._sandbox(self.root, binds).run(
-            [python_path(self.inputs), "-I", "-B", "-S", "/.build/assemble.py", "units", "/.build/plan.json"],
-            capture_output=True, text=True)
-        _check(proc, "installing the wheels")
+        argv = self._sandbox(self.root, binds).argv(
+            [python_path(self.inputs), "-I", "-B", "-S", "/.build/assemble.py", "units", "/.build/plan.json"])
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+            # stderr to a file: only stdout is read as it comes, and a full stderr pipe would block the step
+            with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    said.put(line.rstrip("\n"))
+            err.seek(0)
+            _check(subprocess.CompletedProcess(argv, proc.returncode, "", err.read()), "installing the wheels")
         for leftover in (*dirs, "plan.json"):
             remove_tree(self.stage / leftover)
 

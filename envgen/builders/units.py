@@ -22,8 +22,9 @@ Three kinds, each keyed by everything its bytes are a function of:
     tree being built and compiled there by the assembler (``assemble.py
     units``: the whole-tree install's own compileall command, because a pyc
     depends on the strings the compiling process holds interned), and its
-    files (its RECORD, and a pyc per .py) are then hard-linked into its unit
-    (:func:`harvest`).  Key: the wheel's sha256, the Python version and the
+    files (its RECORD, and a pyc per .py) are hard-linked into its unit as
+    the assembler says they are final: the installed files while compileall
+    runs, each chunk's pycs when the chunk is done (:class:`Harvester`).  Key: the wheel's sha256, the Python version and the
     sha256s of the interpreter's .debs, the installer wheel's sha256, the
     assembler version, the prefix and the bytecode exclusions.
 ``bytecode``
@@ -254,38 +255,45 @@ def dist_info_of(wheel: Path) -> str:
     return tops.pop()
 
 
-def wheel_files(tree: Path, python: str, dist_info: str) -> tuple[list[str], dict[str, str]]:
-    """What installing a wheel put into the tree, relative to the tree: every file of its RECORD (RECORD
-    included) and the pyc compiled from each of its .py files; and {path: sha256} of the files whose
-    RECORD hash is the bytes in the tree.  installer hashes each file as it writes it, but the
-    assembler's compileall writes every pyc afterwards, over any a wheel ships (numpy's RECORD lists
-    one), so pycs are left out of the hashes, to be read."""
+def wheel_files(tree: Path, python: str, dist_info: str) -> tuple[list[str], list[str], dict[str, str]]:
+    """What installing a wheel put into the tree, relative to the tree, in two parts: the files of its
+    RECORD (RECORD included) but pycs, final once installer is done; and the pycs its bytecode can be
+    (any its RECORD lists, and one per .py), which compileall writes afterwards, some by replacing a
+    pyc the wheel ships (numpy's RECORD lists one): the caller keeps the ones the tree has once
+    compileall is done.  Also {path: sha256} of the first part, from the RECORD installer wrote as it
+    wrote each file, so that they need not be read again."""
     site = layout.site_packages(python).lstrip("/")
-    tag = f"cpython-{python.replace('.', '')}"
     record = tree / site / dist_info / "RECORD"
     try:
         with open(record, newline="", encoding="utf-8") as fh:
             rows = [row for row in csv.reader(fh) if row]
     except OSError as exc:
         raise BuildError(f"installing {dist_info} left no RECORD: {exc.strerror}") from None
-    out = set()
+    files = set()
+    pycs = set()
     hashes = {}
     for row in rows:
         rel = os.path.normpath(f"{site}/{row[0]}")
         if rel.startswith("../") or rel.startswith("/"):
             raise BuildError(f"{dist_info}/RECORD names {row[0]}, outside the tree")
-        out.add(rel)
-        if len(row) >= 2 and row[1].startswith("sha256=") and not rel.endswith(".pyc"):
+        if rel.endswith(".pyc"):
+            pycs.add(rel)
+            continue
+        files.add(rel)
+        if len(row) >= 2 and row[1].startswith("sha256="):
             digest = row[1][len("sha256="):]
             raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
             if len(raw) == 32:
                 hashes[rel] = raw.hex()
         if rel.endswith(".py"):
-            d, name = os.path.split(rel)
-            pyc = f"{d}/__pycache__/{name[:-3]}.{tag}.pyc"
-            if os.path.lexists(tree / pyc):
-                out.add(pyc)
-    return sorted(out), hashes
+            pycs.add(pyc_of(rel, python))
+    return sorted(files), sorted(pycs), hashes
+
+
+def pyc_of(source: str, python: str) -> str:
+    """Where compileall writes the bytecode of *source* (a .py path) for CPython ``3.X``."""
+    d, name = os.path.split(source)
+    return f"{d}/__pycache__/{name[:-3]}.cpython-{python.replace('.', '')}.pyc"
 
 
 def stdlib_bytecode_files(tree: Path, python: str) -> list[str]:
@@ -299,41 +307,127 @@ def stdlib_bytecode_files(tree: Path, python: str) -> list[str]:
     return sorted(out)
 
 
-def harvest(store: Store, tree: Path, unit: Unit, files: list[str], epoch: int, linker: Linker,
-            hashes: dict[str, str] | None = None) -> None:
-    """Make *unit* of the *files* just installed into the tree: hard-link them into a unit in staging,
-    seal it (their final modes and times, on the tree's inodes too) and publish it.  The tree keeps the
-    files, now shared with the unit, and *linker* learns their sha256s.  *hashes* ({path: sha256}, from
-    the RECORD installer wrote while writing them: :func:`wheel_files`) spares reading those files
-    again; the others (the bytecode, RECORD itself) are hashed."""
-    work = store.staging_dir("unit-")
-    root = work / "root"
-    made: set[Path] = set()
-    linked: dict[str, tuple[int, int]] = {}
-    ns = epoch * 1_000_000_000
-    for rel in files:
-        # final mode and time set through the tree's own path, the one settle reads later (a FUSE
-        # filesystem may cache one path's attributes while the inode changes through another)
-        src = tree / rel
-        st = os.lstat(src)
-        if stat.S_IMODE(st.st_mode) != final_mode(st):
-            os.chmod(src, final_mode(st))
-        os.utime(src, ns=(ns, ns))
-        dst = root / rel
-        if dst.parent not in made:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            made.add(dst.parent)
-        try:
-            os.link(src, dst)
-            linked[rel] = (st.st_dev, st.st_ino)  # a hard link: the tree's file and the unit's are one inode
-        except OSError:
-            shutil.copyfile(src, dst)  # the tree's file stays its own (settle then hashes it)
-    known = {linked[rel]: sha for rel, sha in (hashes or {}).items() if rel in linked}
-    seal(work, unit, epoch, known)
-    shas = {e.path: e.sha256 for e in map(parse_line, unit.lines) if e.kind == "f"}
-    for rel, inode in linked.items():
-        linker.known[inode] = shas[rel]
-    publish(store, unit)
+class Harvest:
+    """Makes *unit* of files just installed into the tree, as they become final: :meth:`take` hard-links
+    them into a unit in staging (a wheel's files once installer has written them, its pycs once their
+    compileall chunk is done), and :meth:`publish` seals the unit (its final modes and times, on the
+    tree's inodes too) and publishes it.  The tree keeps the files, now shared with the unit, and the
+    linker learns their sha256s."""
+
+    def __init__(self, store: Store, tree: Path, unit: Unit, epoch: int):
+        self.store, self.tree, self.unit, self.epoch = store, tree, unit, epoch
+        self.work: Path | None = None  # made by the first take
+        self.made: set[Path] = set()
+        self.taken: set[str] = set()
+        self.linked: dict[str, tuple[int, int]] = {}
+        self.hashes: dict[str, str] = {}
+
+    def take(self, files: list[str], read: bool = False) -> None:
+        """Hard-link the tree's *files* (paths relative to it; each final from now on) into the unit;
+        with *read*, hash them now (while they are in the page cache) rather than when sealing."""
+        if self.work is None:
+            self.work = self.store.staging_dir("unit-")
+        root = self.work / "root"
+        ns = self.epoch * 1_000_000_000
+        for rel in files:
+            # final mode and time set through the tree's own path, the one settle reads later (a FUSE
+            # filesystem may cache one path's attributes while the inode changes through another)
+            src = self.tree / rel
+            st = os.lstat(src)
+            if stat.S_IMODE(st.st_mode) != final_mode(st):
+                os.chmod(src, final_mode(st))
+            os.utime(src, ns=(ns, ns))
+            dst = root / rel
+            if dst.parent not in self.made:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                self.made.add(dst.parent)
+            self.taken.add(rel)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)  # the tree's file stays its own (settle then hashes it)
+                continue
+            self.linked[rel] = (st.st_dev, st.st_ino)  # one inode: the tree's file and the unit's
+            if read:
+                self.hashes[rel] = file_sha256(src)
+
+    def publish(self, linker: Linker, hashes: dict[str, str] | None = None) -> None:
+        """Seal and publish the unit.  *hashes* ({path: sha256}, from the RECORD installer wrote while
+        writing them: :func:`wheel_files`) spares reading those files again; the others (RECORD itself,
+        and any pyc not read when taken) are hashed."""
+        if self.work is None:
+            self.take([])
+        assert self.work is not None
+        every = {**(hashes or {}), **self.hashes}
+        known = {self.linked[rel]: sha for rel, sha in every.items() if rel in self.linked}
+        seal(self.work, self.unit, self.epoch, known)
+        shas = {e.path: e.sha256 for e in map(parse_line, self.unit.lines) if e.kind == "f"}
+        for rel, inode in self.linked.items():
+            linker.known[inode] = shas[rel]
+        publish(self.store, self.unit)
+
+
+class Harvester:
+    """The units one run of the assembler's ``units`` step makes, taken from the tree as the step says
+    their files are final: every file of the wheels it installed once they are all in
+    (:meth:`installed`), each chunk's pycs once compileall has done it (:meth:`compiled`), and then
+    whatever is left, before each unit is sealed and published (:meth:`publish`).  What ends in a unit
+    does not depend on when it was taken: the late pass takes every pyc the tree has."""
+
+    def __init__(self, store: Store, tree: Path, python: str, epoch: int, wheels: list[Unit],
+                 stdlib: Unit | None, jobs: int):
+        self.tree, self.python, self.wheels, self.stdlib, self.jobs = tree, python, wheels, stdlib, jobs
+        self.harvests = {u.key: Harvest(store, tree, u, epoch) for u in [*wheels, *([stdlib] if stdlib else [])]}
+        self.listed: dict[str, tuple[list[str], list[str], dict[str, str]]] = {}
+        self.owners: dict[str, list[str]] = {}  # a pyc -> the units it goes into (two wheels may ship one .py)
+        self.stdlib_top = f"usr/lib/python{python}/"
+
+    def _each(self, fn, units: list[Unit]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:  # system calls mostly: threads overlap
+            list(pool.map(fn, sorted(units, key=lambda u: -u.cost)))
+
+    def installed(self) -> None:
+        """The wheels are in: take their files (compileall writes only pycs from now on)."""
+        def one(u: Unit) -> None:
+            assert u.source is not None
+            self.listed[u.key] = wheel_files(self.tree, self.python, dist_info_of(u.source))
+            self.harvests[u.key].take(self.listed[u.key][0])
+
+        self._each(one, self.wheels)
+        for u in self.wheels:
+            for pyc in self.listed[u.key][1]:
+                self.owners.setdefault(pyc, []).append(u.key)
+
+    def compiled(self, sources: list[str]) -> None:
+        """compileall is done with these .py files (in-tree paths): take their pycs, and read them."""
+        todo: dict[str, list[str]] = {}
+        for src in sources:
+            rel = src.lstrip("/")
+            pyc = pyc_of(rel, self.python)
+            keys = self.owners.get(pyc, [])
+            if not keys and self.stdlib is not None and rel.startswith(self.stdlib_top):
+                keys = [self.stdlib.key]
+            for key in keys:
+                todo.setdefault(key, []).append(pyc)
+        units = [self.harvests[k].unit for k in todo]
+        self._each(lambda u: self.harvests[u.key].take(
+            [p for p in todo[u.key] if p not in self.harvests[u.key].taken and os.path.lexists(self.tree / p)],
+            read=True), units)
+
+    def publish(self, linker: Linker) -> None:
+        """The step has ended: take the pycs not taken yet, then seal and publish every unit."""
+        def one(u: Unit) -> None:
+            h = self.harvests[u.key]
+            if u is self.stdlib:
+                pycs, hashes = stdlib_bytecode_files(self.tree, self.python), None
+            else:
+                _, pycs, hashes = self.listed[u.key]
+            h.take([p for p in pycs if p not in h.taken and os.path.lexists(self.tree / p)])
+            h.publish(linker, hashes)
+
+        self._each(one, [h.unit for h in self.harvests.values()])
 
 
 # --------------------------------------------------------------------------- assembling a tree from units
