@@ -95,7 +95,7 @@ def is_security(change: dict, new: pylock.Lock) -> bool:
 
 
 def update(spec_path: str | Path, date: str | None = None, packages: list[str] | None = None,
-           dry_run: bool = False, progress=None) -> UpdateResult:
+           dry_run: bool = False, progress=None, store=None) -> UpdateResult:
     from .lock.make import lock_spec
 
     say = progress or (lambda msg: None)
@@ -132,7 +132,7 @@ def update(spec_path: str | Path, date: str | None = None, packages: list[str] |
         staged = parse_spec(new_text.encode(), str(tmp / spec.path.name), spec.dir)  # locks into tmp
         say(f"locking {spec.path} at {new_date.iso}")
         try:
-            result = lock_spec(staged, progress)
+            result = lock_spec(staged, progress, store=store)
         except EnvgenError as exc:
             hint = (f"the other packages are held at their locked versions: name the ones that must move too, "
                     f"or update the whole spec (envgen update {spec.path})") if named else None

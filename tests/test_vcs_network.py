@@ -101,6 +101,10 @@ def lock_snapshot_build_run(tmp_path, url, commit, date="2025-05-08T00:00:00Z"):
     assert [b for b in out["source_builds"] if b["name"] == "tomli"][0]["source_sha256"] == build.source_sha256
     assert json.loads(run_envgen("lock", str(spec), "--json", check=True).stdout)["changed"] is False
     assert lock_path.read_bytes() == first  # the same bytes twice
+    # what locking fetches goes into --store when one is named (the pack, the build tools, the .debs)
+    lock_store = tmp_path / "lock-store"
+    run_envgen("lock", str(spec), "--store", str(lock_store), check=True)
+    assert Store(lock_store).has(build.source_sha256) and lock_path.read_bytes() == first
 
     store = tmp_path / "store"  # not the lock's: the snapshot fetches the commit again, and checks its pack
     snap = json.loads(run_envgen("snapshot", str(spec), "--store", str(store), "--json", check=True).stdout)

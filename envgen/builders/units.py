@@ -24,9 +24,10 @@ Three kinds, each keyed by everything its bytes are a function of:
     depends on the strings the compiling process holds interned), and its
     files (its RECORD, and a pyc per .py) are hard-linked into its unit as
     the assembler says they are final: the installed files while compileall
-    runs, each chunk's pycs when the chunk is done (:class:`Harvester`).  Key: the wheel's sha256, the Python version and the
-    sha256s of the interpreter's .debs, the installer wheel's sha256, the
-    assembler version, the prefix and the bytecode exclusions.
+    runs, each chunk's pycs when the chunk is done (:class:`Harvester`).
+    Key: the wheel's sha256, the Python version and the sha256s of the
+    interpreter's .debs, the installer wheel's sha256, the assembler version,
+    the prefix and the bytecode exclusions.
 ``bytecode``
     The pycs of the standard library (``/usr/lib/python3.X``), which the
     whole-tree install compiles too.  Key: the path and sha256 of every .py

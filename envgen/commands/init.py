@@ -80,6 +80,7 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     from ..init import Options, plan, write
+    from .lock import lock_store
 
     opts = Options(paths=args.paths or ["."], output=args.output, date=args.date, python=args.python,
                    base=args.base, name=args.name, extras=args.extra, pins=args.pin, force=args.force)
@@ -90,7 +91,7 @@ def run(args, ui) -> int:
     for o in p.omitted:
         ui.warn(f"not carried over: {o.line()}")
     with ui.status(f"locking {p.path}") as update:
-        result, warnings = write(p, lock=not args.no_lock, progress=update)
+        result, warnings = write(p, lock=not args.no_lock, progress=update, store=lock_store(args))
     for w in warnings:
         ui.warn(w)
     spec = p.spec

@@ -40,7 +40,9 @@ def register(sub, parents, fmt):
             locked by content: [packages.vcs] (url, commit-id) and the pack's sha256.
             It is then resolved and built like a local project. A branch or tag is
             refused in the spec; a commit the repository lacks is a one-line error.
-            The pack is kept in the store, so a re-lock fetches nothing.
+            The pack is kept in the store (--store DIR, else the default one), as are
+            the sdists, build tools and .debs a source build needs, so a re-lock
+            fetches nothing.
 
             Variants: each [variants.NAME] of the spec (e.g. a CUDA build) is a whole
             env of its own, locked into pylock.SPECNAME.NAME.toml next to the default
@@ -91,7 +93,7 @@ def _run(args, ui, early) -> int:
     results = []
     for spec in specs:
         with ui.status(f"locking {spec.path}" + (f" (variant {spec.variant})" if spec.variant else "")) as update:
-            results.append(lock_spec(spec, progress=update, idle=prepare_output,
+            results.append(lock_spec(spec, progress=update, idle=prepare_output, store=lock_store(args),
                                      early=early if spec.variant is None else None))
     summaries = [_summary(spec, result) for spec, result in zip(specs, results, strict=True)]
     for w in dict.fromkeys(w for result in results for w in result.warnings):  # each once (the Debian side is shared)
@@ -109,6 +111,17 @@ def _run(args, ui, early) -> int:
     # that resolving left behind (~40 ms, a tenth of a warm lock's own time).
     gc.freeze()
     return 0
+
+
+def lock_store(args):
+    """The store --store names, for what locking fetches (git packs, sdists, build tools, .debs); None: the
+    default store, made only if something is fetched."""
+    if not args.store:
+        return None
+    from ..paths import store_dir
+    from ..snapshot.store import Store
+
+    return Store(store_dir(args.store))
 
 
 def _summary(spec, result) -> dict:

@@ -52,9 +52,11 @@ def register(sub, parents, fmt):
 def run(args, ui) -> int:
     from ..update import update
     from .diff import line
+    from .lock import lock_store
 
     with ui.status(f"updating {args.spec}") as progress:
-        r = update(args.spec, date=args.date, packages=args.packages, dry_run=args.dry_run, progress=progress)
+        r = update(args.spec, date=args.date, packages=args.packages, dry_run=args.dry_run, progress=progress,
+                   store=lock_store(args))
     for w in r.warnings:
         ui.warn(w)
     data = {

@@ -348,7 +348,7 @@ def _date(option: str | None, entries: list[Entry], python: str, base: str, say)
     return given, []
 
 
-def write(p: Plan, lock: bool, progress=None):
+def write(p: Plan, lock: bool, progress=None, store=None):
     """Lock (unless *lock* is false), then write the spec; the lock's result (or None) and warnings.
 
     The lock comes first: when it fails, nothing is written.
@@ -362,7 +362,7 @@ def write(p: Plan, lock: bool, progress=None):
         from ..lock.make import lock_spec
 
         try:
-            result = lock_spec(p.spec, progress)
+            result = lock_spec(p.spec, progress, store=store)
         except EnvgenError as exc:
             raise InitError(f"the lock failed, so {p.path} was not written: {exc}",
                             hint="--no-lock writes the spec without locking it") from None

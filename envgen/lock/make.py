@@ -146,12 +146,14 @@ def debian_build_packages(spec: Spec, compile_: bool) -> list[str]:
 
 
 def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
-               early: uvr.EarlyRun | None = None) -> tuple[pylock.Lock, list[str]]:
+               early: uvr.EarlyRun | None = None, store=None) -> tuple[pylock.Lock, list[str]]:
     """The lock of *spec* and its warnings.
 
     *idle* is called once while uv resolves (work that needs no result);
     *early* is :func:`~envgen.lock.resolve.start_early` of the spec's file,
-    adopted only if it is exactly the run this lock needs.
+    adopted only if it is exactly the run this lock needs.  What locking
+    fetches (git packs, sdists, build tools and .debs) goes into *store*
+    (None: the default store).
     """
     now = dt.datetime.now(dt.UTC)
     if spec.snapshot_date > now:
@@ -163,7 +165,7 @@ def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
         raise SpecError(f"{spec.path}: key 'platforms': one platform per spec is supported for now")
     platform = spec.platforms[0]
     say = progress or (lambda msg: None)
-    vcs = git_sources(spec, say)
+    vcs = git_sources(spec, say, store)
     with uvr.UvSession(spec, platform, early) as uv:
         uv.requirement_overrides = {g.index: g.requirement for g in vcs}
         say("resolving PyPI with uv")
@@ -171,7 +173,7 @@ def build_lock(spec: Spec, progress=None, idle: Callable[[], None] | None = None
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=3) as pool:
-            return _build_lock(spec, platform, uv, pool, say, idle, vcs)
+            return _build_lock(spec, platform, uv, pool, say, idle, vcs, store)
 
 
 @dataclass
@@ -189,8 +191,9 @@ class GitInput:
     requirement: str  # the spec's requirement, its URL replaced by the tree's (file://)
 
 
-def git_sources(spec: Spec, say: Callable[[str], None]) -> list[GitInput]:
-    """Fetch and pack every git requirement of *spec* (once per commit: the packs are remembered by their id)."""
+def git_sources(spec: Spec, say: Callable[[str], None], store=None) -> list[GitInput]:
+    """Fetch and pack every git requirement of *spec* into *store* (None: the default store), once per
+    commit: the packs are remembered by their id."""
     reqs = spec.vcs_requirements()
     if not reqs:
         return []
@@ -201,7 +204,7 @@ def git_sources(spec: Spec, say: Callable[[str], None]) -> list[GitInput]:
     from .buildreq import _cached_tree
     from .resolve import lock_cache
 
-    store = Store(store_dir(None))
+    store = store if store is not None else Store(store_dir(None))
     out = []
     for i, text in reqs:
         req = Requirement(text)
@@ -230,7 +233,7 @@ def git_sources(spec: Spec, say: Callable[[str], None]) -> list[GitInput]:
 
 def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolExecutor,
                 say: Callable[[str], None], idle: Callable[[], None] | None,
-                vcs: list[GitInput]) -> tuple[pylock.Lock, list[str]]:
+                vcs: list[GitInput], store=None) -> tuple[pylock.Lock, list[str]]:
     # imported while uv runs
     from . import debian as deb
     from . import pylock
@@ -258,7 +261,7 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
         return _convert(uv_lock, spec, platform, {}, {}, tool_of=tool_of)[0]
 
     def source_builds(inputs: list[SourceInput], debs: Callable[[], list[pylock.DebPackage]]) -> BuildResolution:
-        return resolve_source_builds(spec, platform, inputs, None, debs, convert_tools, say, uv)
+        return resolve_source_builds(spec, platform, inputs, store, debs, convert_tools, say, uv)
 
     say("resolving the Debian runtime with apt")
     # [build] from-source means compiling; otherwise only the resolution tells (a package without a wheel)
@@ -361,8 +364,8 @@ def _build_lock(spec: Spec, platform: str, uv: uvr.UvSession, pool: ThreadPoolEx
 
 
 def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
-              early: uvr.EarlyRun | None = None) -> LockResult:
-    """Lock *spec* into its ``pylock.<name>.toml``; *idle* and *early* as for :func:`build_lock`."""
+              early: uvr.EarlyRun | None = None, store=None) -> LockResult:
+    """Lock *spec* into its ``pylock.<name>.toml``; *idle*, *early* and *store* as for :func:`build_lock`."""
     from ..fsutil import atomic_write
     from . import pylock
 
@@ -384,7 +387,7 @@ def lock_spec(spec: Spec, progress=None, idle: Callable[[], None] | None = None,
         if idle is not None:
             idle()
 
-    lock, warnings = build_lock(spec, progress, while_uv_resolves, early)
+    lock, warnings = build_lock(spec, progress, while_uv_resolves, early, store)
     lock.path = path
     if previous[0] is not None and previous[0] == lock:
         return LockResult(lock, path, False, warnings)
