@@ -191,6 +191,9 @@ def test_bad_input(tiny, tmp_path):
     assert proc.returncode == 2 and "corrupted" in proc.stderr and "six" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (bad / "trees").exists() or not any((bad / "trees").iterdir())
+    # checked while the sandbox installed it: no unit of it, nor of the bytecode compiled with it, published
+    kinds = [json.loads((d / "meta.json").read_text())["unit"] for d in (bad / "units").iterdir()]
+    assert kinds and set(kinds) == {"deb"}, kinds
     # bind source that does not exist; command not found
     proc = envgen_run(tiny, "--bind", f"{tmp_path}/nope:/data", "--", "true")
     assert proc.returncode == 2 and "does not exist" in proc.stderr

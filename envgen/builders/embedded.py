@@ -261,8 +261,6 @@ class _Build:
             said.put(None)
 
     def _install(self, missing: list[Unit], stdlib: bool, said: queue.SimpleQueue) -> None:
-        for u in missing:
-            self.store.read_verified(u.inputs["wheel"], u.name)
         tools = [(fname, self.store.path_of(sha)) for fname, sha in base_tools(self.inputs)]
         dirs: dict[str, list[tuple[str, Path | None]]] = {"wheels": [(u.name, u.source) for u in missing],
                                                           "tools": [(f, p) for f, p in tools]}
@@ -277,12 +275,18 @@ class _Build:
         binds.append(Bind(self.stage / "plan.json", "/.build/plan.json"))
         argv = self._sandbox(self.root, binds).argv(
             [python_path(self.inputs), "-I", "-B", "-S", "/.build/assemble.py", "units", "/.build/plan.json"])
-        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err, \
+                ThreadPoolExecutor(max_workers=_jobs()) as pool:
+            # the wheels are checked against the lock while the step starts: nothing it makes is published
+            # before they are (the builder publishes units only once this has returned)
+            checks = [pool.submit(self.store.verified, u.inputs["wheel"], u.name) for u in missing]
             # stderr to a file: only stdout is read as it comes, and a full stderr pipe would block the step
             with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True) as proc:
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     said.put(line.rstrip("\n"))
+            for check in checks:
+                check.result()  # a wheel that is not the lock's is the error, whatever the step made of it
             err.seek(0)
             _check(subprocess.CompletedProcess(argv, proc.returncode, "", err.read()), "installing the wheels")
         for leftover in (*dirs, "plan.json"):
@@ -445,8 +449,7 @@ def assembly(inputs: BuildInputs, built: list[tuple[str, Path]]) -> Assembly:
     wheels = []
     for p in inputs.lock.packages:
         for w in p.wheels:
-            store.read_verified(w.sha256, w.filename)
-            wheels.append((w.filename, store.path_of(w.sha256)))
+            wheels.append((w.filename, store.verified(w.sha256, w.filename)))
     plan = plan_for(inputs, {"wheelhouse": "/.build/wheels", "python_full": inputs.python_full_version(),
                              "lock": "/.build/pylock.toml", "manifest": "/.build/snapshot.json"})
     return Assembly(

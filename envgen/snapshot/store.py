@@ -163,16 +163,31 @@ class Store:
 
     def read_verified(self, sha: str, name: str) -> bytes:
         """An object's bytes, checked against its name; a missing or corrupt object is a one-line error."""
-        if not self.has(sha):
-            raise EnvgenError(f"store object missing: {name} ({sha[:16]}…)", hint="run `envgen snapshot SPEC`")
+        self._present(sha, name)
         data = self.path_of(sha).read_bytes()
         import hashlib
 
-        actual = hashlib.sha256(data).hexdigest()
+        self._intact(sha, hashlib.sha256(data).hexdigest(), name)
+        return data
+
+    def verified(self, sha: str, name: str) -> Path:
+        """An object's path, once its bytes are checked against its name (read in chunks: an object
+        may be gigabytes); a missing or corrupt object is a one-line error."""
+        from ..fsutil import file_sha256
+
+        self._present(sha, name)
+        self._intact(sha, file_sha256(self.path_of(sha)), name)
+        return self.path_of(sha)
+
+    def _present(self, sha: str, name: str) -> None:
+        if not self.has(sha):
+            raise EnvgenError(f"store object missing: {name} ({sha[:16]}…)", hint="run `envgen snapshot SPEC`")
+
+    @staticmethod
+    def _intact(sha: str, actual: str, name: str) -> None:
         if actual != sha:
             raise EnvgenError(f"store object corrupted: {name} should hash to {sha[:16]}… but hashes to {actual[:16]}…",
                               hint="run `envgen store verify --repair`, then `envgen snapshot SPEC` again")
-        return data
 
     def open(self, sha: str) -> BinaryIO:
         try:
