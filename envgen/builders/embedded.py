@@ -208,7 +208,7 @@ class _Build:
     def package_units(self, built: list[Path], linker: Linker) -> None:
         """A unit per wheel and one for the standard library's bytecode: the ones the store has are placed
         into the tree; the others are installed and compiled in the tree, as a whole-tree install does, and
-        then moved into their units."""
+        taken into their units as the sandbox says their files are final (units.Harvester)."""
         python = self.lock.python
         base = compiler_inputs(self.lock, ASSEMBLER)
         installer = self.inputs.tool_wheel("installer").sha256
