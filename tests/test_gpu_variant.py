@@ -121,6 +121,38 @@ def _oci_layers(oci: Path) -> tuple[str, dict[str, tuple[str, list[str]]]]:
     return digest, layers
 
 
+def test_a_sweep_runs_the_variant_and_shows_each_point_the_gpus(cuda, tmp_path):
+    """`envgen sweep --variant cuda12 --gpu`: every point runs in the variant's env (its own tree) with the
+    (fake) driver bound in and recorded; without a GPU on the host, the sweep is refused before it starts."""
+    env = {"ENVGEN_GPU_ROOT": str(cuda.host)}
+    out = tmp_path / "sweep"
+    proc = run_envgen("sweep", str(cuda.spec), "--variant", "cuda12", "--gpu", "--store", str(cuda.store),
+                      "--param", "n=1,2", "--out", str(out), "--json", "--", "sh", "-c",
+                      f"python3 -c \"{CUDART_VERSION}\" > {{out}}/cudart.txt; "
+                      "nvidia-smi --query-gpu=name --format=csv,noheader > {out}/gpus.txt",
+                      env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "sweep.json").read_text())
+    assert (doc["variant"], doc["gpu"]) == ("cuda12", True)
+    points = json.loads(proc.stdout)["points"]
+    assert [p["state"] for p in points] == ["completed", "completed"]
+    for p in points:
+        pdir = out / "points" / f"{p['index']:03d}"
+        assert (pdir / "cudart.txt").read_text().strip() == "12080"
+        assert "NVIDIA H200" in (pdir / "gpus.txt").read_text()
+        rec = json.loads(run_envgen("runs", "show", p["run_id"], "--store", str(cuda.store), "--json",
+                                    check=True).stdout)
+        rec = rec.get("run", rec)
+        assert rec["env_name"] == "tiny-cuda12"
+        assert rec["tree_digest"] == cuda.built["cuda12"]["tree_digest"] != cuda.built["default"]["tree_digest"]
+        assert rec["host"]["gpu"]["driver_version"] == VERSION
+    bare = run_envgen("sweep", str(cuda.spec), "--variant", "cuda12", "--gpu", "--store", str(cuda.store),
+                      "--param", "n=1", "--out", str(tmp_path / "nogpu"), "--", "true",
+                      env={"ENVGEN_GPU_ROOT": str(tmp_path / "empty")})
+    assert bare.returncode == 2 and len(bare.stderr.strip().splitlines()) == 1 and "Traceback" not in bare.stderr
+    assert not (tmp_path / "nogpu").exists()
+
+
 def test_cuda_images_are_reproducible_with_the_cuda_wheel_in_its_own_layer(cuda, tmp_path):
     digests = []
     for n in (1, 2):

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 from ..errors import EnvgenError
+from . import variant_option
 
 ACTIONS = ("status", "collect", "task")
 
@@ -30,6 +31,11 @@ def register(sub, parents, fmt):
             resubmittable by hand) and submits it with sbatch; resources come from
             the spec's [slurm] table or --time/--cpus-per-task/--mem/--partition/--gres.
 
+            --variant NAME sweeps the spec's [variants.NAME] env (e.g. cuda12), and
+            --gpu shows every point the GPUs of the host it runs on, as for
+            `envgen run --gpu` (on SLURM, ask for them too: --gres gpu:1); a point
+            on a host without a GPU fails, never runs on the CPU instead.
+
               envgen sweep status DIR [--resubmit-failed] [--wait SECONDS]
                   per-point state from the scheduler (squeue/sacct) and the records;
                   failed or timed-out points are listed with their log, and
@@ -49,6 +55,8 @@ def register(sub, parents, fmt):
               envgen sweep specs/abide.toml --param random-state=0..3 --param classifier=logistic,svm \\
                   --engine local --jobs 2 --bind data:/data:ro --out sweeps/clf \\
                   -- abide-pipeline --input-dir /data --output-dir {out} --write-metrics
+              envgen sweep specs/tiny-gpu.toml --variant cuda12 --gpu --engine slurm --gres gpu:1 \
+                  --param seed=0..3 -- python train.py --out {out}
               envgen sweep status sweeps/clf --wait 600
               envgen sweep collect sweeps/clf --plot mean_test_accuracy
             """
@@ -59,6 +67,9 @@ def register(sub, parents, fmt):
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
                    help="a grid axis: NAME=0..9 (inclusive range) or NAME=a,b,c; repeatable")
     p.add_argument("--engine", choices=["local", "slurm"], default="local", help="where to run (default: local)")
+    variant_option(p)
+    p.add_argument("--gpu", action="store_true",
+                   help="show each point the host's NVIDIA GPUs, as `envgen run --gpu` does")
     p.add_argument("--runtime", default="bwrap", help="how each point runs (default: bwrap)")
     p.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="as for envgen run")
     p.add_argument("--out", metavar="DIR", help="the sweep directory (default: sweeps/NAME-DATE)")
@@ -113,7 +124,11 @@ def _create(args, ui) -> int:
         Bind.parse(b)
     if args.engine == "slurm":
         sw.check_slurm()
-    spec, lock = load_lock_for(args.target, ui)
+    elif args.gpu:  # the local engine runs every point here: no GPU here is one line, before anything is made
+        from ..gpu import require
+
+        require()
+    spec, lock = load_lock_for(args.target, ui, args.variant)
     store = open_store(args.store)
     resources = dict(spec.slurm) if spec else {}
     for flag in sw.SBATCH_FLAGS:
@@ -122,9 +137,10 @@ def _create(args, ui) -> int:
             resources[flag] = v
     binds = [Bind.parse(b).spec() for b in args.bind]
     doc = sw.create(spec.path if spec else Path(args.target), store.root, args.param, list(args.cmd), binds,
-                    args.runtime, args.engine, Path(args.out) if args.out else None, resources, lock.name)
+                    args.runtime, args.engine, Path(args.out) if args.out else None, resources, lock.name,
+                    variant=args.variant, gpu=args.gpu)
     with ui.status("building the environment once for every point") as update:
-        prepare(store, doc["spec"], args.runtime)
+        prepare(store, doc["spec"], args.runtime, variant=args.variant)
         update("")
     ui.info(f"sweep {doc['id']}: {len(doc['points'])} points in {doc['dir']}")
     if args.engine == "local":

@@ -63,11 +63,12 @@ def save(doc: dict) -> None:
 
 
 def create(spec_path: Path, store_root: Path, params: list[str], template: list[str], binds: list[str],
-           runtime: str, engine: str, out_dir: Path | None, resources: dict[str, str], name: str) -> dict:
+           runtime: str, engine: str, out_dir: Path | None, resources: dict[str, str], name: str,
+           variant: str | None = None, gpu: bool = False) -> dict:
     grid = expand([parse_param(p) for p in params])
     if not template:
         raise EnvgenError("no command to sweep", hint="envgen sweep SPEC --param … -- CMD …")
-    key = [str(spec_path), params, template, binds, runtime, _now()]
+    key = [str(spec_path), params, template, binds, runtime, variant, gpu, _now()]
     sweep_id = hashlib.sha256(canonical_json(key)).hexdigest()[:12]
     d = Path(out_dir) if out_dir else Path("sweeps") / f"{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if d.exists() and any(d.iterdir()):
@@ -83,7 +84,8 @@ def create(spec_path: Path, store_root: Path, params: list[str], template: list[
                        "command": point_command(template, values, OUT_IN_ENV)})
     doc = {
         **formats.header(KIND), "id": sweep_id, "name": name, "created": _now(),
-        "spec": str(spec_path.resolve()), "store": str(store_root.resolve()), "runtime": runtime, "engine": engine,
+        "spec": str(spec_path.resolve()), "variant": variant, "gpu": gpu,
+        "store": str(store_root.resolve()), "runtime": runtime, "engine": engine,
         "binds": binds, "params": params, "template": template, "resources": resources, "points": points,
         "jobs": [], "dir": str(d.resolve()),
     }
@@ -119,12 +121,17 @@ def run_task(sweep_dir: str | Path, index: int) -> int:
     started = _now()
     atomic_write(status_path(point), json.dumps({"state": "running", "started": started, "host": os.uname().nodename,
                                                  "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
+    gpu = None
+    if doc.get("gpu"):  # this host's GPUs (a SLURM node's), found where the point runs
+        from ..gpu import require
+
+        gpu = require()
     store = open_store(doc["store"])
-    runtime, env, spec = prepare(store, doc["spec"], doc["runtime"])
+    runtime, env, spec = prepare(store, doc["spec"], doc["runtime"], variant=doc.get("variant"))
     binds = [Bind.parse(b) for b in doc["binds"]] + [Bind(Path(point["dir"]), OUT_IN_ENV, True)]
     rec = run_recorded(store, runtime, env, RunRequest.for_spec(
         point["command"], binds, spec, doc["spec"], label=f"{doc['name']}[{index}]", reason=f"sweep {doc['id']}",
-        tags=[f"sweep:{doc['id']}"]))
+        tags=[f"sweep:{doc['id']}"], gpu=gpu))
     state = "completed" if rec.exit_status == 0 else "failed"
     atomic_write(status_path(point), json.dumps({
         "state": state, "exit_status": rec.exit_status, "run_id": rec.id, "started": started, "finished": _now(),
@@ -162,7 +169,8 @@ def sbatch_script(doc: dict) -> str:
     lines = [
         "#!/bin/bash",
         f"# envgen sweep {doc['id']}: {doc['name']}, {len(doc['points'])} points over {' '.join(doc['params'])}",
-        f"# spec: {doc['spec']}   runtime: {doc['runtime']}   store: {doc['store']}",
+        f"# spec: {doc['spec']}" + (f" (variant {doc['variant']})" if doc.get("variant") else "")
+        + f"   runtime: {doc['runtime']}" + ("   --gpu" if doc.get("gpu") else "") + f"   store: {doc['store']}",
         "#",
         "# Submit again by hand:           sbatch sweep.sbatch",
         "# Only some points (e.g. failed):  sbatch --array=1,3 sweep.sbatch",
