@@ -13,7 +13,9 @@ The spec is edited in place with tomlkit (its comments and layout stay), the
 new spec is locked into a temporary directory, and only then are the spec
 and the lock replaced, each atomically (the spec first: a crash between the
 two leaves a lock that envgen reports as older than its spec).  With
-``dry_run`` nothing is replaced.  The difference between the old lock and
+``dry_run`` nothing is replaced.  Every ``[variants.NAME]`` of the spec is
+locked at the new date too (its own packages are not held), before anything
+is written, and its lock replaced with the others.  The difference between the old lock and
 the new one is :func:`envgen.lock.diff.diff_locks` with each Debian change
 marked ``security`` when its version carries a ``+debNuN``/``~debNuN``
 security-update suffix or it comes from the ``debian-security`` archive.
@@ -59,6 +61,7 @@ class UpdateResult:
     build_changes: list[dict]
     written: bool
     warnings: list[str] = field(default_factory=list)
+    variants: dict[str, dict] = field(default_factory=dict)  # name -> {"lock", "changes", "build_changes"}
 
 
 def edit_spec(text: str, where: str, date: SnapshotDate, hold: dict[str, str] | None) -> str:
@@ -137,17 +140,41 @@ def update(spec_path: str | Path, date: str | None = None, packages: list[str] |
             hint = (f"the other packages are held at their locked versions: name the ones that must move too, "
                     f"or update the whole spec (envgen update {spec.path})") if named else None
             raise LockError(f"{spec.path} at {new_date.iso} does not lock: {exc}", hint=hint) from None
-        new = result.lock
-        changes = diff_locks(old, new)
-        build = diff_build(old, new)
-        for c in changes + build:
-            if c["source"].startswith("debian"):
-                c["security"] = is_security(c, new)
+        changes, build = _changes(old, result.lock)
+        # every variant moves with the spec (a lock made from the old spec would be stale): each is locked
+        # too, before anything is written; a variant's own packages are not held
+        variants: dict[str, dict] = {}
+        staged_locks = [(spec.lock_path, result.path)]
+        for name in sorted(staged.variants):
+            say(f"locking {spec.path} (variant {name}) at {new_date.iso}")
+            try:
+                vr = lock_spec(staged.for_variant(name), progress, store=store)
+            except EnvgenError as exc:
+                raise LockError(f"{spec.path}'s variant {name} at {new_date.iso} does not lock: {exc}") from None
+            target = spec.for_variant(name).lock_path
+            before = pylock.load(target) if target.is_file() else None
+            vchanges, vbuild = _changes(before, vr.lock) if before is not None else (None, None)
+            variants[name] = {"lock": str(target), "changes": vchanges, "build_changes": vbuild}
+            staged_locks.append((target, vr.path))
+            warnings += vr.warnings
         if not dry_run:
             atomic_write(spec.path, new_text)
-            atomic_write(spec.lock_path, result.path.read_bytes())
+            for target, made in staged_locks:
+                atomic_write(target, made.read_bytes())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return UpdateResult(spec=spec, new_text=new_text, old_date=spec.snapshot_date, new_date=new_date, named=named,
                         held=hold or {}, released=released, changes=changes, build_changes=build,
-                        written=not dry_run, warnings=warnings + result.warnings)
+                        written=not dry_run, warnings=list(dict.fromkeys(warnings + result.warnings)),
+                        variants=variants)
+
+
+def _changes(old: pylock.Lock, new: pylock.Lock) -> tuple[list[dict], list[dict]]:
+    """What moved from *old* to *new*: the env's packages, and the build-time ones; Debian changes marked
+    ``security`` or not."""
+    changes = diff_locks(old, new)
+    build = diff_build(old, new)
+    for c in changes + build:
+        if c["source"].startswith("debian"):
+            c["security"] = is_security(c, new)
+    return changes, build

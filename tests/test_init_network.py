@@ -100,6 +100,27 @@ def test_update_named_packages_holds_the_rest_and_a_full_update_releases_them(sm
 
 
 @pytest.mark.slow
+def test_update_moves_every_variant_with_the_spec(small):
+    """A variant's lock is made from the spec: an update re-locks it at the new date too (it would be
+    stale otherwise), says what moved in it beyond the default env, and writes it only with the others."""
+    small.write_text(small.read_text() + '\n[variants.extra]\nrequirements = ["attrs"]\n')
+    run_envgen("lock", str(small), check=True)
+    variant_lock = small.parent / "pylock.small.extra.toml"
+    assert _versions(variant_lock) == {"six": "1.16.0", "packaging": "22.0", "attrs": "22.2.0"}
+    before = small.read_bytes(), variant_lock.read_bytes()
+    dry = json.loads(run_envgen("update", str(small), "--date", "2025-01-01", "--dry-run", "--json",
+                                check=True).stdout)
+    assert (small.read_bytes(), variant_lock.read_bytes()) == before
+    moved = {c["name"]: (c["old"], c["new"]) for c in dry["variants"]["extra"]["changes"] if c["source"] == "pypi"}
+    assert moved == {"six": ("1.16.0", "1.17.0"), "packaging": ("22.0", "24.2"), "attrs": ("22.2.0", "24.3.0")}
+    human = run_envgen("update", str(small), "--date", "2025-01-01", check=True).stdout
+    assert "variant extra: 1 more difference" in human and "attrs 22.2.0 -> 24.3.0" in human
+    assert _versions(variant_lock) == {"six": "1.17.0", "packaging": "24.2", "attrs": "24.3.0"}
+    assert pylock.load(variant_lock).spec_sha256 == load_spec(small).for_variant("extra").sha256  # not stale
+    assert json.loads(run_envgen("lock", str(small), "--json", check=True).stdout)["changed"] is False
+
+
+@pytest.mark.slow
 def test_update_dry_run_on_the_abide_spec_prints_the_diff_and_writes_nothing(abide_checkout):
     require_tool("bwrap", why="locking a local project runs its build backend under bubblewrap")
     spec = abide_checkout / "specs" / "abide.toml"

@@ -25,8 +25,12 @@ def register(sub, parents, fmt):
             without names releases every hold; deleting a line of [hold] releases one.
             The Debian runtime has one date and always moves with the spec.
 
-            The spec keeps its comments and layout. The new lock is made in a temporary
-            directory first; only when it succeeds are the spec and its lock replaced,
+            Every [variants.NAME] of the spec moves with it: its lock is made again at
+            the new date too (its own packages are not held), and the update lists what
+            moved in it beyond the default env's changes.
+
+            The spec keeps its comments and layout. The new locks are made in a temporary
+            directory first; only when all succeed are the spec and its locks replaced,
             each atomically. --dry-run prints the difference and writes nothing.
             """
         ),
@@ -73,6 +77,7 @@ def run(args, ui) -> int:
         "build_changes": r.build_changes,
         "security_updates": sorted(c["name"] for c in r.changes + r.build_changes if c.get("security")),
         "warnings": r.warnings,
+        "variants": r.variants,
     }
 
     def human(out):
@@ -88,10 +93,20 @@ def run(args, ui) -> int:
             out.print("build time (source builds, build tools, Debian build packages):")
         for c in r.build_changes:
             line(out, c, "  ")
+        for name, v in r.variants.items():
+            if v["changes"] is None:
+                out.print(f"variant {name}: locked for the first time ({v['lock']})")
+                continue
+            own = [c for c in v["changes"] if c not in r.changes]  # what the default env's list does not say
+            out.print(f"variant {name}: " + (f"{len(own)} more difference{'s' * (len(own) != 1)}" if own
+                                        else "no other differences"))
+            for c in own:
+                line(out, c, "  ")
         if data["security_updates"]:
             out.print(f"{len(data['security_updates'])} Debian security updates")
-        out.print(f"{r.spec.path} and {r.spec.lock_path} updated" if r.written
-                  else "dry run: the spec and its lock are unchanged")
+        locks = ", ".join([str(r.spec.lock_path), *(v["lock"] for v in r.variants.values())])
+        out.print(f"{r.spec.path} and {locks} updated" if r.written
+                  else f"dry run: the spec and its lock{'s' if r.variants else ''} are unchanged")
 
     ui.emit(data, human)
     return 0
