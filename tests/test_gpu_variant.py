@@ -146,6 +146,11 @@ def test_a_sweep_runs_the_variant_and_shows_each_point_the_gpus(cuda, tmp_path):
         assert rec["env_name"] == "tiny-cuda12"
         assert rec["tree_digest"] == cuda.built["cuda12"]["tree_digest"] != cuda.built["default"]["tree_digest"]
         assert rec["host"]["gpu"]["driver_version"] == VERSION
+    # a point whose host has no GPU (a node without one) fails, saying why, and never runs on the CPU
+    task = run_envgen("sweep", "task", str(out), "1", env={"ENVGEN_GPU_ROOT": str(tmp_path / "empty")})
+    assert task.returncode == 2 and "Traceback" not in task.stderr
+    row = json.loads(run_envgen("sweep", "status", str(out), "--json", check=False).stdout)["points"][1]
+    assert row["state"] == "failed" and row["exit_status"] == 2 and "GPU" in row["error"], row
     bare = run_envgen("sweep", str(cuda.spec), "--variant", "cuda12", "--gpu", "--store", str(cuda.store),
                       "--param", "n=1", "--out", str(tmp_path / "nogpu"), "--", "true",
                       env={"ENVGEN_GPU_ROOT": str(tmp_path / "empty")})

@@ -55,7 +55,7 @@ def register(sub, parents, fmt):
               envgen sweep specs/abide.toml --param random-state=0..3 --param classifier=logistic,svm \\
                   --engine local --jobs 2 --bind data:/data:ro --out sweeps/clf \\
                   -- abide-pipeline --input-dir /data --output-dir {out} --write-metrics
-              envgen sweep specs/tiny-gpu.toml --variant cuda12 --gpu --engine slurm --gres gpu:1 \
+              envgen sweep specs/tiny-gpu.toml --variant cuda12 --gpu --engine slurm --gres gpu:1 \\
                   --param seed=0..3 -- python train.py --out {out}
               envgen sweep status sweeps/clf --wait 600
               envgen sweep collect sweeps/clf --plot mean_test_accuracy
@@ -176,6 +176,7 @@ def _report(doc: dict, rows: list[dict], ui) -> int:
             params = " ".join(f"{k}={v}" for k, v in r["params"].items())
             extra = f" exit {r['exit_status']}" if r["exit_status"] not in (None, 0) else ""
             extra += f" run {r['run_id']}" if r["run_id"] else ""
+            extra += f" ({r['error']})" if r.get("error") else ""
             if r["state"] == "failed" and r["log"]:
                 extra += f"  log: {r['log']}"
             out.print(f"  [{r['index']}] {params:30} {r['state']}{extra}")

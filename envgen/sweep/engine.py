@@ -121,17 +121,23 @@ def run_task(sweep_dir: str | Path, index: int) -> int:
     started = _now()
     atomic_write(status_path(point), json.dumps({"state": "running", "started": started, "host": os.uname().nodename,
                                                  "slurm_job": os.environ.get("SLURM_JOB_ID")}) + "\n")
-    gpu = None
-    if doc.get("gpu"):  # this host's GPUs (a SLURM node's), found where the point runs
-        from ..gpu import require
+    try:
+        gpu = None
+        if doc.get("gpu"):  # this host's GPUs (a SLURM node's), found where the point runs
+            from ..gpu import require
 
-        gpu = require()
-    store = open_store(doc["store"])
-    runtime, env, spec = prepare(store, doc["spec"], doc["runtime"], variant=doc.get("variant"))
-    binds = [Bind.parse(b) for b in doc["binds"]] + [Bind(Path(point["dir"]), OUT_IN_ENV, True)]
-    rec = run_recorded(store, runtime, env, RunRequest.for_spec(
-        point["command"], binds, spec, doc["spec"], label=f"{doc['name']}[{index}]", reason=f"sweep {doc['id']}",
-        tags=[f"sweep:{doc['id']}"], gpu=gpu))
+            gpu = require()
+        store = open_store(doc["store"])
+        runtime, env, spec = prepare(store, doc["spec"], doc["runtime"], variant=doc.get("variant"))
+        binds = [Bind.parse(b) for b in doc["binds"]] + [Bind(Path(point["dir"]), OUT_IN_ENV, True)]
+        rec = run_recorded(store, runtime, env, RunRequest.for_spec(
+            point["command"], binds, spec, doc["spec"], label=f"{doc['name']}[{index}]",
+            reason=f"sweep {doc['id']}", tags=[f"sweep:{doc['id']}"], gpu=gpu))
+    except EnvgenError as exc:  # the point could not start here (no GPU on this node, the store gone): failed
+        atomic_write(status_path(point), json.dumps({
+            "state": "failed", "exit_status": 2, "error": exc.message, "started": started, "finished": _now(),
+            "host": os.uname().nodename, "slurm_job": os.environ.get("SLURM_JOB_ID")}, sort_keys=True) + "\n")
+        raise
     state = "completed" if rec.exit_status == 0 else "failed"
     atomic_write(status_path(point), json.dumps({
         "state": state, "exit_status": rec.exit_status, "run_id": rec.id, "started": started, "finished": _now(),
@@ -298,6 +304,7 @@ def status(doc: dict) -> list[dict]:
             state = "unknown"
         rows.append({"index": i, "params": p["params"], "state": state, "scheduler": sched,
                      "exit_status": (st or {}).get("exit_status"), "run_id": (st or {}).get("run_id"),
+                     "error": (st or {}).get("error"),
                      "log": log, "dir": p["dir"]})
     return rows
 
