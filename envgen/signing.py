@@ -115,11 +115,19 @@ def load_public(path: str | os.PathLike):
     return SSlibKey.from_crypto(pub)
 
 
-def sign(payload: bytes, payload_type: str, signer) -> bytes:
-    """The DSSE envelope of *payload*, signed by *signer* (or each of a list of signers), as canonical JSON."""
+def sign(payload: bytes, payload_type: str, signer, envelope: bytes | None = None) -> bytes:
+    """The DSSE envelope of *payload*, signed by *signer* (or each of a list of signers), as canonical JSON.
+    With *envelope* (an earlier envelope of the same payload), its signatures are kept beside the new ones
+    (a key that signed it already signs it again, to the same bytes: ed25519 is deterministic)."""
     from securesystemslib.dsse import Envelope
 
     env = Envelope(payload=payload, payload_type=payload_type, signatures={})
+    if envelope is not None:
+        earlier_type, earlier, _ = envelope_payload(envelope, "the earlier envelope")
+        if (earlier_type, earlier) != (payload_type, payload):
+            raise SignatureError("an earlier envelope signs something else than this payload",
+                                 hint="remove it and sign again")
+        env = Envelope.from_dict(json.loads(envelope))
     for one in signer if isinstance(signer, list) else [signer]:
         env.sign(one)
     return canonical_json(env.to_dict())

@@ -7,6 +7,7 @@ end to end (CLI export, verify --key) is slow + network, as the other tiny tests
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tarfile
@@ -240,8 +241,36 @@ def test_bundle_carries_signed_attestations(snapped, tmp_path, keys):
     # the CLI: another key is one line, exit 2, before anything is rebuilt
     p = run_envgen("verify", "--key", str(tmp_path / "keys/b.key.pub"), str(out))
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "no signature by key" in p.stderr, p.stderr
-    p = run_envgen("sign", str(out), "--key", str(tmp_path / "keys/a.key"))
-    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "envgen archive" in p.stderr, p.stderr
+    # signed afterwards by another key: its signature joins a's, nothing else in the bundle changes
+    before = _members_of(out)
+    run_envgen("sign", str(out), "--key", str(tmp_path / "keys/b.key"), check=True)
+    after = _members_of(out)
+    assert {k for k in before if before[k] != after[k]} == {
+        "envgen-bundle.json", "attestations/provenance.intoto.dsse.json", "attestations/sbom.cdx.dsse.json"}
+    res = restore_bundle(Store(tmp_path / "st3"), out)  # the manifest lists the new envelopes: it restores
+    for k in ("a", "b"):
+        assert signing.check_members(str(out), res["attestations"], keys[k][1])["signed"] == ["provenance", "sbom"]
+
+
+def _members_of(bundle) -> dict[str, bytes]:
+    with tarfile.open(bundle) as tf:
+        return {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isreg()}
+
+
+def test_a_bundle_signed_afterwards_is_the_bundle_archive_key_writes(snapped, tmp_path, keys):
+    """`envgen sign BUNDLE` on an unsigned bundle gives, byte for byte, the bundle written signed (and
+    signing it again with the same key changes nothing)."""
+    signed, later = tmp_path / "signed.tar.zst", tmp_path / "later.tar.zst"
+    write_bundle(snapped.store, snapped.id, signed, "zstd", signers=[keys["a"][0]])
+    write_bundle(snapped.store, snapped.id, later, "zstd")
+    assert later.read_bytes() != signed.read_bytes()
+    out = json.loads(run_envgen("sign", str(later), "--key", str(tmp_path / "keys/a.key"), "--json",
+                                check=True).stdout)
+    assert out["signed"] == ["attestations/provenance.intoto.dsse.json", "attestations/sbom.cdx.dsse.json"]
+    assert later.read_bytes() == signed.read_bytes()
+    assert out["sha256"] == hashlib.sha256(signed.read_bytes()).hexdigest()
+    again = run_envgen("sign", str(later), "--key", str(tmp_path / "keys/a.key"), check=True)  # the same key again
+    assert again.returncode == 0 and later.read_bytes() == signed.read_bytes()
 
 
 def test_build_provenance_and_rebuild_statements_are_deterministic(snapped):

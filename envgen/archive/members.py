@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import zstandard
 
+from ..attest import MT_CYCLONEDX, MT_INTOTO
 from ..errors import EnvgenError, NotABundle
 
 KIND = "envgen-bundle"
@@ -25,6 +26,12 @@ RUNS = "runs.json"
 ATTESTATIONS = "attestations/"
 PROVENANCE = "attestations/provenance.intoto.json"
 SBOM = "attestations/sbom.cdx.json"
+SIGNED = {PROVENANCE: MT_INTOTO, SBOM: MT_CYCLONEDX}  # the members a signed bundle has envelopes of, their types
+
+
+def envelope_of(member: str) -> str:
+    """The member holding the DSSE envelope of an attestation member: ``x.json`` -> ``x.dsse.json``."""
+    return member.removesuffix(".json") + ".dsse.json"
 # envgen's own runtime (envgen.selfhost): its snapshot id in the manifest, its snapshot manifest as a member
 SELFHOST_ID = "selfhost-snapshot-id"
 SELFHOST_SNAPSHOT = "selfhost/snapshot.json"

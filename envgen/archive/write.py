@@ -32,10 +32,12 @@ from .members import (
     PROVENANCE,
     RUNS,
     SBOM,
+    SIGNED,
     SNAPSHOT,
     SOURCE,
     Compressed,
     check_compression,
+    envelope_of,
     is_bundle,
 )
 
@@ -180,14 +182,10 @@ def _attestations(store: Store, sid: str, doc: dict, env: dict | None, signers: 
     out: dict[str, tuple[str, bytes, int]] = {}
     stmt = attest.to_bytes(attest.provenance(subjects, attest.provenance_predicate(doc, sid, lock, builder)))
     out[PROVENANCE] = ("provenance", stmt, 0o644)
-    payloads = [(PROVENANCE, stmt, attest.MT_INTOTO)]
     if lock is not None:
-        sbom = make_sbom(lock, tree, sid, doc["name"])
-        out[SBOM] = ("sbom", sbom, 0o644)
-        payloads.append((SBOM, sbom, attest.MT_CYCLONEDX))
-    if signers:
-        for path, data, ptype in payloads:
-            out[path.removesuffix(".json") + ".dsse.json"] = ("signature", sign(data, ptype, list(signers)), 0o644)
+        out[SBOM] = ("sbom", make_sbom(lock, tree, sid, doc["name"]), 0o644)
+    for path in list(out) if signers else []:
+        out[envelope_of(path)] = ("signature", sign(out[path][1], SIGNED[path], list(signers)), 0o644)
     return out
 
 

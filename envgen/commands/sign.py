@@ -40,17 +40,20 @@ def register(sub, parents, fmt):
         "sign",
         parents=parents,
         formatter_class=fmt,
-        help="sign the provenance and SBOM of an OCI layout or a SIF, or any file, as DSSE envelopes",
+        help="sign the provenance and SBOM of an OCI layout, a SIF or a bundle, or any file, as DSSE envelopes",
         description=textwrap.dedent(
             """\
             FILE is an OCI layout written by `envgen export` (its provenance and SBOM
             referrers get a DSSE signature referrer each; the image and index.json
             are untouched), a SIF (signature objects are added after the partition,
             linked to the provenance and SBOM objects; the partition is untouched),
-            or any other file, e.g. the attestation of `envgen verify --attest`
-            (its DSSE envelope is written to -o, by default FILE.dsse.json; payload
-            type application/vnd.in-toto+json for an in-toto Statement).
-            A bundle is signed when it is written: `envgen archive --key KEY`.
+            a bundle (its provenance and SBOM get a DSSE envelope each, or the new
+            keys' signatures are added to the envelopes it has; every other member
+            is kept as it is: signing an unsigned bundle gives the bundle
+            `envgen archive --key KEY` writes, byte for byte), or any other file,
+            e.g. the attestation of `envgen verify --attest` (its DSSE envelope is
+            written to -o, by default FILE.dsse.json; payload type
+            application/vnd.in-toto+json for an in-toto Statement).
 
             Signing is offline and deterministic (ed25519): signing again with the
             same key writes the same bytes. Check with `envgen verify --key KEY.pub FILE`.
@@ -59,7 +62,7 @@ def register(sub, parents, fmt):
         epilog="examples:\n  envgen sign abide.oci --key release.key\n"
                "  envgen verify bundle.tar --attest rebuild.json && envgen sign rebuild.json --key me.key",
     )
-    s.add_argument("file", metavar="FILE", help="an OCI layout directory, a SIF, or a file to sign")
+    s.add_argument("file", metavar="FILE", help="an OCI layout directory, a SIF, a bundle, or a file to sign")
     s.add_argument("--key", required=True, action="append", metavar="KEY",
                    help="an ed25519 private key (envgen keygen, or OpenSSH); repeatable")
     s.add_argument("-o", "--output", metavar="OUT", help="for a plain file: the envelope (default FILE.dsse.json)")
@@ -92,8 +95,10 @@ def run_sign(args, ui) -> int:
     if path.is_dir():
         res = sign_layout(path, signers)
     elif is_bundle(path):
-        raise EnvgenError(f"{path}: a bundle is signed when it is written",
-                          hint="envgen archive SPEC -o BUNDLE --key KEY (its attestations/ members get DSSE envelopes)")
+        from ..archive.sign import sign_bundle
+
+        with ui.status(f"signing {path}"):
+            res = sign_bundle(path, signers)
     elif _is_sif(path):
         res = sign_sif(path, signers)
     else:
