@@ -75,11 +75,24 @@ def test_the_bundle_carries_envgen_and_a_pinned_busybox(paper):
 
 
 def test_verify_sh_on_this_host_reproduces_and_matches_envgen_verify(paper, tmp_path):
+    """Signed after it was written (`envgen sign`), the bundle verifies itself with the authors' key."""
     require_tool("bwrap")
-    proc = verify_sh(paper, tmp_path, "--json", "--html", "report.html")
+    signed = tmp_path / "signed.tar"
+    shutil.copy(paper, signed)
+    key = run_envgen("keygen", str(tmp_path / "authors.key"), "--json", check=True)
+    run_envgen("sign", str(signed), "--key", str(tmp_path / "authors.key"), check=True)
+    proc = verify_sh(signed, tmp_path, "--json", "--html", "report.html", "--key", "authors.key.pub")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     assert result["level"] == "reproduced" and result["claim_holds"] and result["network_cut"]
+    assert [s["keyid"] for s in result["signatures"]] == [json.loads(key.stdout)["keyid"]]
+    assert result["signatures"][0]["signed"] == ["provenance", "sbom"]
+    # another key than the authors': one line, exit 2, no verdict
+    other = tmp_path / "other"
+    other.mkdir()
+    run_envgen("keygen", str(other / "someone.key"), check=True)
+    proc = verify_sh(signed, other, "--key", "someone.key.pub")
+    assert proc.returncode == 2 and "no signature by key" in proc.stderr.splitlines()[-1], proc.stderr[-2000:]
     assert "Reproduced" in (tmp_path / "report.html").read_text()
     assert not list(tmp_path.glob("envgen-verify.*"))  # the work directory is removed
 

@@ -76,12 +76,13 @@ wheels, a static busybox), so on an x86_64 Linux host with nothing but `sh`,
 `tar` and coreutils (no Python, no envgen, no root, no network), as long as
 the kernel allows unprivileged user namespaces:
 
-    tar -xf BUNDLE VERIFY.sh && sh VERIFY.sh BUNDLE [--html report.html]
+    tar -xf BUNDLE VERIFY.sh && sh VERIFY.sh BUNDLE [--html report.html] [--key AUTHORS.pub]
 
 checks every member's sha256 against `envgen-bundle.json` before it runs
 anything, bootstraps envgen from the bundle, and prints the verdict of
 `envgen verify` below, with the same exit status (this needs a plain `.tar`
-bundle, or `.tar.gz` where gzip is installed).
+bundle, or `.tar.gz` where gzip is installed). With `--key`, the authors'
+ed25519 public key, it first checks that they signed the bundle's provenance.
 """ if self_contained else ""
     text = f"""# envgen bundle: {doc['name']}
 

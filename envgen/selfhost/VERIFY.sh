@@ -2,6 +2,7 @@
 # VERIFY.sh: the artifact-evaluation verdict of this envgen bundle, on a bare host.
 #
 #   tar -xf BUNDLE VERIFY.sh && sh VERIFY.sh BUNDLE [--html FILE] [--json] [--claim LEVEL] [--keep DIR]
+#                                                   [--key PUB]
 #
 # Needs: x86_64 Linux whose kernel lets an unprivileged user make user
 # namespaces, a POSIX sh, tar and coreutils.  Not needed: Python, bubblewrap,
@@ -18,6 +19,8 @@
 # 3. Verify: the bundle's envgen (envgen-source.tar) runs `envgen verify` on
 #    the bundle inside that tree, network cut, and its verdict and exit status
 #    are this script's: 0 the claimed level holds, 1 it does not, 2 unusable.
+#    With --key PUB (the authors' ed25519 public key), it first checks that
+#    the bundle's provenance and SBOM are signed by that key (exit 2 if not).
 #
 # Everything happens in one temporary directory (under $TMPDIR, else /tmp),
 # removed at the end unless --keep DIR names where to keep it.
@@ -30,26 +33,31 @@ set -eu
 
 say() { printf 'VERIFY.sh: %s\n' "$*" >&2; }
 die() { printf 'VERIFY.sh: %s\n' "$*" >&2; exit 2; }
-usage="usage: sh VERIFY.sh BUNDLE [--html FILE] [--json] [--claim available|functional|reproduced] [--keep DIR]"
+usage="usage: sh VERIFY.sh BUNDLE [--html FILE] [--json] [--claim available|functional|reproduced] [--keep DIR] [--key PUB]"
 
 [ $# -ge 1 ] || die "$usage"
 case $1 in -h|--help) printf '%s\n' "$usage"; exit 0;; esac
 bundle=$1
 shift
 [ -f "$bundle" ] || die "$bundle: no such file"
-html= keep= pass=
+html= keep= pass= key=
 while [ $# -gt 0 ]; do
   case $1 in
     --html) [ $# -ge 2 ] || die "--html needs a FILE"; html=$2; shift 2;;
     --keep) [ $# -ge 2 ] || die "--keep needs a DIR"; keep=$2; shift 2;;
     --claim) [ $# -ge 2 ] || die "--claim needs a level"; pass="$pass --claim $2"; shift 2;;
     --json) pass="$pass --json"; shift;;
+    --key) [ $# -ge 2 ] || die "--key needs a public key FILE"; key=$2; shift 2;;
     *) die "unknown argument $1; $usage";;
   esac
 done
 [ "$(uname -m)" = x86_64 ] || die "this bundle's runtime is for x86_64; this host is $(uname -m)"
 case $bundle in /*) ;; *) bundle=$(pwd)/$bundle;; esac
 if [ -n "$html" ]; then case $html in /*) ;; *) html=$(pwd)/$html;; esac; fi
+if [ -n "$key" ]; then
+  [ -f "$key" ] || die "--key $key: no such file"
+  case $key in /*) ;; *) key=$(pwd)/$key;; esac
+fi
 
 if [ -n "$keep" ]; then
   mkdir -p "$keep" && w=$(cd "$keep" && pwd)
@@ -136,6 +144,10 @@ SOURCE_DATE_EPOCH=$epoch enter --bind "$w/in" /.build --assembler -- \
 name=$(basename "$bundle")
 say "running envgen verify from the bundle's envgen, network cut"
 status=0
+if [ -n "$key" ]; then
+  cp "$key" "$w/out/key.pub"  # inside, beside the report: the key is checked by the bundle's envgen
+  pass="$pass --key /out/key.pub"
+fi
 enter --bind "$w/src" /.envgen-src --bind "$bundle" "/bundle/$name" --bind "$w/work" /work --bind "$w/out" /out \
   -- PATH=/opt/env/bin:/usr/bin:/bin HOME=/work TMPDIR=/work LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC \
   PYTHONPATH=/.envgen-src ENVGEN_STORE=/work/store \
