@@ -514,3 +514,23 @@ def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp
     named = sorted([Path(p).name[0] for p in g] for g in groups)
     assert named == [["a", "b", "f"], ["c", "d", "i"], ["e", "j"], ["g", "h", "k"]]  # e's entry point: no script
     assert sorted(p for g in groups for p in g) == sorted(paths)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_unit_changed_outside_envgen_is_refused_with_the_way_out(tiny, tmp_path):
+    """A tree's files are its units' files: a chmod on the tree changes a unit. The next build that would
+    share that unit refuses, in one line that says how to recover; after removing units/, it builds the
+    same tree again."""
+    store = _scratch_store(tiny, tmp_path / "store")
+    first = _build(tiny.spec, store)
+    six = Path(first["path"]) / "opt/env/lib/python3.11/site-packages/six.py"
+    os.chmod(six, 0o644)  # what `chmod -R u+w` on a tree does to the unit it shares six.py with
+    remove_tree(Path(first["path"]).parent)
+    proc = run_envgen("build", str(tiny.spec), "--store", str(store))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "six.py: a file shared with an install unit has mode 0644" in proc.stderr
+    assert "remove the store's units/ directory" in proc.stderr
+    remove_tree(store / "units")
+    again = _build(tiny.spec, store)
+    assert again["tree_digest"] == first["tree_digest"] and again["units"]["reused"] == 0

@@ -169,7 +169,10 @@ def settle(root: Path, epoch: int, known: dict[tuple[int, int], str] | None = No
             if stat.S_IMODE(st.st_mode) != mode or st.st_mtime_ns != ns:
                 raise BuildError(f"{full}: a file shared with an install unit has mode "
                                  f"{stat.S_IMODE(st.st_mode):04o} and mtime {st.st_mtime_ns // 10**9}, "
-                                 f"not {mode:04o} and {epoch}")
+                                 f"not {mode:04o} and {epoch}",
+                                 hint="the store's units were changed outside envgen (a tree's files are its "
+                                      "units' files: a chmod or touch on one changes both); remove the store's "
+                                      "units/ directory (trees keep their files) and build again")
             return mode
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(full, mode)
