@@ -520,8 +520,8 @@ def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp
 @pytest.mark.slow
 def test_a_unit_changed_outside_envgen_is_refused_with_the_way_out(tiny, tmp_path):
     """A tree's files are its units' files: a chmod on the tree changes a unit. The next build that would
-    share that unit refuses, in one line that says how to recover; after removing units/, it builds the
-    same tree again."""
+    share that unit refuses, in one line that says how to recover; `envgen store verify` names the damaged
+    unit, `--repair` removes it (and only it), and the build then makes that one unit again: the same tree."""
     store = _scratch_store(tiny, tmp_path / "store")
     first = _build(tiny.spec, store)
     six = Path(first["path"]) / "opt/env/lib/python3.11/site-packages/six.py"
@@ -530,7 +530,15 @@ def test_a_unit_changed_outside_envgen_is_refused_with_the_way_out(tiny, tmp_pat
     proc = run_envgen("build", str(tiny.spec), "--store", str(store))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "six.py: a file shared with an install unit has mode 0644" in proc.stderr
-    assert "remove the store's units/ directory" in proc.stderr
-    remove_tree(store / "units")
+    assert "envgen store verify --repair" in proc.stderr
+    check = run_envgen("store", "verify", "--store", str(store), "--json")
+    report = json.loads(check.stdout)
+    assert check.returncode == 1 and report["units_checked"] == first["units"]["built"]
+    [damaged] = report["damaged_units"]
+    assert "six.py" in damaged["why"] and (store / "units" / damaged["key"]).is_dir()
+    run_envgen("store", "verify", "--store", str(store), "--repair", check=False)
+    assert not (store / "units" / damaged["key"]).exists()
+    assert json.loads(run_envgen("store", "verify", "--store", str(store), "--json", check=True).stdout)["ok"]
     again = _build(tiny.spec, store)
-    assert again["tree_digest"] == first["tree_digest"] and again["units"]["reused"] == 0
+    assert again["tree_digest"] == first["tree_digest"]
+    assert again["units"]["made"] == ["wheel six-1.17.0-py2.py3-none-any.whl"], again["units"]

@@ -171,8 +171,8 @@ def settle(root: Path, epoch: int, known: dict[tuple[int, int], str] | None = No
                                  f"{stat.S_IMODE(st.st_mode):04o} and mtime {st.st_mtime_ns // 10**9}, "
                                  f"not {mode:04o} and {epoch}",
                                  hint="the store's units were changed outside envgen (a tree's files are its "
-                                      "units' files: a chmod or touch on one changes both); remove the store's "
-                                      "units/ directory (trees keep their files) and build again")
+                                      "units' files: a chmod or touch on one changes both); `envgen store verify "
+                                      "--repair` removes the damaged ones (trees keep their files), then build again")
             return mode
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(full, mode)

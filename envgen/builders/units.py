@@ -156,6 +156,27 @@ def find(store: Store, unit: Unit) -> bool:
     return True
 
 
+def damage(store: Store, key: str) -> str | None:
+    """Why the unit *key* of *store* is not what it was published as (its files against its listing: every
+    path, mode and sha256, and the mtime of its files), or None when it is whole.  A tree's files are its
+    units' files, so a ``chmod`` or an edit inside a tree shows here."""
+    from .tree import listing
+
+    d = store.paths.unit(key)
+    unit = Unit(key, "", key, {})
+    if not find(store, unit):
+        return "unreadable (no whole meta.json and listing)"
+    ns = unit.epoch * 1_000_000_000
+    root = d / "root"
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(dirpath, name))
+            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns != ns:
+                return f"/{os.path.relpath(os.path.join(dirpath, name), root)}: mtime changed"
+    differ = sorted(set(listing(root)) ^ set(unit.lines))
+    return f"{len(differ)} listing lines differ, first {differ[0][:160]!r}" if differ else None
+
+
 def seal(work: Path, unit: Unit, epoch: int, known: dict[tuple[int, int], str] | None = None) -> None:
     """Give the files under *work*/root their final modes and mtime *epoch*, and write the listing and meta
     (*known*: the sha256s of files already in their final mode and time, by inode, not read again)."""

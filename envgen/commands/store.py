@@ -21,7 +21,10 @@ def register(sub, parents, fmt):
             verify [ID]   rehash every object (or one snapshot's objects) and report each
                           one whose bytes no longer match its name, and missing ones;
                           exit 1 if any. --repair deletes the corrupt objects so the next
-                          `envgen snapshot` fetches them again.
+                          `envgen snapshot` fetches them again. Without ID, every install
+                          unit too: its files against its listing (a chmod or an edit in
+                          a tree changes the units it shares files with); --repair removes
+                          the damaged units, which the next build makes again.
             roots         list the snapshot roots (gc keeps their objects)
             forget ID     drop a snapshot root (its objects go at the next `envgen gc`)
             """
@@ -29,11 +32,11 @@ def register(sub, parents, fmt):
         epilog="example:\n  envgen store verify\n  envgen store verify 3f1c...e9 --json",
     )
     ss = p.add_subparsers(dest="store_command", metavar="ACTION")
-    v = ss.add_parser("verify", parents=parents, formatter_class=fmt, help="rehash objects")
+    v = ss.add_parser("verify", parents=parents, formatter_class=fmt, help="rehash objects, check install units")
     v.add_argument("id", nargs="?", metavar="SNAPSHOT_ID", help="check only this snapshot's objects")
     v.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
                    help="hashing threads (default: CPUs, at most 8)")
-    v.add_argument("--repair", action="store_true", help="delete corrupt objects")
+    v.add_argument("--repair", action="store_true", help="delete corrupt objects and damaged units")
     v.set_defaults(func=run_verify)
     r = ss.add_parser("roots", parents=parents, formatter_class=fmt, help="list snapshot roots")
     r.set_defaults(func=run_roots)
@@ -62,20 +65,45 @@ def run_verify(args, ui) -> int:
             rep = store.verify(shas, progress=lambda n: prog.advance(task, n), jobs=args.jobs, repair=args.repair)
     else:
         rep = store.verify(shas, jobs=args.jobs, repair=args.repair)
+    units = [] if args.id else sorted(store.iter_units())  # the whole store: its install units too
+    damaged = _damaged_units(store, units, ui, args.repair)
+    ok = rep.ok and not damaged
     result = {"store": str(store.root), "snapshot": args.id, "checked": rep.checked, "bytes": rep.bytes,
-              "corrupt": rep.corrupt, "missing": rep.missing, "ok": rep.ok,
-              "repaired": bool(args.repair and rep.corrupt)}
+              "corrupt": rep.corrupt, "missing": rep.missing, "units_checked": len(units), "damaged_units": damaged,
+              "ok": ok, "repaired": bool(args.repair and (rep.corrupt or damaged))}
 
     def human(out):
         for s in rep.corrupt:
             out.print(f"corrupt  {s}" + ("  (deleted)" if args.repair else ""))
         for s in rep.missing:
             out.print(f"missing  {s}")
+        for d in damaged:
+            out.print(f"damaged  unit {d['key']}: {d['why']}" + ("  (removed)" if args.repair else ""))
         state = "ok" if rep.ok else f"{len(rep.corrupt)} corrupt, {len(rep.missing)} missing"
         out.print(f"checked {rep.checked} objects ({rep.bytes / 1e6:.1f} MB): {state}")
+        if units:
+            out.print(f"checked {len(units)} install units: " + (f"{len(damaged)} damaged" if damaged else "ok"))
 
     ui.emit(result, human)
-    return 0 if rep.ok else 1
+    return 0 if ok else 1
+
+
+def _damaged_units(store, keys: list[str], ui, repair: bool) -> list[dict]:
+    """The install units whose files are not what they were published as (a chmod or an edit in a tree that
+    shares them); with *repair*, removed (the trees keep their files; the next build makes them again)."""
+    from ..builders.units import damage
+    from ..fsutil import remove_tree
+
+    out = []
+    with ui.status("checking the install units") as update:
+        for i, key in enumerate(keys):
+            update(f"checking the install units: {i + 1}/{len(keys)}")
+            why = damage(store, key)
+            if why is not None:
+                out.append({"key": key, "why": why})
+                if repair:
+                    remove_tree(store.paths.unit(key))
+    return out
 
 
 def run_roots(args, ui) -> int:
