@@ -125,8 +125,9 @@ def sign(payload: bytes, payload_type: str, signer, envelope: bytes | None = Non
     if envelope is not None:
         earlier_type, earlier, _ = envelope_payload(envelope, "the earlier envelope")
         if (earlier_type, earlier) != (payload_type, payload):
-            raise SignatureError("an earlier envelope signs something else than this payload",
-                                 hint="remove it and sign again")
+            raise SignatureError("an earlier envelope signs something else than what it is beside (changed after "
+                                 "signing?)", hint="`envgen verify --key KEY.pub` says which; write the bundle "
+                                                   "again with `envgen archive --key KEY`")
         env = Envelope.from_dict(json.loads(envelope))
     for one in signer if isinstance(signer, list) else [signer]:
         env.sign(one)

@@ -150,7 +150,9 @@ def update(spec_path: str | Path, date: str | None = None, packages: list[str] |
             try:
                 vr = lock_spec(staged.for_variant(name), progress, store=store)
             except EnvgenError as exc:
-                raise LockError(f"{spec.path}'s variant {name} at {new_date.iso} does not lock: {exc}") from None
+                raise LockError(f"{spec.path}'s variant {name} at {new_date.iso} does not lock: {exc}",
+                                hint=f"nothing was written; change or remove [variants.{name}] in the spec, "
+                                     "then update again") from None
             target = spec.for_variant(name).lock_path
             before = pylock.load(target) if target.is_file() else None
             vchanges, vbuild = _changes(before, vr.lock) if before is not None else (None, None)

@@ -92,9 +92,10 @@ def _mode_of(st: os.stat_result) -> int:
     return 0o777 if stat.S_ISLNK(st.st_mode) else stat.S_IMODE(st.st_mode)
 
 
-def listing(root: Path, jobs: int = 4) -> list[str]:
-    """The canonical listing of the tree at *root* (see the module docstring), exact modes."""
-    entries = walk(Path(root))
+def listing(root: Path, jobs: int = 4, entries: list[tuple[str, os.stat_result]] | None = None) -> list[str]:
+    """The canonical listing of the tree at *root* (see the module docstring), exact modes; *entries*:
+    :func:`walk` of *root*, when the caller has it already."""
+    entries = walk(Path(root)) if entries is None else entries
     files = [os.path.join(root, p) for p, st in entries if stat.S_ISREG(st.st_mode)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         shas = dict(zip(files, pool.map(file_sha256, files), strict=True))

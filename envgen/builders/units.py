@@ -160,20 +160,18 @@ def damage(store: Store, key: str) -> str | None:
     """Why the unit *key* of *store* is not what it was published as (its files against its listing: every
     path, mode and sha256, and the mtime of its files), or None when it is whole.  A tree's files are its
     units' files, so a ``chmod`` or an edit inside a tree shows here."""
-    from .tree import listing
+    from .tree import listing, walk
 
-    d = store.paths.unit(key)
     unit = Unit(key, "", key, {})
     if not find(store, unit):
         return "unreadable (no whole meta.json and listing)"
     ns = unit.epoch * 1_000_000_000
-    root = d / "root"
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            st = os.lstat(os.path.join(dirpath, name))
-            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns != ns:
-                return f"/{os.path.relpath(os.path.join(dirpath, name), root)}: mtime changed"
-    differ = sorted(set(listing(root)) ^ set(unit.lines))
+    root = store.paths.unit(key) / "root"
+    entries = walk(root)
+    for rel, st in entries:
+        if stat.S_ISREG(st.st_mode) and st.st_mtime_ns != ns:
+            return f"/{rel}: mtime changed"
+    differ = sorted(set(listing(root, entries=entries)) ^ set(unit.lines))
     return f"{len(differ)} listing lines differ, first {differ[0][:160]!r}" if differ else None
 
 

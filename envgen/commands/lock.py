@@ -118,10 +118,9 @@ def lock_store(args):
     default store, made only if something is fetched."""
     if not args.store:
         return None
-    from ..paths import store_dir
-    from ..snapshot.store import Store
+    from ..snapshot.store import open_store
 
-    return Store(store_dir(args.store))
+    return open_store(args.store)
 
 
 def _summary(spec, result) -> dict:

@@ -82,7 +82,9 @@ def run_verify(args, ui) -> int:
         state = "ok" if rep.ok else f"{len(rep.corrupt)} corrupt, {len(rep.missing)} missing"
         out.print(f"checked {rep.checked} objects ({rep.bytes / 1e6:.1f} MB): {state}")
         if units:
-            out.print(f"checked {len(units)} install units: " + (f"{len(damaged)} damaged" if damaged else "ok"))
+            out.print(f"checked {len(units)} install units: " + (f"{len(damaged)} damaged" if damaged else "ok")
+                      + ("; --repair removes them (the next build makes them again)" if damaged and not args.repair
+                         else ""))
 
     ui.emit(result, human)
     return 0 if ok else 1
