@@ -18,6 +18,8 @@ RUN_ENV = {"PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 # Bytecode is compiled in (at most) this many fixed chunks of the sorted file list, each by
 # a fresh interpreter: parallel, yet independent of the machine's core count.
 COMPILE_CHUNKS = 8
+COMPILE_CHUNK_FILES = 200  # a list of N files is compiled in min(8, N // 200) chunks (at least one)
+COMPILE_BATCH_FILES = 400  # the units step compiles installed groups of wheels in batches of 400 files or more
 COMPILE_EXCLUDE = ("/lib2to3/tests/data/", "/test/bad")
 
 

@@ -516,6 +516,29 @@ def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp
     assert sorted(p for g in groups for p in g) == sorted(paths)
 
 
+def test_batches_of_groups_do_not_depend_on_which_group_is_done_first():
+    """The units step compiles each group of wheels as it is in, in batches of whole groups in group
+    order of at least N files: whichever order the install threads finish the groups in, the batches
+    (what each compileall chunk holds) are the same, and every file is in exactly one."""
+    import itertools
+
+    from envgen.builders.assemble import Batches
+
+    groups = [[f"g{i}/f{j}.py" for j in range(n)] for i, n in enumerate([5, 1, 0, 3, 2, 4, 1])]
+    seen = set()
+    for order in itertools.permutations(range(len(groups))):
+        batches: list[list[str]] = []
+        b = Batches(4, batches.append)
+        for i in order:
+            b.add(i, groups[i])
+        b.close()
+        seen.add(tuple(map(tuple, batches)))
+    assert len(seen) == 1
+    (only,) = seen
+    assert [len(x) for x in only] == [5, 4, 6, 1]  # 5 | 1+0+3 | 2+4 | the last one's leftover
+    assert sorted(f for x in only for f in x) == sorted(f for g in groups for f in g)
+
+
 @pytest.mark.network
 @pytest.mark.slow
 def test_a_unit_changed_outside_envgen_is_refused_with_the_way_out(tiny, tmp_path):

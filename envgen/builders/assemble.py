@@ -23,12 +23,14 @@ environment, whichever builder runs it.  The network is cut in both.
 ``units``
     The embedded builder's per-package install units: install the wheels
     no unit of the store holds yet into the tree (its Debian runtime and
-    skeleton in place; the builder places the units it reuses meanwhile),
-    print ``INSTALLED`` on a line of its own, and compile their bytecode
-    (and the standard library's, if no unit holds it) by the same compileall
-    chunks, printing ``COMPILED`` and the chunk's files as each is done.  The
-    builder links each package's files into its unit as they become final,
-    while the bytecode compiles (envgen/builders/units.py).
+    skeleton in place; the builder places the units it reuses meanwhile)
+    and compile their bytecode (and the standard library's, if no unit
+    holds it, from the start) with the same compileall command, each group
+    of wheels as soon as it is in; print ``INSTALLED`` and a group's wheels
+    as each group is in, ``COMPILED`` and a chunk's files as each chunk is
+    done.  The builder links each package's files into its unit as they
+    become final, while the rest installs and compiles
+    (envgen/builders/units.py).
 
 Standard library only, plus the pinned ``installer`` and ``pyproject_hooks``
 wheels named in the plan (imported from the wheel files themselves).
@@ -48,8 +50,9 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 WORK = "/tmp/envgen-assemble"
-# the units step's output, a line each: the wheels are in; compileall is done with a chunk (a JSON list)
-INSTALLED = "envgen-assemble: wheels installed"
+# the units step's output, a line each: a group of wheels is in (their file names), compileall is done
+# with a chunk (its files); each followed by a JSON list
+INSTALLED = "envgen-assemble: installed"
 COMPILED = "envgen-assemble: compiled"
 SRC = "/build/src"  # where a source is built: fixed, so paths compiled into a wheel never vary
 
@@ -96,7 +99,8 @@ def _tools(plan: dict):
     import installer  # noqa: F401  (imported from the wheel on sys.path)
 
 
-def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interpreter: str) -> None:
+def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interpreter: str,
+                   done=None) -> None:
     """Install *wheels* into *scheme* with pypa installer, wheels that cannot touch one path at once.
 
     A path that another wheel installed is refused, as installer refuses it, unless the bytes are
@@ -104,6 +108,8 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
     Wheels that could install a common path (:func:`install_groups`) are installed one after another
     in file-name order, as a whole group; groups that share nothing are installed side by side (the
     tree is the same either way: each wheel writes only its own files, and its RECORD).
+    ``done(i, group)`` is called as each group is in (its index among the groups, its wheels): no other
+    group writes where it did.
     """
     _tools(plan)
     import io
@@ -126,7 +132,7 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
             os.unlink(target)  # the same bytes again: written anew, its RECORD entry as installer makes it
             return super().write_to_fs(scheme, path, io.BytesIO(data), is_executable)
 
-    def group(paths: list[str]) -> None:
+    def group(i: int, paths: list[str]) -> None:
         for path in paths:
             destination = Destination(
                 scheme, interpreter=interpreter, script_kind="posix", hash_algorithm="sha256",
@@ -134,10 +140,12 @@ def install_wheels(plan: dict, wheels: list[str], scheme: dict[str, str], interp
             )
             with WheelFile.open(path) as source:
                 install(source=source, destination=destination, additional_metadata={"INSTALLER": b"envgen\n"})
+        if done is not None:
+            done(i, paths)
 
     groups = install_groups(wheels, scheme)
     with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(groups)))) as pool:
-        list(pool.map(group, groups))  # the first failure is raised
+        list(pool.map(group, range(len(groups)), groups))  # the first failure is raised
 
 
 def install_groups(wheels: list[str], scheme: dict[str, str]) -> list[list[str]]:
@@ -349,38 +357,58 @@ def bytecode_sources(layout, tops: list[str], base: str = "") -> list[str]:
     return files
 
 
-def compile_bytecode(plan: dict, layout, files: list[str] | None = None, done=None) -> None:
-    """Unchecked-hash pycs for *files* (default: the env and the standard library), in fixed chunks, each
-    by a fresh interpreter; ``done(chunk)`` is called with each chunk's files once it is compiled."""
-    python = plan["python"]
-    if files is None:
-        files = bytecode_sources(layout, [layout.site_packages(python), f"/usr/lib/python{python}"])
-    # a fixed number of chunks (fewer for a short list: each is an interpreter to start), so that what
-    # is compiled does not depend on the machine's core count; a pyc does not depend on its chunk-mates
-    n = max(1, min(layout.COMPILE_CHUNKS, len(files) // 100))
-    lists = f"{WORK}/compile"
-    os.makedirs(lists, exist_ok=True)
-    for i in range(n):
-        with open(f"{lists}/{i}.txt", "w", encoding="utf-8") as fh:
-            fh.write("".join(p + "\n" for p in files[i::n]))
-    env = build_environ(plan)
+class Compiler:
+    """Unchecked-hash pycs by compileall, a fresh interpreter per chunk, as many at once as there are
+    cores: :meth:`submit` a sorted list of .py files (in-tree paths) as soon as they are final, and it
+    is cut into a fixed number of interleaved chunks (a function of the list alone, never of the core
+    count or of timing: a pyc depends only on its source and on the compiling program); ``done(chunk)``
+    is called with each chunk's files, from a worker thread, once they are compiled.  Leaving the
+    ``with`` block waits for every chunk and raises the first failure."""
 
-    def one(i: int) -> subprocess.CompletedProcess:
-        return subprocess.run([*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
-                               "unchecked-hash", "-i", f"{lists}/{i}.txt"], env=env, capture_output=True, text=True)
+    def __init__(self, plan: dict, layout, done=None):
+        self.cmd = [*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
+                    "unchecked-hash", "-i"]
+        self.env = build_environ(plan)
+        self.chunk_files = layout.COMPILE_CHUNK_FILES
+        self.max_chunks = layout.COMPILE_CHUNKS
+        self.done = done
+        self.lists = f"{WORK}/compile"
+        os.makedirs(self.lists, exist_ok=True)
+        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+        self.futures: list = []
 
-    # an empty list would make compileall compile everything on sys.path instead: empty chunks run nothing
-    chunks = [i for i in range(n) if files[i::n]]
-    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, n))) as pool:
-        running = {pool.submit(one, i): i for i in chunks}
-        for future in as_completed(running):
-            proc = future.result()
-            # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
-            if proc.returncode not in (0, 1):
-                fail(f"compileall failed: {proc.stderr[-2000:]}")
-            if done is not None:
-                done(files[running[future]::n])
-    shutil.rmtree(lists)
+    def submit(self, files: list[str]) -> None:
+        # fewer chunks for a short list: each is an interpreter to start
+        n = max(1, min(self.max_chunks, len(files) // self.chunk_files))
+        for i in range(n):
+            # an empty list would make compileall compile everything on sys.path instead: none is run
+            if files[i::n]:
+                listing = f"{self.lists}/{len(self.futures)}.txt"
+                with open(listing, "w", encoding="utf-8") as fh:
+                    fh.write("".join(p + "\n" for p in files[i::n]))
+                self.futures.append(self.pool.submit(self._one, listing, files[i::n]))
+
+    def _one(self, listing: str, chunk: list[str]) -> None:
+        proc = subprocess.run([*self.cmd, listing], env=self.env, capture_output=True, text=True)
+        # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
+        if proc.returncode not in (0, 1):
+            fail(f"compileall failed: {proc.stderr[-2000:]}")
+        if self.done is not None:
+            self.done(chunk)
+
+    def __enter__(self) -> Compiler:
+        return self
+
+    def __exit__(self, failed, *_) -> None:
+        if failed is not None:  # that failure is the one to report: the chunks not started are dropped
+            self.pool.shutdown(cancel_futures=True)
+            return
+        try:
+            for future in as_completed(self.futures):
+                future.result()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+        shutil.rmtree(self.lists)
 
 
 def assemble(plan: dict) -> None:
@@ -391,7 +419,8 @@ def assemble(plan: dict) -> None:
     house = plan["wheelhouse"]
     wheels = sorted(f"{house}/{n}" for n in os.listdir(house) if n.endswith(".whl"))
     install_wheels(plan, wheels, env_scheme(layout, python), interpreter)
-    compile_bytecode(plan, layout)
+    with Compiler(plan, layout) as compiler:
+        compiler.submit(bytecode_sources(layout, [layout.site_packages(python), f"/usr/lib/python{python}"]))
     d = f"/{layout.ENVGEN_DIR}"
     os.makedirs(d, exist_ok=True)
     shutil.copyfile(plan["lock"], f"{d}/pylock.toml")
@@ -413,8 +442,13 @@ def record_files(layout, python: str, dist_info: str) -> list[str]:
 def units(plan: dict) -> None:
     """The embedded builder's install units, made in the tree: install the wheels of the wheelhouse (the
     ones no unit holds yet) as ``assemble`` does, and compile the bytecode of their files, and of the
-    standard library when ``plan["stdlib"]``, by the same compileall command and chunks.  The builder then
-    moves each package's files (by its RECORD) and the standard library's pycs into their units.
+    standard library when ``plan["stdlib"]``, by the same compileall command.  The builder then moves
+    each package's files (by its RECORD) and the standard library's pycs into their units.
+
+    Nothing waits for what it does not need: the standard library compiles while the wheels install,
+    and each group of wheels (:func:`install_groups`) prints ``INSTALLED`` and its wheels' file names
+    as soon as it is in, and its .py files are compiled then, in batches of whole groups in group order
+    (:class:`Batches`), while the other groups install.
 
     The bytecode is compileall's own: a pyc depends on the strings the compiling process holds interned
     (a frozenset constant is shared between code objects, or not, by it), so the units are compiled by
@@ -424,21 +458,76 @@ def units(plan: dict) -> None:
     python = plan["python"]
     house = plan["wheelhouse"]
     wheels = sorted(f"{house}/{n}" for n in os.listdir(house) if n.endswith(".whl"))
-    install_wheels(plan, wheels, env_scheme(layout, python), f"{layout.ENV_PREFIX}/bin/python")
-    print(INSTALLED, flush=True)  # the builder may take the installed files while the bytecode compiles
-    from installer.sources import WheelFile
-
+    say = _Say()
     site = layout.site_packages(python) + "/"
-    files: list[str] = []
-    for path in wheels:
-        with WheelFile.open(path) as source:
-            dist_info = source.dist_info_dir
-        files += [f for f in record_files(layout, python, dist_info) if f.startswith(site) and f.endswith(".py")
-                  and "/__pycache__/" not in f and not any(x in f for x in layout.COMPILE_EXCLUDE)]
-    if plan.get("stdlib"):
-        files += bytecode_sources(layout, [f"/usr/lib/python{python}"])
-    compile_bytecode(plan, layout, sorted(files),
-                     done=lambda chunk: print(COMPILED, json.dumps(chunk), flush=True))
+    with Compiler(plan, layout, done=lambda chunk: say(COMPILED, chunk)) as compiler:
+        if plan.get("stdlib"):
+            compiler.submit(bytecode_sources(layout, [f"/usr/lib/python{python}"]))
+        batches = Batches(layout.COMPILE_BATCH_FILES, compiler.submit)
+
+        def installed(i: int, group: list[str]) -> None:
+            say(INSTALLED, [os.path.basename(p) for p in group])  # before any of its files is compiled
+            _tools(plan)
+            from installer.sources import WheelFile
+
+            files = []
+            for path in group:
+                with WheelFile.open(path) as source:
+                    dist_info = source.dist_info_dir
+                files += [f for f in record_files(layout, python, dist_info) if f.startswith(site)
+                          and f.endswith(".py") and "/__pycache__/" not in f
+                          and not any(x in f for x in layout.COMPILE_EXCLUDE)]
+            batches.add(i, files)
+
+        install_wheels(plan, wheels, env_scheme(layout, python), f"{layout.ENV_PREFIX}/bin/python", installed)
+        batches.close()
+
+
+class _Say:
+    """One line to stdout per call (``WORD json``), whole, whichever thread says it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, word: str, value) -> None:
+        with self.lock:
+            print(word, json.dumps(value), flush=True)
+
+
+class Batches:
+    """Files that become final group by group, in any order, handed on in batches of whole groups in
+    group order, each of at least *least* files (the last one what is left): what a batch holds is a
+    function of the groups alone, whichever of them is done first."""
+
+    def __init__(self, least: int, submit) -> None:
+        import threading
+
+        self.least, self.submit = least, submit
+        self.lock = threading.Lock()
+        self.done: dict[int, list[str]] = {}
+        self.next = 0  # the first group not in a batch yet
+        self.pending: list[str] = []
+
+    def add(self, i: int, files: list[str]) -> None:
+        with self.lock:
+            self.done[i] = files
+            while self.next in self.done:
+                self.pending += self.done.pop(self.next)
+                self.next += 1
+                if len(self.pending) >= self.least:
+                    self._flush()
+
+    def close(self) -> None:
+        with self.lock:
+            assert not self.done, "a group after one that was never done"
+            if self.pending:
+                self._flush()
+
+    def _flush(self) -> None:
+        self.submit(sorted(self.pending))
+        self.pending = []
 
 
 COMMANDS = {"build-wheel": build_wheel, "assemble": assemble, "units": units}

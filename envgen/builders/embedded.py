@@ -240,10 +240,11 @@ class _Build:
                 linker.add_exclusive(present, 2 * _jobs())
                 # the units' files as the sandbox says they are final, while it goes on compiling
                 while (line := said.get()) is not None:
-                    if line == asm.INSTALLED:
-                        harvester.installed()
-                    elif line.startswith(asm.COMPILED + " "):
-                        harvester.compiled(json.loads(line[len(asm.COMPILED) + 1:]))
+                    word, _, value = line.partition(" [")
+                    if word == asm.INSTALLED:
+                        harvester.installed(json.loads("[" + value))
+                    elif word == asm.COMPILED:
+                        harvester.compiled(json.loads("[" + value))
             finally:
                 installing.result()  # its failure first, if both fail: the linking waits for it
         self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall

@@ -389,7 +389,7 @@ class Harvest:
 
 class Harvester:
     """The units one run of the assembler's ``units`` step makes, taken from the tree as the step says
-    their files are final: every file of the wheels it installed once they are all in
+    their files are final: the files of each group of wheels once the group is in
     (:meth:`installed`), each chunk's pycs once compileall has done it (:meth:`compiled`), and then
     whatever is left, before each unit is sealed and published (:meth:`publish`).  What ends in a unit
     does not depend on when it was taken: the late pass takes every pyc the tree has."""
@@ -400,6 +400,7 @@ class Harvester:
         self.harvests = {u.key: Harvest(store, tree, u, epoch) for u in [*wheels, *([stdlib] if stdlib else [])]}
         self.listed: dict[str, tuple[list[str], list[str], dict[str, str]]] = {}
         self.owners: dict[str, list[str]] = {}  # a pyc -> the units it goes into (two wheels may ship one .py)
+        self.by_name = {u.name: u for u in wheels}
         self.stdlib_top = f"usr/lib/python{python}/"
 
     def _each(self, fn, units: list[Unit]) -> None:
@@ -408,15 +409,18 @@ class Harvester:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:  # system calls mostly: threads overlap
             list(pool.map(fn, sorted(units, key=lambda u: -u.cost)))
 
-    def installed(self) -> None:
-        """The wheels are in: take their files (compileall writes only pycs from now on)."""
+    def installed(self, names: list[str]) -> None:
+        """These wheels (file names) are in: take their files (nothing writes them from now on; compileall
+        writes only their pycs)."""
+        units = [self.by_name[n] for n in names]
+
         def one(u: Unit) -> None:
             assert u.source is not None
             self.listed[u.key] = wheel_files(self.tree, self.python, dist_info_of(u.source))
             self.harvests[u.key].take(self.listed[u.key][0])
 
-        self._each(one, self.wheels)
-        for u in self.wheels:
+        self._each(one, units)
+        for u in units:
             for pyc in self.listed[u.key][1]:
                 self.owners.setdefault(pyc, []).append(u.key)
 
