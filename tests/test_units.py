@@ -537,6 +537,12 @@ def test_batches_of_groups_do_not_depend_on_which_group_is_done_first():
     (only,) = seen
     assert [len(x) for x in only] == [5, 4, 6, 1]  # 5 | 1+0+3 | 2+4 | the last one's leftover
     assert sorted(f for x in only for f in x) == sorted(f for g in groups for f in g)
+    # a path two wheels of a group both install (the same bytes) is compiled once, not by two chunks at once
+    twice: list[list[str]] = []
+    b = Batches(1, twice.append)
+    b.add(0, ["nvidia/__init__.py", "nvidia/a.py", "nvidia/__init__.py"])
+    b.close()
+    assert twice == [["nvidia/__init__.py", "nvidia/a.py"]]
 
 
 @pytest.mark.network

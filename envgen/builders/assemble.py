@@ -526,7 +526,8 @@ class Batches:
                 self._flush()
 
     def _flush(self) -> None:
-        self.submit(sorted(self.pending))
+        # once each: wheels of one group may install one path with the same bytes (nvidia/__init__.py)
+        self.submit(sorted(set(self.pending)))
         self.pending = []
 
 
