@@ -24,6 +24,9 @@ whichever step came next.
 Works in a scratch store whose objects are hard links into --source-store (which must hold the ABIDE
 snapshot: `envgen snapshot specs/abide.toml`), and a scratch checkout (the spec, its committed lock, the
 pipeline).  The older pyyaml wheel is downloaded once, in the warm-up, before anything is timed.
+Beside wall times, the CPU seconds of the cold builds and of uv --compile-bytecode (from /proc/stat, the
+machine's busy time while each ran: every process, the sandboxed ones too): on a 2-core machine both
+keep the cores busy, and the CPU time shows the work each does, less disturbed by other tenants.
 Usage: .venv/bin/python bench/units_bench.py [--source-store DIR] [--repeat N] [--older 6.0.1] [--json OUT]
 """
 
@@ -52,11 +55,26 @@ from envgen.paths import store_dir  # noqa: E402
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
+def busy_s() -> float:
+    """CPU seconds this machine has spent busy so far, every core (/proc/stat: user, nice, system, irq,
+    softirq). A command's share of it, on a machine otherwise idle, is its CPU time with every process it
+    started, the sandboxed ones too (other tenants of the host show up as steal, not here)."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+LAST_CPU = [0.0]  # the CPU seconds of the last command run()
+
+
 def run(cmd: list[str], **kw) -> tuple[float, str]:
     os.sync()  # the previous step's deletions written out first (ext4 with discard makes the next step pay them)
+    c0 = busy_s()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)
     dt = time.perf_counter() - t0
+    LAST_CPU[0] = busy_s() - c0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd[:5]))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return dt, proc.stdout
@@ -144,6 +162,7 @@ def bench(work: Path, source: Path, args) -> None:
     keys = ("envgen-cold", "envgen-cold-wheels", "envgen-whole-tree", "uv", "uv-compile", "envgen-warm-units",
             "repin-lock", "repin-snapshot", "repin-build", "repin-total")
     res: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in ("envgen-cold", "envgen-cold-wheels", "uv-compile")}
     phases: list[dict] = []
     wheel_phases: list[dict] = []
     repin_units: list[dict] = []
@@ -153,6 +172,7 @@ def bench(work: Path, source: Path, args) -> None:
         dt, out = envgen("build", str(spec), *s)
         assert out["tree_digest"] == first["tree_digest"]
         res["envgen-cold"].append(dt)
+        cpu["envgen-cold"].append(LAST_CPU[0])
         phases.append(out["phases"])
         set_aside(Path(first["path"]).parent)
         dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cwd=REPO)
@@ -167,6 +187,7 @@ def bench(work: Path, source: Path, args) -> None:
         assert out["tree_digest"] == first["tree_digest"]
         assert out["units"]["built"] == len(unit_of(store, "")), out["units"]
         res["envgen-cold-wheels"].append(dt)
+        cpu["envgen-cold-wheels"].append(LAST_CPU[0])
         wheel_phases.append(out["phases"])
 
     def uvs(i: int) -> None:
@@ -177,6 +198,8 @@ def bench(work: Path, source: Path, args) -> None:
                          "--no-index", "--no-cache", "--find-links", str(wheels), "--no-deps", "--require-hashes",
                          "-r", str(req), *extra])
             res[name].append(dt)
+            if name in cpu:
+                cpu[name].append(LAST_CPU[0])
             set_aside(venv)
 
     for i in range(args.repeat):
@@ -221,6 +244,10 @@ def bench(work: Path, source: Path, args) -> None:
         "ratio_warm_units_vs_cold": med["envgen-warm-units"] / med["envgen-cold"],
         "ratio_cold_build_vs_uv_compile_per_round": [a / b for a, b in zip(res["envgen-cold"], res["uv-compile"],
                                                                             strict=True)],
+        "cpu_s": cpu,
+        "median_cpu_s": medians(cpu),
+        "ratio_cold_build_cpu_vs_uv_compile_cpu": medians(cpu)["envgen-cold"] / medians(cpu)["uv-compile"],
+        "ratio_cold_wheels_cpu_vs_uv_compile_cpu": medians(cpu)["envgen-cold-wheels"] / medians(cpu)["uv-compile"],
         "tree_digest": first["tree_digest"],
         "repinned_tree_digest": first_old["tree_digest"],
         "cold_phases": phases,

@@ -157,6 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     except EnvgenError as exc:
         ui.error(exc)
         return exc.exit_code
+    except OSError as exc:
+        import errno
+
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise  # anything else is a bug, with its traceback
+        from .errors import NoSpace
+
+        full = NoSpace.of(exc)
+        ui.error(full)
+        return full.exit_code
     except KeyboardInterrupt:
         print("envgen: interrupted", file=sys.stderr)
         return 130

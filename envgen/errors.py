@@ -94,6 +94,20 @@ class SignatureError(EnvgenError):
     """A signature (DSSE envelope) does not verify, is missing, or does not cover what it should."""
 
 
+class NoSpace(EnvgenError):
+    """A filesystem envgen writes to is full, or the user's disk quota is reached (what was being written
+    is left in staging, never half in place)."""
+
+    HINT = ("free space there: `envgen gc` removes the trees and units no root holds; or point --store "
+            "(or the output) at a larger filesystem")
+
+    @classmethod
+    def of(cls, exc: OSError) -> NoSpace:
+        """The one-line error for an ENOSPC or EDQUOT OSError."""
+        where = f": {exc.filename}" if exc.filename else " (a filesystem envgen was writing to is full)"
+        return cls(f"{exc.strerror or 'No space left on device'}{where}", hint=cls.HINT)
+
+
 class BuildError(EnvgenError):
     """A builder failed."""
 

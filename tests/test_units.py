@@ -30,7 +30,7 @@ from envgen.builders.units import Linker, Unit, find, make_deb_units, unit_key
 from envgen.errors import BuildError, StoreError
 from envgen.fsutil import remove_tree
 from envgen.snapshot import Store
-from helpers import run_envgen
+from helpers import REPO, run_envgen
 
 EPOCH = 1746662400  # 2025-05-08T00:00:00Z, the tiny spec's snapshot date
 
@@ -514,6 +514,34 @@ def test_wheels_that_could_install_one_path_are_installed_in_one_group(tiny, tmp
     named = sorted([Path(p).name[0] for p in g] for g in groups)
     assert named == [["a", "b", "f"], ["c", "d", "i"], ["e", "j"], ["g", "h", "k"]]  # e's entry point: no script
     assert sorted(p for g in groups for p in g) == sorted(paths)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_leaves_nothing_staged(tiny, tmp_path):
+    """A store on a filesystem that fills up during the build (a quota on a cluster): one line that says so
+    and what to do, exit status 2, no traceback, and nothing left in the store's staging; every unit
+    published is whole. A small tmpfs in a user and mount namespace of its own, at three sizes, so that
+    the disk fills at different steps (the .debs' units, the install, the harvest)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no unprivileged user and mount namespaces here")
+    script = (
+        'set -e; mount -t tmpfs -o size="$1" tmpfs "$2"; mkdir "$2/store"; '
+        'cp -a "$3/objects" "$3/roots" "$3/envgen-store.json" "$2/store/"; set +e; '
+        '"$4" -m envgen build "$5" --store "$2/store"; echo "rc=$?"; '
+        'ls -A "$2/store/tmp"; for u in "$2"/store/units/*/; do [ -e "$u" ] && ! [ -f "$u/meta.json" ] && echo "torn $u"; done; true'
+    )
+    for size in ("45m", "80m", "120m"):
+        proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", size, str(mnt), str(tiny.store),
+                               sys.executable, str(tiny.spec)], capture_output=True, text=True, cwd=REPO)
+        out = proc.stdout.split()
+        assert "rc=2" in out, (size, proc.stdout, proc.stderr[-2000:])
+        assert out[-1] == "rc=2", f"{size}: left behind {out[out.index('rc=2') + 1:]}"
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("envgen: error:")]
+        assert len(errors) == 1 and "No space left on device" in errors[0] and "envgen gc" in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_batches_of_groups_do_not_depend_on_which_group_is_done_first():

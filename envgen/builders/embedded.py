@@ -21,6 +21,7 @@ read-only.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats, layout
-from ..errors import BuildError
+from ..errors import BuildError, NoSpace
 from ..fsutil import atomic_write, canonical_json, remove_tree
 from ..lock import pylock
 from ..proc import tail
@@ -245,6 +246,12 @@ class _Build:
                         harvester.installed(json.loads("[" + value))
                     elif word == asm.COMPILED:
                         harvester.compiled(json.loads("[" + value))
+            except OSError:
+                # the builder's own writes failed (a full disk, a quota): that is the cause to name, not
+                # what the sandbox, writing to the same filesystem, made of it
+                with contextlib.suppress(Exception):
+                    installing.result()
+                raise
             finally:
                 installing.result()  # its failure first, if both fail: the linking waits for it
         self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
@@ -289,7 +296,8 @@ class _Build:
             for check in checks:
                 check.result()  # a wheel that is not the lock's is the error, whatever the step made of it
             err.seek(0)
-            _check(subprocess.CompletedProcess(argv, proc.returncode, "", err.read()), "installing the wheels")
+            _check(subprocess.CompletedProcess(argv, proc.returncode, "", err.read()), "installing the wheels",
+                   self.store)
         for leftover in (*dirs, "plan.json"):
             remove_tree(self.stage / leftover)
 
@@ -535,10 +543,20 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _check(proc, what: str) -> None:
+def _check(proc, what: str, store: Store | None = None) -> None:
     if proc.returncode != 0:
+        if not proc.stderr and store is not None and _full(store.root):
+            # a sandboxed step that could not even write its error (stderr goes to a file there)
+            raise NoSpace(f"build failed while {what}: the filesystem of {store.root} is full",
+                          hint=NoSpace.HINT)
         why = tail(proc.stderr, 4) if proc.stderr else f"exit status {proc.returncode}"
         raise BuildError(f"build failed while {what}: {why}")
+
+
+def _full(path: Path) -> bool:
+    """Whether the filesystem holding *path* has less than 1 MiB or no inode left for its user."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files > 0 and st.f_favail == 0)
 
 
 def remove_build(store: Store, key: str) -> None:

@@ -260,10 +260,15 @@ def _make_deb_unit(store: Store, unit: Unit, epoch: int) -> None:
         raise BuildError(f"store object corrupted: {unit.name}'s .deb no longer hashes to "
                          f"{unit.inputs['deb'][:16]}…", hint="run `envgen store verify --repair`, then "
                                                              "`envgen snapshot SPEC` again")
-    (work / "root").mkdir()
-    debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
-    seal(work, unit, epoch)
-    publish(store, unit)
+    try:
+        (work / "root").mkdir()
+        debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
+        seal(work, unit, epoch)
+        publish(store, unit)
+    except BaseException:
+        if work.exists():  # not published: nothing of it stays behind (on a full disk least of all)
+            remove_tree(work)
+        raise
 
 
 def dist_info_of(wheel: Path) -> str:
@@ -346,7 +351,8 @@ class Harvest:
         """Hard-link the tree's *files* (paths relative to it; each final from now on) into the unit;
         with *read*, hash them now (while they are in the page cache) rather than when sealing."""
         if self.work is None:
-            self.work = self.store.staging_dir("unit-")
+            # the unit's staging copy from now on: a build that fails removes it (drop_staged_units)
+            self.work = self.unit.path = self.store.staging_dir("unit-")
         root = self.work / "root"
         ns = self.epoch * 1_000_000_000
         for rel in files:
