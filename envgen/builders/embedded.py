@@ -252,8 +252,10 @@ class _Build:
                 with contextlib.suppress(Exception):
                     installing.result()
                 raise
-            finally:
+            except BaseException:
                 installing.result()  # its failure first, if both fail: the linking waits for it
+                raise
+            installing.result()
         self.phases["install"] = round(time.perf_counter() - t, 3)  # of "units": installer and compileall
         t = time.perf_counter()
         harvester.publish(linker)

@@ -254,12 +254,12 @@ def _deb_unit_in_child(args: tuple[Path, Unit, int]) -> tuple[Path, list[str]]:
 
 def _make_deb_unit(store: Store, unit: Unit, epoch: int) -> None:
     assert unit.source is not None
-    work = store.staging_dir("unit-")
     data = unit.source.read_bytes()
     if hashlib.sha256(data).hexdigest() != unit.inputs["deb"]:
         raise BuildError(f"store object corrupted: {unit.name}'s .deb no longer hashes to "
                          f"{unit.inputs['deb'][:16]}…", hint="run `envgen store verify --repair`, then "
                                                              "`envgen snapshot SPEC` again")
+    work = store.staging_dir("unit-")
     try:
         (work / "root").mkdir()
         debs.extract_deb(io.BytesIO(data), work / "root", unit.name)
