@@ -158,12 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         ui.error(exc)
         return exc.exit_code
     except OSError as exc:
-        import errno
-
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise  # anything else is a bug, with its traceback
         from .errors import NoSpace
 
+        if exc.errno not in NoSpace.ERRNOS:
+            raise  # anything else is a bug, with its traceback
         full = NoSpace.of(exc)
         ui.error(full)
         return full.exit_code

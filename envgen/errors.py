@@ -8,6 +8,8 @@ message text.
 
 from __future__ import annotations
 
+import errno
+
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any
@@ -98,6 +100,7 @@ class NoSpace(EnvgenError):
     """A filesystem envgen writes to is full, or the user's disk quota is reached (what was being written
     is left in staging, never half in place)."""
 
+    ERRNOS = (errno.ENOSPC, errno.EDQUOT)
     HINT = ("free space there: `envgen gc` removes the trees and units no root holds; or point --store "
             "(or the output) at a larger filesystem")
 

@@ -545,6 +545,16 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_staged(tiny, tmp_path):
         assert len(errors) == 1 and "envgen gc" in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
         assert json.loads(doc.read_text())["error"]["type"] == "NoSpace", (size, errors[0])
+    # fetching into a full store is the same error, at once, not "cannot fetch" with a network hint
+    fetch = (
+        'set -e; mount -t tmpfs -o size=10m tmpfs "$1"; set +e; '
+        '"$2" -m envgen snapshot "$3" --store "$1/store" --json > "$4"; echo "rc=$?"; ls -A "$1/store/tmp"'
+    )
+    doc = tmp_path / "snapshot.json"
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", fetch, "sh", str(mnt), sys.executable, str(tiny.spec),
+                           str(doc)], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.split() == ["rc=2"], (proc.stdout, proc.stderr[-2000:])
+    assert json.loads(doc.read_text())["error"]["type"] == "NoSpace", proc.stderr[-2000:]
 
 
 def test_batches_of_groups_do_not_depend_on_which_group_is_done_first():

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .. import __version__, formats
 from ..clock import format_utc
-from ..errors import EnvgenError, FetchError, FormatError, LockError, StoreError
+from ..errors import EnvgenError, FetchError, FormatError, LockError, NoSpace, StoreError
 from ..fsutil import canonical_json
 from ..lock import pylock
 from . import srcpack, vcs
@@ -255,6 +255,8 @@ def _download(store: Store, f: Fetch, progress: Callable[[int], None] | None, re
             except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
                 if progress is not None:
                     progress(-got)
+                if isinstance(exc, OSError) and exc.errno in NoSpace.ERRNOS:
+                    raise  # the store's disk is full: no other URL or retry helps (the CLI says so)
                 if stop is not None and stop.is_set():
                     raise Interrupted() from None  # the socket was shut down by an interrupt: no retry
                 reason = getattr(exc, "reason", None) or exc
