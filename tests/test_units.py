@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_debs import make_deb
@@ -386,6 +387,54 @@ def test_a_tree_from_units_is_the_whole_tree_install(tiny, tmp_path):
     assert os.stat(site / "six.py").st_nlink >= 2
     assert not any(os.lstat(os.path.join(d, n)).st_mode & 0o222 for d, ds, fs in os.walk(fresh)
                    for n in ds + fs if not os.path.islink(os.path.join(d, n)))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_two_wheels_installing_one_path_alike_build_one_tree_from_units_or_whole(tiny, tmp_path):
+    """As torch's NVIDIA wheels do: two projects each install nvidia/__init__.py (the same bytes) beside a
+    module of their own, so the units step installs them as one group and compiles the shared file once.
+    Built from units (each a unit, sharing that file), then again with one unit gone, and installed whole:
+    one tree, every .py with its pyc."""
+    from envgen.builders.embedded import BUILDER
+
+    for name in ("nva", "nvb"):
+        d = tmp_path / name
+        (d / "nvidia").mkdir(parents=True)
+        (d / "nvidia" / "__init__.py").write_text("")
+        (d / "nvidia" / f"{name}.py").write_text(f"NAME = {name!r}\n")
+        (d / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["flit_core>=3.9,<4"]\nbuild-backend = "flit_core.buildapi"\n\n'
+            f'[project]\nname = "{name}"\nversion = "1.0"\ndescription = "shares nvidia/"\n\n'
+            '[tool.flit.module]\nname = "nvidia"\n')
+    spec = tmp_path / "specs" / "nv.toml"
+    spec.parent.mkdir()
+    spec.write_text(tiny.spec.read_text().replace('name = "tiny"', 'name = "nv"')
+                    .replace('local = ["../hello"]', 'local = ["../nva", "../nvb"]')
+                    .replace('command = ["hello"]', 'command = ["python", "-c", "pass"]'))
+    store = _scratch_store(tiny, tmp_path / "store")
+    run_envgen("lock", str(spec), check=True)
+    run_envgen("snapshot", str(spec), "--store", str(store), check=True)
+    first = _build(spec, store)
+    site = Path(first["path"]) / "opt/env/lib/python3.11/site-packages/nvidia"
+    assert sorted(p.name for p in site.iterdir()) == ["__init__.py", "__pycache__", "nva.py", "nvb.py"]
+    assert sorted(p.name for p in (site / "__pycache__").iterdir()) == [
+        "__init__.cpython-311.pyc", "nva.cpython-311.pyc", "nvb.cpython-311.pyc"]
+    made = [m for m in first["units"]["made"] if m.startswith("wheel nv")]
+    assert len(made) == 2, first["units"]
+    # nvb's unit gone: nva's is placed, nvb is installed and compiled alone, beside it
+    nvb = [d for d in (store / "units").iterdir()
+           if json.loads((d / "meta.json").read_text())["name"].startswith("nvb-")]
+    assert len(nvb) == 1
+    remove_tree(nvb[0])
+    remove_tree(Path(first["path"]).parent)
+    again = _build(spec, store)
+    assert again["units"]["made"] == [m for m in made if m.startswith("wheel nvb-")]
+    assert again["tree_digest"] == first["tree_digest"]
+    nv = Store(_scratch_store(SimpleNamespace(store=store), tmp_path / "whole"))  # its objects, no unit
+    whole = BUILDER.build(nv, first["snapshot_id"], units=False)
+    assert whole.digest == first["tree_digest"]
+    assert not list((store / "tmp").iterdir())
 
 
 @pytest.mark.network
