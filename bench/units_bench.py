@@ -231,6 +231,7 @@ def bench(work: Path, source: Path, args) -> None:
         print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in res.items() if v), file=sys.stderr)
 
     med = medians(res)
+    med_cpu = medians(cpu)
     summary = {
         "median_s": med,
         "ratio_cold_build_vs_uv_compile": med["envgen-cold"] / med["uv-compile"],
@@ -245,9 +246,9 @@ def bench(work: Path, source: Path, args) -> None:
         "ratio_cold_build_vs_uv_compile_per_round": [a / b for a, b in zip(res["envgen-cold"], res["uv-compile"],
                                                                             strict=True)],
         "cpu_s": cpu,
-        "median_cpu_s": medians(cpu),
-        "ratio_cold_build_cpu_vs_uv_compile_cpu": medians(cpu)["envgen-cold"] / medians(cpu)["uv-compile"],
-        "ratio_cold_wheels_cpu_vs_uv_compile_cpu": medians(cpu)["envgen-cold-wheels"] / medians(cpu)["uv-compile"],
+        "median_cpu_s": med_cpu,
+        "ratio_cold_build_cpu_vs_uv_compile_cpu": med_cpu["envgen-cold"] / med_cpu["uv-compile"],
+        "ratio_cold_wheels_cpu_vs_uv_compile_cpu": med_cpu["envgen-cold-wheels"] / med_cpu["uv-compile"],
         "tree_digest": first["tree_digest"],
         "repinned_tree_digest": first_old["tree_digest"],
         "cold_phases": phases,

@@ -467,8 +467,7 @@ def units(plan: dict) -> None:
 
         def installed(i: int, group: list[str]) -> None:
             say(INSTALLED, [os.path.basename(p) for p in group])  # before any of its files is compiled
-            _tools(plan)
-            from installer.sources import WheelFile
+            from installer.sources import WheelFile  # on sys.path: install_wheels put it there
 
             files = []
             for path in group:

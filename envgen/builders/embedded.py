@@ -547,8 +547,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def _check(proc, what: str, store: Store | None = None) -> None:
     if proc.returncode != 0:
-        if not proc.stderr and store is not None and _full(store.root):
-            # a sandboxed step that could not even write its error (stderr goes to a file there)
+        if store is not None and _full(store.root):
+            # the cause, whatever the step made of it (it may not even have had room to write its error)
             raise NoSpace(f"build failed while {what}: the filesystem of {store.root} is full",
                           hint=NoSpace.HINT)
         why = tail(proc.stderr, 4) if proc.stderr else f"exit status {proc.returncode}"
