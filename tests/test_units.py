@@ -635,6 +635,53 @@ def test_batches_of_groups_do_not_depend_on_which_group_is_done_first():
     assert twice == [["nvidia/__init__.py", "nvidia/a.py"]]
 
 
+def test_the_compile_server_writes_the_pycs_a_fresh_compileall_writes(tmp_path, monkeypatch):
+    """Each chunk is compiled in a process forked from one compile server, not in a fresh interpreter: its
+    pycs are the bytes ``python -m compileall`` writes, even for a module whose pyc depends on the
+    compiling process (marshal records whether "[" is interned, and json's C encoder interns it: the
+    control below shows that this module can tell); a file that does not compile is no failure, and each
+    chunk is said done with its files."""
+    from envgen import layout
+    from envgen.builders import assemble
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "brackets.py").write_text('def wrap(out, inner):\n    out.append("[")\n    out.append(f"({inner})]")\n')
+    (src / "py2.py").write_text('print "not Python 3"\n')
+    for i in range(30):
+        (src / f"m{i:02}.py").write_text(f"VALUE = {i}\n\ndef f(x):\n    return x in {{'a{i}', 'b'}}\n")
+    files = sorted(str(p) for p in src.glob("*.py"))
+    plan = {"python_cmd": [sys.executable], "epoch": 0}
+    env = assemble.build_environ(plan)
+
+    def pycs() -> dict[str, bytes]:
+        out = {p.name: p.read_bytes() for p in sorted((src / "__pycache__").glob("*.pyc"))}
+        shutil.rmtree(src / "__pycache__")
+        return out
+
+    listing = tmp_path / "all.txt"
+    listing.write_text("".join(f + "\n" for f in files))
+    compileall = ["-B", "-m", "compileall", "-q", "-f", "--invalidation-mode", "unchecked-hash", "-i", str(listing)]
+    subprocess.run([sys.executable, *compileall], env=env, capture_output=True, check=False)
+    fresh = pycs()
+    subprocess.run([sys.executable, "-B", "-c", "import json, runpy, sys; json.dumps([1]); sys.argv[0] = 'x'; "
+                    "runpy.run_module('compileall', run_name='__main__')", *compileall[3:]], env=env,
+                   capture_output=True, check=False)
+    other = pycs()
+    tag = sys.implementation.cache_tag
+    assert len(fresh) == 31 and f"py2.{tag}.pyc" not in fresh
+    assert [k for k in fresh if fresh[k] != other[k]] == [f"brackets.{tag}.pyc"]  # the control can tell
+
+    monkeypatch.setattr(assemble, "WORK", str(tmp_path / "work"))
+    monkeypatch.setattr(layout, "COMPILE_CHUNK_FILES", 4)  # 8 chunks of these 32 files
+    said: list[list[str]] = []
+    with assemble.Compiler(plan, layout, done=said.append) as compiler:
+        compiler.submit(files)
+    assert pycs() == fresh
+    assert len(said) == 8 and sorted(f for chunk in said for f in chunk) == files
+    assert not (tmp_path / "work" / "compile").exists()
+
+
 @pytest.mark.network
 @pytest.mark.slow
 def test_a_unit_changed_outside_envgen_is_refused_with_the_way_out(tiny, tmp_path):

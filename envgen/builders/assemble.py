@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 
 WORK = "/tmp/envgen-assemble"
 # the units step's output, a line each: a group of wheels is in (their file names), compileall is done
@@ -357,57 +357,144 @@ def bytecode_sources(layout, tops: list[str], base: str = "") -> list[str]:
     return files
 
 
+# The compile server: one interpreter that has imported compileall (and what it needs to serve) forks a
+# child per chunk, as many at once as there are cores (argv[1]).  Every child starts from the same state,
+# as a fresh ``python -m compileall -i LIST`` would, less its start-up (40 ms with the standard library's
+# pycs, 200 ms while they are being compiled).  Requests on stdin, a listing's path a line; for each
+# chunk done, ``LISTING EXITCODE`` on stdout; a chunk's own output goes to LISTING.out.  Its strings
+# are interned in every child, so a change here may change pycs (as any change to assemble.py changes
+# the units' keys): keep it small.
+COMPILE_SERVER = r"""
+import compileall, os, select, signal, sys
+from py_compile import PycInvalidationMode
+
+
+def chunk(listing):
+    out = os.open(listing + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    ok = True
+    with open(listing, encoding="utf-8") as fh:
+        for line in fh:
+            ok = compileall.compile_file(line.rstrip("\n"), force=True, quiet=1,
+                                         invalidation_mode=PycInvalidationMode.UNCHECKED_HASH) and ok
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+def serve(jobs):
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    todo, running, rest, eof = [], {}, b"", False
+    while todo or running or not eof:
+        while todo and len(running) < jobs:
+            listing = todo.pop(0)
+            pid = os.fork()
+            if pid == 0:
+                code = 2
+                try:
+                    code = chunk(listing)
+                except BaseException:
+                    import traceback
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                os._exit(code)
+            running[pid] = listing
+        ready = select.select([wake] if eof else [wake, 0], [], [])[0]
+        if 0 in ready:
+            data = os.read(0, 65536)
+            eof = not data
+            *lines, rest = (rest + data).split(b"\n")
+            todo += [line.decode() for line in lines]
+        if wake in ready:
+            os.read(wake, 4096)
+        while running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if not pid:
+                break
+            os.write(1, ("%s %d\n" % (running.pop(pid), os.waitstatus_to_exitcode(status))).encode())
+
+
+serve(int(sys.argv[1]))
+"""
+
+
 class Compiler:
-    """Unchecked-hash pycs by compileall, a fresh interpreter per chunk, as many at once as there are
-    cores: :meth:`submit` a sorted list of .py files (in-tree paths) as soon as they are final, and it
-    is cut into a fixed number of interleaved chunks (a function of the list alone, never of the core
-    count or of timing: a pyc depends only on its source and on the compiling program); ``done(chunk)``
-    is called with each chunk's files, from a worker thread, once they are compiled.  Leaving the
-    ``with`` block waits for every chunk and raises the first failure."""
+    """Unchecked-hash pycs by compileall, each chunk in a process of its own forked from one compile server
+    (:data:`COMPILE_SERVER`), as many at once as there are cores: :meth:`submit` a sorted list of .py files
+    (in-tree paths) as soon as they are final, and it is cut into a fixed number of interleaved chunks (a
+    function of the list alone, never of the core count or of timing: a pyc depends only on its source
+    and on the state of the compiling process, the same for every chunk); ``done(chunk)`` is called with
+    each chunk's files, from one reader thread, once they are compiled.  Leaving the ``with`` block waits
+    for every chunk and raises the first failure."""
 
     def __init__(self, plan: dict, layout, done=None):
-        self.cmd = [*plan["python_cmd"], "-B", "-m", "compileall", "-q", "-f", "--invalidation-mode",
-                    "unchecked-hash", "-i"]
-        self.env = build_environ(plan)
+        import threading
+
         self.chunk_files = layout.COMPILE_CHUNK_FILES
         self.max_chunks = layout.COMPILE_CHUNKS
         self.done = done
         self.lists = f"{WORK}/compile"
         os.makedirs(self.lists, exist_ok=True)
-        self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-        self.futures: list = []
+        self.chunks: dict[str, list[str]] = {}
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.server = subprocess.Popen([*plan["python_cmd"], "-B", "-c", COMPILE_SERVER, str(os.cpu_count() or 1)],
+                                       env=build_environ(plan), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True, encoding="utf-8")
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def submit(self, files: list[str]) -> None:
-        # fewer chunks for a short list: each is an interpreter to start
+        # fewer chunks for a short list: each is a process to fork and a line to say
         n = max(1, min(self.max_chunks, len(files) // self.chunk_files))
-        for i in range(n):
-            # an empty list would make compileall compile everything on sys.path instead: none is run
-            if files[i::n]:
-                listing = f"{self.lists}/{len(self.futures)}.txt"
-                with open(listing, "w", encoding="utf-8") as fh:
-                    fh.write("".join(p + "\n" for p in files[i::n]))
-                self.futures.append(self.pool.submit(self._one, listing, files[i::n]))
+        with self.lock:
+            for i in range(n):
+                # an empty list would make compileall compile everything on sys.path instead: none is run
+                if files[i::n]:
+                    listing = f"{self.lists}/{len(self.chunks)}.txt"
+                    with open(listing, "w", encoding="utf-8") as fh:
+                        fh.write("".join(p + "\n" for p in files[i::n]))
+                    self.chunks[listing] = files[i::n]
+                    assert self.server.stdin is not None
+                    self.server.stdin.write(listing + "\n")
+            assert self.server.stdin is not None
+            self.server.stdin.flush()
 
-    def _one(self, listing: str, chunk: list[str]) -> None:
-        proc = subprocess.run([*self.cmd, listing], env=self.env, capture_output=True, text=True)
-        # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
-        if proc.returncode not in (0, 1):
-            fail(f"compileall failed: {proc.stderr[-2000:]}")
-        if self.done is not None:
-            self.done(chunk)
+    def _read(self) -> None:
+        assert self.server.stdout is not None
+        for line in self.server.stdout:
+            listing, _, code = line.rstrip("\n").rpartition(" ")
+            # 1 = some file did not compile (Python 2 test data a wheel ships), which installers tolerate too
+            if int(code) not in (0, 1):
+                with open(listing + ".out", encoding="utf-8", errors="replace") as fh:
+                    self.failures.append(f"compileall failed (exit status {code}): {fh.read()[-2000:]}")
+            elif self.done is not None and not self.failures:
+                try:
+                    with self.lock:
+                        chunk = self.chunks[listing]
+                    self.done(chunk)
+                except BaseException as exc:  # the step's own output failing: stop saying, report it
+                    self.failures.append(f"after compiling {listing}: {exc!r}")
 
     def __enter__(self) -> Compiler:
         return self
 
     def __exit__(self, failed, *_) -> None:
+        assert self.server.stdin is not None
         if failed is not None:  # that failure is the one to report: the chunks not started are dropped
-            self.pool.shutdown(cancel_futures=True)
+            self.server.kill()
+            self.server.wait()
             return
-        try:
-            for future in as_completed(self.futures):
-                future.result()
-        finally:
-            self.pool.shutdown(cancel_futures=True)
+        self.server.stdin.close()  # the server ends once every chunk is done
+        self.reader.join()
+        code = self.server.wait()
+        if self.failures:
+            fail(self.failures[0])
+        if code != 0:
+            fail(f"the compile server failed (exit status {code})")
         shutil.rmtree(self.lists)
 
 
