@@ -25,7 +25,7 @@ environment, whichever builder runs it.  The network is cut in both.
     no unit of the store holds yet into the tree (its Debian runtime and
     skeleton in place; the builder places the units it reuses meanwhile)
     and compile their bytecode (and the standard library's, if no unit
-    holds it, from the start) with the same compileall command, each group
+    holds it, from the start) with the same compiler, each group
     of wheels as soon as it is in; print ``INSTALLED`` and a group's wheels
     as each group is in, ``COMPILED`` and a chunk's files as each chunk is
     done.  The builder links each package's files into its unit as they
@@ -529,7 +529,7 @@ def record_files(layout, python: str, dist_info: str) -> list[str]:
 def units(plan: dict) -> None:
     """The embedded builder's install units, made in the tree: install the wheels of the wheelhouse (the
     ones no unit holds yet) as ``assemble`` does, and compile the bytecode of their files, and of the
-    standard library when ``plan["stdlib"]``, by the same compileall command.  The builder then moves
+    standard library when ``plan["stdlib"]``, by the same :class:`Compiler`.  The builder then moves
     each package's files (by its RECORD) and the standard library's pycs into their units.
 
     Nothing waits for what it does not need: the standard library compiles while the wheels install,
@@ -539,7 +539,8 @@ def units(plan: dict) -> None:
 
     The bytecode is compileall's own: a pyc depends on the strings the compiling process holds interned
     (a frozenset constant is shared between code objects, or not, by it), so the units are compiled by
-    the very program that compiles a whole tree, never by a process that has imported anything else.
+    the very program that compiles a whole tree (the compile server's children), never by a process
+    that has imported anything else.
     """
     layout = load_layout(plan["layout"])
     python = plan["python"]

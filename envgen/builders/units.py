@@ -20,7 +20,7 @@ Three kinds, each keyed by everything its bytes are a function of:
     (prefix /opt/env, the same scheme, shebangs and RECORD), with its
     unchecked-hash bytecode.  A wheel no unit holds yet is installed into the
     tree being built and compiled there by the assembler (``assemble.py
-    units``: the whole-tree install's own compileall command, because a pyc
+    units``: the whole-tree install's own compiler, because a pyc
     depends on the strings the compiling process holds interned), and its
     files (its RECORD, and a pyc per .py) are hard-linked into its unit as
     the assembler says they are final: the installed files while compileall
