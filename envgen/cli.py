@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
 from . import __version__
 from .errors import EnvgenError
-from .ui import UI
+
+TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import argparse
 
 # Command name -> module under envgen.commands.  Each module has
 # ``register(subparsers, parents)`` and a ``run(args, ui)`` returning an exit code.
@@ -77,18 +78,24 @@ DESCRIPTION = dedent(
 COMMON_DEFAULTS = {"json": False, "quiet": False, "store": None}
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog):
-        # the width as argparse finds it (shutil.get_terminal_size), without importing shutil: argparse
-        # makes a formatter for every add_argument, so every command would pay for that import
-        try:
-            width = int(os.environ["COLUMNS"])
-        except (KeyError, ValueError):
+def help_formatter() -> type[argparse.HelpFormatter]:
+    """argparse's formatter for envgen's help texts (argparse is imported only when a parser is made)."""
+    import argparse
+
+    class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+        def __init__(self, prog):
+            # the width as argparse finds it (shutil.get_terminal_size), without importing shutil: argparse
+            # makes a formatter for every add_argument, so every command would pay for that import
             try:
-                width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
-            except (AttributeError, ValueError, OSError):
-                width = 80
-        super().__init__(prog, max_help_position=32, width=(width or 80) - 2)
+                width = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+                except (AttributeError, ValueError, OSError):
+                    width = 80
+            super().__init__(prog, max_help_position=32, width=(width or 80) - 2)
+
+    return HelpFormatter
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -97,6 +104,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Command modules import heavy libraries (networkx, rich progress, …); loading
     only the one that runs keeps start-up fast.
     """
+    import argparse
+    import importlib
+
+    HelpFormatter = help_formatter()
     common = argparse.ArgumentParser(add_help=False, formatter_class=HelpFormatter)
     # SUPPRESS: nested subcommands (`runs show`) share these options, and argparse
     # would otherwise let a subparser's default overwrite a value given earlier.
@@ -124,9 +135,47 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status.  Called as the program (*argv* None), a command that asks for it
     (``fast_exit``: `envgen run`, whose record is on disk by then) ends the process itself, skipping the
-    interpreter's teardown of every module (a few ms of each run's overhead)."""
+    interpreter's teardown of every module (a few ms of each run's overhead).
+
+    A run that its launch plan serves whole is done by :func:`envgen.run.launch.main`, before argparse
+    (or anything else it does not need) is imported; every other command line goes through argparse.
+    """
     as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
+    quick = argv[:1] == ["run"]
+    json_mode, quiet = quick and "--json" in argv, False
+    ui = None
+    try:
+        if quick:
+            from .run import launch
+
+            code = launch.main(argv)
+            if code is not None:
+                return _end(code, as_program)
+        args = _parse(argv)
+        if args is None:
+            return 2
+        json_mode, quiet = args.json, args.quiet
+        from .ui import UI
+
+        ui = UI(json_mode=json_mode, quiet=quiet)
+        code = int(args.func(args, ui) or 0)
+        return _end(code, as_program and getattr(args, "fast_exit", False))
+    except EnvgenError as exc:
+        return _fail(exc, ui, json_mode, quiet)
+    except OSError as exc:
+        from .errors import NoSpace
+
+        if exc.errno not in NoSpace.ERRNOS:
+            raise  # anything else is a bug, with its traceback
+        return _fail(NoSpace.of(exc), ui, json_mode, quiet)
+    except KeyboardInterrupt:
+        print("envgen: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parse(argv: list[str]) -> argparse.Namespace | None:
+    """*argv* parsed by the command's argparse parser (None: help was printed, the exit status is 2)."""
     first = argv[0] if argv else None
     parser = build_parser(first if first in COMMANDS else None)
     # Everything after the first `--` is the command to run inside the env, verbatim
@@ -145,29 +194,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unexpected arguments after --: {' '.join(trailing)}")
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    ui = UI(json_mode=args.json, quiet=args.quiet)
-    try:
-        code = int(args.func(args, ui) or 0)
-        if as_program and getattr(args, "fast_exit", False):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        return code
-    except EnvgenError as exc:
-        ui.error(exc)
-        return exc.exit_code
-    except OSError as exc:
-        from .errors import NoSpace
+        return None
+    return args
 
-        if exc.errno not in NoSpace.ERRNOS:
-            raise  # anything else is a bug, with its traceback
-        full = NoSpace.of(exc)
-        ui.error(full)
-        return full.exit_code
-    except KeyboardInterrupt:
-        print("envgen: interrupted", file=sys.stderr)
-        return 130
+
+def _end(code: int, now: bool) -> int:
+    """*code*; with *now*, the process ends here, its output flushed (no interpreter teardown)."""
+    if now:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _fail(exc: EnvgenError, ui, json_mode: bool, quiet: bool) -> int:
+    """Report *exc* through the command's UI (or, before there is one, a UI like it); its exit status."""
+    if ui is None:
+        from .ui import UI
+
+        ui = UI(json_mode=json_mode, quiet=quiet)
+    ui.error(exc)
+    return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

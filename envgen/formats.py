@@ -9,8 +9,6 @@ versions stay readable; a bump here comes with a migration in the reader.
 
 from __future__ import annotations
 
-import json
-
 from .errors import FormatError, NewerFormatError
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
@@ -28,7 +26,8 @@ VERSIONS: dict[str, int] = {
     "envgen-nix-tree": 1,      # nix-trees/PATH.json
     "envgen-nix-data": 1,      # nix/specs/NAME.json
     "envgen-sweep": 1,
-    "envgen-run-cache": 2,     # cache/run/KEY.json, a launch plan (2: lstat-checked sources, tree identity)
+    "envgen-run-cache": 3,     # cache/run/KEY.marshal, a launch plan (2: lstat-checked sources, tree identity;
+                               # 3: marshal, not JSON: `envgen run` reads it without importing json)
     "envgen-records": 2,       # the SQLite schema (2: runs.state, runs.owner; reads 1 and migrates it)
     "envgen-built-wheel": 1,   # built-wheels/KEY.json: a wheel built from source, by its inputs
     "envgen-pending-run": 1,   # records.d/ID.json: a run's record before a reader moves it into records.sqlite
@@ -73,6 +72,8 @@ def check_doc(kind: str, doc: Any, where: str) -> dict:
 
 def load_json(kind: str, data: bytes | str, where: str) -> dict:
     """Parse and check a JSON document of *kind*."""
+    import json  # here: `envgen run` reads formats.header from this module and writes JSON without json
+
     try:
         doc = json.loads(data)
     except ValueError:

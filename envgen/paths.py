@@ -11,21 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# the two places, found without pathlib by `envgen run` (envgen.run.launch), and the store's run files named there
+from .run.launch import JOURNAL_DIR, RECORDS_DB, RUN_CACHE_DIR, cache_root, store_root
+
 
 def cache_dir() -> Path:
-    if os.environ.get("ENVGEN_CACHE"):
-        return Path(os.environ["ENVGEN_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "envgen"
+    return Path(cache_root())
 
 
 def store_dir(explicit: str | os.PathLike | None = None) -> Path:
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("ENVGEN_STORE"):
-        return Path(os.environ["ENVGEN_STORE"])
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "envgen" / "store"
+    return Path(store_root(explicit))
 
 
 class StorePaths:
@@ -99,17 +94,17 @@ class StorePaths:
     @property
     def records(self) -> Path:
         """The provenance database (history, not a cache)."""
-        return self.root / "records.sqlite"
+        return self.root / RECORDS_DB
 
     @property
     def run_journal(self) -> Path:
         """Runs' own record files (``<run id>.json``), until a reader moves them into ``records.sqlite``."""
-        return self.root / "records.d"
+        return self.root / JOURNAL_DIR
 
     @property
     def run_cache(self) -> Path:
         """Start-up fast path answers of ``envgen run``."""
-        return self.root / "cache" / "run"
+        return self.root / RUN_CACHE_DIR
 
     @property
     def exports(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import EnvgenError
 from .layout import BASE_ENV
+from .run.launch import bwrap_argv, netns_marker, which
 from .values import Value
 
 
@@ -44,17 +45,8 @@ class Bind(Value):
         return f"{self.src}:{self.dst}:{'rw' if self.writable else 'ro'}"
 
 
-def _which(name: str) -> str | None:
-    """shutil.which for a plain name, without importing shutil (and bz2, lzma) on every run's start-up."""
-    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        p = os.path.join(d or os.curdir, name)
-        if os.path.isfile(p) and os.access(p, os.X_OK):
-            return p
-    return None
-
-
 def bwrap_path() -> str:
-    path = _which("bwrap")
+    path = which("bwrap")
     if not path:
         raise EnvgenError(
             "bubblewrap (bwrap) is not installed; envgen needs it to build and run environments unprivileged",
@@ -70,13 +62,7 @@ def netns_available() -> bool:
     The answer is a property of the running kernel and its settings, so it is
     cached per boot (keyed by /proc/sys/kernel/random/boot_id).
     """
-    from .paths import probes_dir
-
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        boot = ""
-    marker = probes_dir() / f"netns-{os.getuid()}-{boot}" if boot else None
+    marker = Path(m) if (m := netns_marker()) is not None else None
     if marker is not None and marker.is_file():
         return marker.read_text() == "yes"
     ok = _probe_netns()
@@ -110,43 +96,12 @@ class Sandbox(Value):
         self.extra: list[str] = extra if extra is not None else []
 
     def argv(self, command: list[str]) -> list[str]:
-        args = [bwrap_path(), "--die-with-parent", "--unshare-all"]
-        if self.network:
-            args.append("--share-net")
-        elif not netns_available():
+        if not self.network and not netns_available():
             raise EnvgenError("cannot create a network namespace here, so the network cannot be cut",
                               hint="allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
-        if self.writable_root:
-            args += ["--bind", str(self.root), "/"]
-        else:
-            # A tmpfs root holding read-only binds of the tree's top-level entries: bind
-            # destinations that the tree lacks can then be created, and `--remount-ro /`
-            # below makes the whole of / read-only again.
-            args += ["--tmpfs", "/"]
-            for entry in sorted(os.listdir(self.root)):
-                full = self.root / entry
-                if entry in ("proc", "dev", "tmp"):
-                    continue
-                if full.is_symlink():
-                    args += ["--symlink", os.readlink(full), f"/{entry}"]
-                else:
-                    args += ["--ro-bind", str(full), f"/{entry}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        if self.network:
-            for f in ("/etc/resolv.conf", "/etc/hosts"):
-                if os.path.exists(f) and (self.root / f.lstrip("/")).exists():
-                    args += ["--ro-bind", f, f]
-        for b in self.binds:
-            args += ["--bind" if b.writable else "--ro-bind", str(b.src), b.dst]
-        args += self.extra
-        if not self.writable_root:
-            args += ["--remount-ro", "/"]
-        args += ["--clearenv"]
-        base = {**BASE_ENV, "HOME": "/tmp"}
-        for k, v in {**base, **self.env}.items():
-            args += ["--setenv", k, v]
-        args += ["--chdir", self.cwd, "--"]
-        return args + list(command)
+        return bwrap_argv(bwrap_path(), str(self.root), list(command), env={**BASE_ENV, "HOME": "/tmp", **self.env},
+                          writable_root=self.writable_root, network=self.network,
+                          binds=[(str(b.src), b.dst, b.writable) for b in self.binds], cwd=self.cwd, extra=self.extra)
 
     def run(self, command: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(command), **kw)

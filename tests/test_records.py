@@ -18,10 +18,10 @@ from envgen.run.records import (
     STARTING,
     Record,
     Records,
-    _process_start,
     new_run_id,
     now_iso,
     owner_facts,
+    process_start,
     status,
     write_pending,
 )
@@ -105,7 +105,7 @@ def test_run_ids_sort_by_time_and_differ():
 
 def _owner_of(proc: subprocess.Popen) -> dict:
     """The owner facts of another (real) process, as run_recorded writes its own."""
-    return {**owner_facts(), "pid": proc.pid, "start": _process_start(proc.pid)}
+    return {**owner_facts(), "pid": proc.pid, "start": process_start(proc.pid)}
 
 
 def test_a_run_record_file_is_moved_in_and_a_killed_owner_reads_killed(tmp_path):

@@ -322,3 +322,131 @@ def test_run_ends_its_process_only_when_it_is_the_program(tiny, capsys):
                       "import sys; print('x' * 100000); sys.exit(4)")
     assert proc.returncode == 4 and json.loads(proc.stdout)["exit_status"] == 4
     assert proc.stderr.count("x" * 100000) == 1
+
+
+# --------------------------------------------------------------------------- the quick path (envgen/run/launch.py)
+
+# every option `envgen run` has, with a value where it takes one (those the quick path takes, and others)
+_OPTIONS = [["-q"], ["--quiet"], ["--json"], ["--store", "/s"], ["--label", "l 1"], ["--reason", "why"],
+            ["--workdir", "/w"], ["--variant", "cuda12"], ["--runtime", "bwrap"], ["--runtime", "podman"],
+            ["--tag", "a"], ["--tag", "b"], ["--bind", "/x:/y:ro"], ["--bind", "/x:/z"], ["--network"], ["--gpu"],
+            ["--dry-run"], ["--help"], ["--label=eq"], ["--lab", "abbrev"], ["--tag", "-neg"], ["--label"],
+            ["extra-positional"]]
+_FIELDS = ("json", "quiet", "store", "label", "reason", "workdir", "variant", "runtime", "tag", "bind", "spec", "cmd")
+
+
+def _argparse_view(argv: list[str]) -> dict | None:
+    """What the argparse front end makes of *argv* (None: it exits, e.g. help or an error)."""
+    from envgen import cli
+
+    try:
+        args = cli._parse(list(argv))
+    except SystemExit:
+        return None
+    return None if args is None else {k: getattr(args, k) for k in _FIELDS}
+
+
+def test_the_quick_parser_reads_a_run_as_argparse_does_or_leaves_it_to_argparse(capsys):
+    import itertools
+    import random
+
+    from envgen.run import launch
+
+    rnd = random.Random(14)
+    cases = [["run", "s.toml", "--", "python", "-c", "pass"], ["run", "s.toml", "--"], ["run", "--", "x"],
+             ["run", "s.toml", "python"], ["runs", "--", "x"], ["run", "s.toml", "--", "a", "--", "--json"]]
+    for opt in _OPTIONS:
+        cases.append(["run", *opt, "s.toml", "--", "python", "-c", "pass"])
+        cases.append(["run", "s.toml", *opt, "--", "true"])
+    for n in (2, 3, 4):
+        for combo in itertools.islice(itertools.combinations(_OPTIONS, n), 0, None, 7):
+            words = [w for opt in rnd.sample(combo, len(combo)) for w in opt]
+            cases.append(["run", *words[:2], "spec.toml", *words[2:], "--", "echo", "--label", "x"])
+    taken = 0
+    for argv in cases:
+        quick = launch.parse(argv)
+        if quick is None:
+            continue
+        taken += 1
+        assert {k: quick[k] for k in _FIELDS} == _argparse_view(argv), argv
+    capsys.readouterr()
+    assert taken > 60  # the plain runs are taken, with every option the quick path knows
+    for left in (["--help"], ["--label=eq"], ["--lab", "abbrev"], ["--dry-run"], ["--network"], ["--gpu"],
+                 ["--tag", "-neg"]):
+        assert launch.parse(["run", "s.toml", *left, "--", "true"]) is None, left
+    assert launch.parse(["run", "s.toml", "python"]) is None  # no `--`: argparse's
+
+
+def test_the_record_writer_writes_json_dumps_bytes():
+    from envgen.run import launch
+
+    doc = {"b": [1, 2.5, -0.0, 1e300, None, True, False], "a": {"é": "ü\u2028\n\"\\", "z": {}, "y": []},
+           "record": {"command": ["python", "-c", "print('x')"], "duration": 0.123, "exit_status": 0}}
+    assert launch.dumps(doc) == json.dumps(doc, sort_keys=True)
+    with pytest.raises(TypeError):
+        launch.dumps({"p": Path("/x")})
+
+
+def test_pure_path_is_pathlib_s():
+    from pathlib import PurePosixPath
+
+    from envgen.run import launch
+
+    for p in ("specs/abide.toml", "./specs//abide.toml", "specs/./a/../b.toml", "/abs/x/", "//net/x", "///x",
+              ".", "./", "", "a", "../a/", "/"):
+        assert launch.pure_path(p) == str(PurePosixPath(p)), p
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_a_quick_run_records_what_the_argparse_path_records(tiny, tmp_path):
+    """The same run through envgen/run/launch.py and through the argparse front end (`--label=…` is left to
+    argparse): the same record, but for what differs between any two runs."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("1\n")
+    _warm(tiny, "--", "true")
+    common = ["run", str(tiny.spec), "--store", str(tiny.store), "--bind", f"{data}:/data:ro", "--tag", "t", "--json"]
+    cmd = ["--", "python", "-c", "import sys; print(open('/data/in.txt').read()); sys.exit(3)"]
+    # without a bind, nothing beyond the interpreter's own start-up (the `-m` runner aside); with one, its
+    # inputs are hashed by envgen's usual code, in the thread, while the command runs
+    mods = _imports(tiny, "--", "true")
+    assert not {"argparse", "json", "pathlib", "subprocess", "threading", "re", "enum"} & mods, sorted(mods)
+    assert "argparse" not in _imports(tiny, *common[4:], "--label", "same", "--", "true")
+    ids = []
+    for label in (["--label", "same"], ["--label=same"]):
+        proc = run_envgen(*common, *label, *cmd, cwd=tiny.root)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.startswith("1\n")  # --json: the command's stdout on stderr
+        out = json.loads(proc.stdout)
+        assert out["exit_status"] == 3 and out["inputs"] == 1 and out["outputs"] == 0
+        ids.append(out["run"])
+    quick, slow = (next(r for r in _runs(tiny) if r["id"] == i) for i in ids)
+    differ = {"id", "started", "duration", "owner"}
+    assert {k: v for k, v in quick.items() if k not in differ} == {k: v for k, v in slow.items() if k not in differ}
+    assert quick["state"] == "finished" and quick["exit_status"] == 3 and quick["tags"] == ["t"]
+    assert set(quick["inputs"]) == {"/data/in.txt"}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["quick", "argparse"])
+def test_ctrl_c_reaches_the_command_and_the_run_is_recorded_as_interrupted(tiny, path):
+    """SIGINT to envgen (as a terminal's Ctrl-C, to envgen alone here) is passed on; the command ends with it,
+    and the record says so (exit status 128+2), by either path."""
+    _warm(tiny, "--", "true")
+    marker = f"interrupted-{path}-{os.getpid()}-{time.monotonic_ns()}"
+    label = ["--label", marker] if path == "quick" else [f"--label={marker}"]
+    proc = subprocess.Popen([*ENVGEN, "run", str(tiny.spec), "--store", str(tiny.store), *label, "--", "python",
+                             "-c", f"import time; time.sleep(120)  # {marker}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _wait_for(tiny, marker, "started")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rec = next(r for r in _runs(tiny) if r["label"] == marker)
+    assert rec["state"] == "finished" and rec["exit_status"] == 130
+    assert not _children_with(marker)

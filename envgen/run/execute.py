@@ -18,17 +18,17 @@ goes unrecorded:
    writable binds (hashed, kept in the store); the record becomes
    ``finished`` (fsynced).  The next reader of the records moves it into
    ``records.sqlite``.
+
+Each step that a run's start-up pays for is :mod:`.launch`'s (which also runs
+a warm run whole, without this module: see there); this module adds what
+only some runs need: writable binds and their outputs, the network, GPUs,
+other runtimes, reruns.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 from ..errors import RunError
@@ -36,8 +36,10 @@ from ..fsutil import file_sha256
 from ..layout import DEFAULT_PATH, RUN_ENV
 from ..runtimes.base import Env, Launch, RunSpec, Runtime
 from ..values import Value
+from . import launch
 from . import records as rec_db
-from .records import Record, host_facts, new_run_id, now_iso, owner_facts, write_pending
+from .launch import host_facts, new_run_id, now_iso, owner_facts
+from .records import Record, write_pending
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -80,61 +82,15 @@ def _fingerprints(src: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def code_revision(cwd: Path) -> dict:
-    """git commit of the working directory, plus a hash of uncommitted changes (tracked and untracked)."""
-    def start(*args: str) -> subprocess.Popen:
-        # --no-optional-locks: `status` must not rewrite the index (the run's launch plan watches it)
-        return subprocess.Popen(["git", "--no-optional-locks", "-C", str(cwd), *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
-
-    try:  # questions asked two at a time: this runs with every recorded command
-        procs = [start("rev-parse", "HEAD", "--show-toplevel"),
-                 start("status", "--porcelain", "-z", "--untracked-files=all")]
-    except OSError:
-        return {"vcs": None}
-    (head_out, _), (status, _) = (p.communicate() for p in procs)
-    if procs[0].returncode != 0:
-        return {"vcs": None}
-    commit, top = head_out.decode().split("\n")[:2]
-    if not status:
-        return {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
-    import hashlib  # only for a dirty work tree
-
-    procs = [start("diff", "HEAD", "--binary"), start("ls-files", "--others", "--exclude-standard", "-z")]
-    (diff, _), (others, _) = (p.communicate() for p in procs)
-    untracked = others.split(b"\0")
-    h = hashlib.sha256(diff)
-    for name in sorted(u for u in untracked if u):
-        p = Path(top) / name.decode("utf-8", "surrogateescape")
-        h.update(b"\0" + name + b"\0")
-        if p.is_file():
-            h.update(file_sha256(p).encode())
-    return {"vcs": "git", "commit": commit, "dirty": True, "changes_sha256": h.hexdigest()}
-
-
 def find_command(rootfs: Path, argv0: str, path: str = DEFAULT_PATH) -> str:
     """The command's path inside the env, or a one-line error if it is not there."""
-    def exists(p: str) -> bool:
-        full = rootfs / p.lstrip("/")
-        # resolve symlinks inside the tree, not on the host
-        for _ in range(40):
-            if full.is_symlink():
-                target = os.readlink(full)
-                full = rootfs / target.lstrip("/") if target.startswith("/") else full.parent / target
-                continue
-            break
-        return full.is_file() and os.access(full, os.X_OK)
-
+    found = launch.find_command(str(rootfs), argv0, path)
+    if found is not None:
+        return found
     if "/" in argv0:
-        if exists(argv0 if argv0.startswith("/") else "/" + argv0):
-            return argv0
         raise RunError(f"command {argv0!r} not found inside the env")
-    dirs = path.split(":")
-    for d in dirs:
-        if exists(posixpath.join(d, argv0)):
-            return posixpath.join(d, argv0)
     raise RunError(f"command {argv0!r} not found inside the env (searched {path})",
-                      hint="is it provided by a package in the spec's requirements?")
+                   hint="is it provided by a package in the spec's requirements?")
 
 
 class RunRequest(Value):
@@ -218,41 +174,13 @@ def run_recorded(store: Store, runtime: Runtime, env: Env, req: RunRequest) -> R
 
 def _start_and_wait(argv: list[str], req: RunRequest, rec: Record, journal: Path | None) -> tuple[int, float]:
     """Start the command, record the pre-run facts meanwhile (*journal* given), wait: (exit status, seconds)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=sys.stderr if req.stdout_to_stderr else None)
-    worker = None
-    failed: list[BaseException] = []
-    if journal is not None:
-        def record_facts() -> None:
-            try:
-                _pre_run_facts(rec, req)
-                rec.state = rec_db.STARTED
-                write_pending(journal, rec)
-            except BaseException as exc:  # e.g. an unreadable input: the run stops, unrecorded runs are not kept
-                failed.append(exc)
-                if proc.poll() is None:
-                    proc.kill()
+    def record_facts() -> None:
+        assert journal is not None
+        _pre_run_facts(rec, req)
+        rec.state = rec_db.STARTED
+        write_pending(journal, rec)
 
-        worker = threading.Thread(target=record_facts, name="envgen-record", daemon=True)
-        worker.start()
-    try:
-        status = _wait(proc)
-    finally:
-        if worker is not None:
-            _join(worker)
-    duration = round(time.perf_counter() - t0, 3)
-    if failed:
-        raise failed[0]
-    return (status if status >= 0 else 128 - status), duration
-
-
-def _join(worker: threading.Thread) -> None:
-    while True:
-        try:
-            worker.join()
-            return
-        except KeyboardInterrupt:
-            continue  # the facts are being written; the command has had its SIGINT already
+    return launch.start_and_wait(argv, req.stdout_to_stderr, record_facts if journal is not None else None)
 
 
 def _run_env(req: RunRequest) -> dict[str, str]:
@@ -266,7 +194,7 @@ def _pre_run_facts(rec: Record, req: RunRequest) -> None:
         if not b.writable:
             inputs.update(hash_tree(b.src, b.dst))
     rec.inputs = inputs
-    rec.code = code_revision(req.cwd or Path.cwd())
+    rec.code = launch.code_revision(str(req.cwd or Path.cwd()))
 
 
 def _new_record(env: Env, req: RunRequest) -> Record:
@@ -278,20 +206,6 @@ def _new_record(env: Env, req: RunRequest) -> Record:
         env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
         build_key=env.build_key, workdir=req.workdir or "/", rerun_of=req.rerun_of, tags=list(req.tags),
     )
-
-
-def _wait(proc: subprocess.Popen) -> int:
-    """Wait for *proc*, passing Ctrl-C on to it; never leave it running."""
-    try:
-        while True:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:
-                proc.send_signal(signal.SIGINT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _collect_outputs(store: Store, binds: list[Bind], before: dict) -> dict[str, dict]:

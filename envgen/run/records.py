@@ -28,12 +28,25 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 from .. import formats
 from ..errors import EnvgenError, FormatError
 from ..values import Value
+from .launch import (  # noqa: F401  (the facts and states of a record, re-exported)
+    ABANDONED,
+    FINISHED,
+    PENDING_KIND,
+    STARTED,
+    STARTING,
+    boot_id,
+    host_facts,
+    new_run_id,
+    now_iso,
+    owner_facts,
+    process_start,
+    write_journal,
+)
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -77,14 +90,9 @@ JSON_FIELDS = ("command", "binds", "env", "code", "inputs", "outputs", "host", "
 # columns added by each schema version (the reader migrates older databases in place)
 ADDED = {2: (("state", "TEXT"), ("owner", "TEXT"))}
 
-# Record.state: how far a run's record got (written by run_recorded)
-STARTING = "starting"    # written, command being started; inputs and code revision not yet in it
-STARTED = "started"      # inputs and code revision recorded; the command runs
-FINISHED = "finished"    # exit status, duration and outputs recorded
-ABANDONED = "abandoned"  # envgen stopped with an error after the start; the result is not recorded
+# Record.state: how far a run's record got (STARTING, STARTED, FINISHED, ABANDONED: see .launch)
 # a record only moves forward: a reader never replaces a later state with an earlier one
 RANK = {None: 0, STARTING: 0, STARTED: 1, FINISHED: 2, ABANDONED: 2}
-PENDING_KIND = "envgen-pending-run"
 
 
 class Record(Value):
@@ -136,102 +144,22 @@ class Record(Value):
         return dict(self.__dict__)
 
 
-def new_run_id(now: float | None = None) -> str:
-    """``YYYYmmdd-HHMMSS-xxxxxx`` (UTC): ids sort by time.  (time, not datetime: `envgen run` imports this.)"""
-    t = time.gmtime(time.time() if now is None else now)
-    return time.strftime("%Y%m%d-%H%M%S-", t) + os.urandom(3).hex()
-
-
-def now_iso() -> str:
-    """The time now, UTC, to the millisecond: ``2025-01-01T00:00:00.000Z``."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns // 1_000_000 % 1000:03d}Z"
-
-
 # --------------------------------------------------------------------------- a run's own record file
 
 
 def write_pending(journal: Path, rec: Record, durable: bool = False) -> None:
-    """Write *rec* as ``journal/<id>.json``, replacing the run's earlier one whole (rename).
-
-    ``durable`` also fsyncs the file and the directory: for the final record.
-    Without it the file survives the process being killed, not a power cut.
-    """
+    """Write *rec* as ``journal/<id>.json``, replacing the run's earlier one whole (:func:`.launch.write_journal`)."""
     doc = {**formats.header(PENDING_KIND), "record": {k: v for k, v in rec.__dict__.items() if k != "comments"}}
-    data = json.dumps(doc, sort_keys=True).encode()
-    final = journal / f"{rec.id}.json"
-    tmp = journal / f".{rec.id}.json.{os.getpid()}.tmp"  # readers skip dot files
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except FileNotFoundError:
-        journal.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    if durable:
-        dfd = os.open(journal, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def host_facts() -> dict:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as fh:  # the first "model name" line: the file is long on big machines
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    u = os.uname()  # not `platform`: its import compiles dozens of regexes on every run
-    return {"kernel": u.release, "machine": u.machine, "cpu": cpu, "cores": os.cpu_count() or 0, "os": u.sysname}
-
-
-# --------------------------------------------------------------------------- who runs a run, and is it alive
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
-def _process_start(pid: int) -> int | None:
-    """When process *pid* started (clock ticks after boot), or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid …": comm may hold spaces and parentheses; field 22 is starttime
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
-
-
-def owner_facts() -> dict:
-    """This process, so that a later reader can tell a run in progress from one whose envgen was killed."""
-    pid = os.getpid()
-    return {"pid": pid, "start": _process_start(pid), "boot": _boot_id(), "node": os.uname().nodename}
+    write_journal(str(journal), rec.id, doc, durable)
 
 
 def owner_alive(owner: dict | None) -> bool | None:
     """Whether the envgen process *owner* still runs: None when this machine cannot tell (another node)."""
     if not owner or owner.get("node") != os.uname().nodename:
         return None
-    if owner.get("boot") != _boot_id():
+    if owner.get("boot") != boot_id():
         return False  # rebooted since
-    start = _process_start(int(owner["pid"]))
+    start = process_start(int(owner["pid"]))
     return start is not None and start == owner.get("start")
 
 

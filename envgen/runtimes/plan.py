@@ -4,7 +4,8 @@ Finding the tree of a spec means reading the spec and the lock, packing and
 hashing the local projects into a snapshot id and asking the builder for its
 tree: about 0.2 s.  A plan (``STORE/cache/run/<key>.json``, one per runtime
 and target path) keeps the answer (the env: tree path, identity, the spec's
-``[run]`` table) with what it was concluded from, as ``lstat`` results:
+``[run]`` table; in :mod:`marshal`'s format, which `envgen run` reads without
+an import) with what it was concluded from, as ``lstat`` results:
 
 * the spec and the lock;
 * every file of every local project and what decides which files those are
@@ -26,17 +27,17 @@ way).  A plan is a cache: deleting it costs one slow start.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import time
-from pathlib import Path
 
 from .. import __version__, formats
-from .base import Env, RunSpec
+from ..run.launch import RUN_CACHE_DIR
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from ..snapshot import Store
+    from .base import Env, RunSpec
 
 KIND = "envgen-run-cache"
 RACY_NS = 2_000_000_000  # a source changed this recently may change again unseen (coarse timestamps)
@@ -59,17 +60,17 @@ def _context() -> dict[str, str]:
 
 
 def _builder_module(builder: str) -> str:
-    return str(Path(__file__).resolve().parent.parent / "builders" / f"{builder}.py")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "builders", f"{builder}.py")
 
 
-def plan_path(store: Store, runtime: str, target: str, variant: str | None = None) -> Path:
+def plan_path(root: str, runtime: str, target: str, variant: str | None = None) -> str:
     """``cache/run/<key>.json``.  The key need not be a cryptographic hash (a plan names its runtime,
     target and variant, and is used only for those): 64-bit FNV-1a, which needs no import at start-up."""
     h = 0xCBF29CE484222325
     # the default env's key is as it was before variants existed
     for byte in f"{runtime}\0{os.path.abspath(target)}{'' if variant is None else chr(0) + variant}".encode():
         h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return store.paths.run_cache / f"{h:016x}.json"
+    return os.path.join(root, RUN_CACHE_DIR, f"{h:016x}.marshal")
 
 
 class Sources:
@@ -123,14 +124,14 @@ def save(store: Store, runtime: str, builder: str, target: str, env: Env, run_sp
         "envgen": __version__,
         "context": _context(), "builder": [_builder_module(builder), _stat(_builder_module(builder))],
         "tree": {"rootfs": rel, "stats": _tree_stats(rootfs)},
-        "env": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in env.__dict__.items()}, "rootfs": rel},
+        "env": {**env.__dict__, "rootfs": rel},
         "spec": run_spec.__dict__ if run_spec is not None else None,
         "sources": [[p, s] for p, s in zip(sources.paths, sources.stats, strict=True)],
     }
     from ..fsutil import atomic_write
 
     try:
-        atomic_write(plan_path(store, runtime, target, variant), json.dumps(doc, sort_keys=True))
+        atomic_write(plan_path(str(store.root), runtime, target, variant), marshal.dumps(doc))
     except OSError:
         return False
     return True
@@ -140,12 +141,13 @@ def _tree_stats(rootfs: str) -> list[Stat]:
     return [_stat(rootfs), _stat(os.path.join(os.path.dirname(rootfs), "meta.json"))]
 
 
-def load(store: Store, runtime: str, target: str, variant: str | None = None) -> tuple[Env, RunSpec | None] | None:
-    """The env of *target* from its plan, if the plan holds; else None (the caller works it out)."""
+def read(root: str, runtime: str, target: str, variant: str | None = None) -> dict | None:
+    """The plan of *target* in the store at *root*, if it holds (its ``env`` with ``rootfs`` made absolute,
+    and its ``spec``); else None (the caller works it out)."""
     try:
-        with open(plan_path(store, runtime, target, variant), "rb") as fh:
-            doc = json.loads(fh.read())
-    except (OSError, ValueError):
+        with open(plan_path(root, runtime, target, variant), "rb") as fh:
+            doc = marshal.loads(fh.read())
+    except (OSError, ValueError, EOFError, TypeError):
         return None
     if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("format-version") != formats.current(KIND):
         return None
@@ -154,12 +156,25 @@ def load(store: Store, runtime: str, target: str, variant: str | None = None) ->
         return None
     if doc["context"] != _context() or _stat(doc["builder"][0]) != doc["builder"][1]:
         return None
-    rootfs = os.path.join(store.root, doc["tree"]["rootfs"])
+    rootfs = os.path.join(root, doc["tree"]["rootfs"])
     if doc["tree"]["stats"][0] is None or _tree_stats(rootfs) != doc["tree"]["stats"]:
         return None
     for path, st in doc["sources"]:
         if _stat(path) != st:
             return None
-    env = Env(**{**doc["env"], "rootfs": Path(rootfs)})
+    doc["env"]["rootfs"] = rootfs
+    return doc
+
+
+def load(store: Store, runtime: str, target: str, variant: str | None = None) -> tuple[Env, RunSpec | None] | None:
+    """The env of *target* from its plan, if the plan holds; else None (the caller works it out)."""
+    doc = read(str(store.root), runtime, target, variant)
+    if doc is None:
+        return None
+    from pathlib import Path
+
+    from .base import Env, RunSpec
+
+    env = Env(**{**doc["env"], "rootfs": Path(doc["env"]["rootfs"])})
     spec = RunSpec(**{**doc["spec"], "path": str(Path(target))}) if doc["spec"] is not None else None
     return env, spec
