@@ -292,3 +292,92 @@ def test_no_early_run_from_a_spec_that_cannot_be_locked(abide_checkout, edit):
     _edit(spec_file, *edit)
     assert resolve.start_early(spec_file) is None
     assert resolve.start_early(abide_checkout / "no-such.toml") is None
+
+
+# --------------------------------------------------------------------------- uv's cache of PyPI's pages
+
+def _index_args(date: str) -> list[str]:
+    resolve._index_args.cache_clear()  # once per process in envgen; here, as a fresh process would
+    return resolve._index_args(date)
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVGEN_CACHE", str(tmp_path / "cache"))
+    for var in ("UV_CACHE_DIR", "UV_NO_CACHE", "ENVGEN_INDEX_URL"):
+        monkeypatch.delenv(var, raising=False)
+    yield tmp_path / "cache"
+    resolve._index_args.cache_clear()
+
+
+def test_pages_are_kept_only_for_snapshot_dates_a_day_before_the_cache_began_keeping_them(own_cache, monkeypatch):
+    import datetime as dt
+    import tomllib
+
+    old = "2025-05-08T00:00:00Z"
+    first = _index_args(old)
+    assert first[0] == "--config-file" and len(first) == 2
+    stamp = own_cache / "uv" / resolve.PAGES_SINCE
+    since = float(stamp.read_text())
+    now = dt.datetime.now(dt.UTC).timestamp()
+    assert abs(since - now) < 60  # an empty cache: from now on
+    config = tomllib.loads(Path(first[1]).read_text())
+    assert config == {"index": [{"url": "https://pypi.org/simple", "default": True, "cache-control": {
+        "api": f"max-age={resolve.INDEX_PAGE_MAX_AGE_S}", "files": "max-age=365000000, immutable"}}]}
+    assert _index_args(old) == first
+
+    def iso(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    refresh = ["--default-index", "https://pypi.org/simple", "--refresh"]
+    assert _index_args(iso(since - resolve.DAY_S - 60)) == first
+    assert _index_args(iso(since - resolve.DAY_S + 60)) == refresh  # a page may predate it by < a day
+    assert _index_args(iso(since + 3600)) == refresh
+    assert resolve._uv_env()["UV_CACHE_DIR"] == str(own_cache / "uv")
+
+    stamp.unlink()  # a stamp made for a cache holding pages: dated back by the time a page is kept
+    (own_cache / "uv" / "simple-v28").mkdir()
+    assert _index_args(old) == first
+    assert abs(float(stamp.read_text()) - (now - resolve.INDEX_PAGE_MAX_AGE_S)) < 60
+    assert _index_args(iso(now - resolve.DAY_S - 60)) == refresh
+
+    monkeypatch.setenv("ENVGEN_INDEX_URL", "https://mirror.example.org/simple")
+    assert _index_args(old) == ["--default-index", "https://mirror.example.org/simple"]
+    monkeypatch.delenv("ENVGEN_INDEX_URL")
+    monkeypatch.setenv("UV_CACHE_DIR", str(own_cache / "mine"))  # the user's cache: used as uv uses it
+    assert _index_args(old) == ["--default-index", "https://pypi.org/simple"]
+    assert resolve._uv_env()["UV_CACHE_DIR"] == str(own_cache / "mine")
+
+
+def _uv_log(args: list[str], env: dict, ahead: str | None = None) -> str:
+    """uv's debug log of resolving pyyaml at the ABIDE snapshot date, *ahead* of the clock (faketime)."""
+    import subprocess
+
+    cmd = [resolve.uv_bin(), "pip", "compile", "-", "-v", "--exclude-newer", "2025-05-08T00:00:00Z",
+           "--python-version", "3.11", "--no-config", *args, "-o", os.devnull]
+    if ahead:
+        cmd = ["faketime", "-f", ahead, *cmd]
+    proc = subprocess.run(cmd, input="pyyaml\n", capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stderr
+
+
+@pytest.mark.network
+def test_uv_answers_from_kept_pages_an_hour_later_and_asks_again_for_a_recent_snapshot(own_cache):
+    """An hour on (faketime), past PyPI's ten minutes: plain uv asks for the page again; in envgen's cache it is
+    answered from the page kept, unless the snapshot date is recent."""
+    require_tool("faketime")
+    page = "https://pypi.org/simple/pyyaml/"
+    env = resolve._uv_env()
+    _uv_log(_index_args("2025-05-08T00:00:00Z"), env)  # fetched now, kept
+    later = _uv_log(_index_args("2025-05-08T00:00:00Z"), env, ahead="+1h")
+    assert f"Found fresh response for: {page}" in later, later[-3000:]
+    import datetime as dt
+
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00Z")
+    recent = _uv_log(_index_args(today), env, ahead="+1h")
+    assert f"Found fresh response for: {page}" not in recent  # --refresh: asked again
+    plain_env = {**env, "UV_CACHE_DIR": str(own_cache / "plain")}  # the control: PyPI's own ten minutes
+    _uv_log(["--default-index", "https://pypi.org/simple"], plain_env)
+    plain = _uv_log(["--default-index", "https://pypi.org/simple"], plain_env, ahead="+1h")
+    assert f"Found stale response for: {page}" in plain, plain[-3000:]

@@ -136,15 +136,29 @@ def _uv_env() -> dict[str, str]:
     for key in list(env):
         if key.startswith("UV_") and key not in ("UV_CACHE_DIR", "UV_NO_CACHE"):
             del env[key]
+    own = uv_cache_dir()
+    if own is not None:
+        env["UV_CACHE_DIR"] = str(own)
     env["NO_COLOR"] = "1"
     return env
 
 
-def _uv_args(snapshot_iso: str, python: str, platform: str, glibc: tuple[int, int]) -> list[str]:
+def uv_cache_dir() -> Path | None:
+    """envgen's own uv cache, ``$ENVGEN_CACHE/uv``; None when the user names one (``$UV_CACHE_DIR``,
+    ``$UV_NO_CACHE``), which uv then uses as always.  Its own, because :func:`_index_args` keeps index pages
+    in it longer than PyPI says, which other uv commands must not see."""
+    if "UV_CACHE_DIR" in os.environ or "UV_NO_CACHE" in os.environ:
+        return None
+    return cache_dir() / "uv"
+
+
+def _uv_args(snapshot_iso: str, python: str, platform: str, glibc: tuple[int, int], policy: bool = True) -> list[str]:
+    """uv's arguments for resolving at *snapshot_iso*; *policy*: with :func:`_index_args`' cache policy (False:
+    the run's identity, as in a cache key, which must not change with the state of uv's cache)."""
     plat = PLATFORMS[platform]
     return [
         "--no-config",
-        "--default-index", index_url(),
+        *(_index_args(snapshot_iso) if policy else ["--default-index", index_url()]),
         "--exclude-newer", snapshot_iso,
         "--python-version", python,
         "--python-platform", f"{plat.machine}-manylinux_{glibc[0]}_{glibc[1]}",
@@ -152,8 +166,77 @@ def _uv_args(snapshot_iso: str, python: str, platform: str, glibc: tuple[int, in
     ]
 
 
-def _common_args(spec: Spec, platform: str) -> list[str]:
-    return _uv_args(spec.snapshot_date.iso, spec.python, platform, spec.distro.glibc)
+def _common_args(spec: Spec, platform: str, policy: bool = True) -> list[str]:
+    return _uv_args(spec.snapshot_date.iso, spec.python, platform, spec.distro.glibc, policy)
+
+
+DAY_S = 86_400
+# how long envgen's uv cache keeps a page of PyPI's index before uv asks for it again (PyPI says 10 minutes)
+INDEX_PAGE_MAX_AGE_S = 7 * DAY_S
+# PyPI's file URLs name their content (a hash in the path): what uv keeps of one never goes stale
+PYPI_FILES_CACHE = "max-age=365000000, immutable"
+PAGES_SINCE = ".envgen-pages-since"  # in envgen's uv cache: when it began keeping pages (epoch seconds)
+
+
+@functools.cache
+def _index_args(snapshot_iso: str) -> list[str]:
+    """The index uv resolves from, and whether uv may answer from the pages it has: the time machine's rule.
+
+    A lock sees only the files uploaded before its snapshot date, and a page
+    of PyPI's simple index fetched a day or more after that date lists all of
+    them (a day: for PyPI's CDN to serve an upload everywhere); no later fetch
+    lists more of them.  uv asks PyPI again for every page older than ten
+    minutes (PyPI's ``max-age``), which is most of a re-lock's time.  So, in
+    envgen's own uv cache (:func:`uv_cache_dir`), a page is kept for
+    :data:`INDEX_PAGE_MAX_AGE_S` and PyPI's content-addressed file URLs for
+    good (an ``[[index]] cache-control``, in a config file: uv's command line
+    has no such option).  uv sets that age on what it *stores*, so a page kept
+    could be older than a later lock's snapshot date: every page fetched this
+    way is fetched after the cache's :data:`PAGES_SINCE` stamp, and a lock
+    whose snapshot date is not a day before the stamp has uv ask again for
+    every page (``--refresh``, without the config, which uv lets override
+    it), storing them with PyPI's own ten minutes.  A stamp made for a cache
+    that holds pages already is dated back by the age above (any page kept
+    was fetched after that).  Other indexes (``$ENVGEN_INDEX_URL``: their
+    pages may lack upload times, their URLs may not name their content) and
+    a uv cache the user names are used as uv uses them.  What a kept page
+    cannot show is a yank made after it was fetched, for up to the age above
+    (docs/reproducibility.md).  Computed once per process: the early run and
+    the session that adopts it must agree.
+    """
+    import datetime as dt
+
+    from ..fsutil import atomic_write
+
+    url = index_url()
+    own = uv_cache_dir()
+    if url != DEFAULT_INDEX or own is None:
+        return ["--default-index", url]
+    stamp = own / PAGES_SINCE
+    try:
+        since = float(stamp.read_text())
+    except (OSError, ValueError):
+        since = dt.datetime.now(dt.UTC).timestamp()
+        if own.is_dir() and any(own.iterdir()):
+            since -= INDEX_PAGE_MAX_AGE_S
+        try:
+            atomic_write(stamp, f"{since:.0f}\n")
+        except OSError:  # a read-only cache: uv as always
+            return ["--default-index", url]
+    if dt.datetime.fromisoformat(snapshot_iso.replace("Z", "+00:00")).timestamp() + DAY_S > since:
+        return ["--default-index", url, "--refresh"]
+    text = (
+        "# written by envgen (envgen.lock.resolve._index_args): how long uv keeps what it fetched from PyPI\n"
+        f"[[index]]\nurl = {json.dumps(url)}\ndefault = true\n"
+        f"cache-control = {{ api = \"max-age={INDEX_PAGE_MAX_AGE_S}\", files = \"{PYPI_FILES_CACHE}\" }}\n"
+    )
+    config = lock_cache() / "uv-index" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.toml"
+    if not config.is_file():
+        try:
+            atomic_write(config, text)
+        except OSError:
+            return ["--default-index", url]
+    return ["--config-file", str(config)]
 
 
 def _interpreter_args(python: str) -> list[str]:
@@ -227,7 +310,10 @@ class UvSession:
         return _common_args(self.spec, self.platform) + _interpreter_args(self.spec.python)
 
     def _job(self, args: list[str], stdin: str, cwd: Path) -> UvJob:
-        job = UvJob([uv_bin(), "pip", "compile", "-", *args, *self.common], stdin).start(cwd)
+        common = self.common
+        if "--offline" in args:  # from what this session's runs fetched: nothing to ask again
+            common = [a for a in common if a != "--refresh"]
+        job = UvJob([uv_bin(), "pip", "compile", "-", *args, *common], stdin).start(cwd)
         with self._lock:
             self._others.append(job)
         return job
@@ -482,7 +568,7 @@ def edges_key(spec: Spec, platform: str, runtime_in: str, runtime: dict, version
             return None
         local[Path(os.path.relpath(lp.dir, spec.dir)).as_posix()] = hashlib.sha256(pyproject).hexdigest()
     doc = {
-        "v": EDGES_CACHE_VERSION, "uv": version, "args": _common_args(spec, platform) + ANNOTATED_ARGS,
+        "v": EDGES_CACHE_VERSION, "uv": version, "args": _common_args(spec, platform, policy=False) + ANNOTATED_ARGS,
         "interpreter": [*interpreter, sys.version], "requirements": runtime_in, "resolution": runtime,
         "local": local, "constraints": spec.resolver_constraints(),
     }
