@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     as_program = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     quick = argv[:1] == ["run"]
-    json_mode, quiet = quick and "--json" in argv, False
+    head = argv[:argv.index("--")] if "--" in argv else argv  # envgen's own options (an error is reported so)
+    json_mode, quiet = quick and "--json" in head, quick and bool({"-q", "--quiet"} & set(head))
     ui = None
     try:
         if quick:

@@ -504,7 +504,8 @@ def main(argv: list[str]) -> int | None:
         "id": new_run_id(), "started": now_iso(), "runtime": env["runtime"], "command": list(command),
         "binds": [{"src": s, "dst": d, "mode": "ro"} for s, d, _ in binds], "network": False, "env": run_env,
         "code": {}, "inputs": {}, "outputs": {}, "host": host_facts(), "nondeterministic": nondeterministic,
-        "duration": None, "label": opts["label"], "reason": opts["reason"], "spec": pure_path(opts["spec"]),
+        "duration": None, "label": opts["label"], "reason": opts["reason"],
+        "spec": pure_path(opts["spec"]) if spec else opts["spec"],  # as RunSpec.path, or the lock as given
         "env_name": env["env_name"], "builder": env["builder"], "snapshot_id": env["snapshot_id"],
         "tree_digest": env["tree_digest"], "build_key": env["build_key"], "workdir": workdir, "exit_status": None,
         "rerun_of": None, "state": STARTING, "owner": owner_facts(), "tags": list(opts["tag"]),
