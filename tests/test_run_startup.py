@@ -450,3 +450,23 @@ def test_ctrl_c_reaches_the_command_and_the_run_is_recorded_as_interrupted(tiny,
     rec = next(r for r in _runs(tiny) if r["label"] == marker)
     assert rec["state"] == "finished" and rec["exit_status"] == 130
     assert not _children_with(marker)
+
+
+@pytest.mark.network
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["quick", "argparse"])
+def test_the_command_gets_no_descriptor_envgen_was_given(tiny, path):
+    """A descriptor passed to envgen (here a pipe's write end) does not reach the command in the sandbox, by
+    either path: it would be a handle on the host, and would keep the pipe open for as long as the command."""
+    _warm(tiny, "--", "true")
+    r, w = os.pipe()
+    label = ["--label", "fds"] if path == "quick" else ["--label=fds"]
+    try:
+        proc = subprocess.run([*ENVGEN, "run", str(tiny.spec), "--store", str(tiny.store), "-q", *label, "--",
+                               "python", "-c", "import os; print(sorted(os.listdir('/proc/self/fd')))"],
+                              pass_fds=(w,), capture_output=True, text=True, timeout=120)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "['0', '1', '2', '3']\n"  # the three, and the listing's own

@@ -238,13 +238,31 @@ def _read_all(fd: int) -> bytes:
         os.close(fd)
 
 
-def _spawn_reading(argv: list[str], cwd: str | None = None) -> tuple[int, int]:
+def _not_passed_on() -> list[tuple]:
+    """posix_spawn's actions that close the descriptors envgen was given beyond 0, 1 and 2 (its own are
+    close-on-exec): a command gets only those three, as subprocess gives them, and no handle on the host."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                out.append((os.POSIX_SPAWN_CLOSE, fd))
+        except OSError:
+            continue  # closed since (the listing's own)
+    return out
+
+
+def _spawn_reading(argv: list[str]) -> tuple[int, int]:
     """Start *argv* (found on PATH) with its stdout on a pipe and stderr on /dev/null: (pid, read end)."""
     r, w = os.pipe()
     null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ,
-                              file_actions=[(os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, null, 2)])
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+            *_not_passed_on(), (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, null, 2)])
     except BaseException:
         os.close(r)
         raise
@@ -306,7 +324,7 @@ def start_and_wait(argv: list[str], stdout_to_stderr: bool = False,
 
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ,
-                         file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else [],
+                         file_actions=[*_not_passed_on(), *([(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else [])],
                          # what Python ignores for itself, the command gets as the default (as subprocess does)
                          setsigdef=[s for s in (_signal.SIGPIPE, getattr(_signal, "SIGXFSZ", None)) if s])
     done = lock = None
