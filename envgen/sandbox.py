@@ -8,13 +8,12 @@ writable, network cut, store objects bound read-only) and ``envgen run``
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 from pathlib import Path
 
 from .errors import EnvgenError
 from .layout import BASE_ENV
-from .run.launch import bwrap_argv, netns_marker, which
+from .run.launch import bwrap_argv, netns_marker, parse_bind, which
 from .values import Value
 
 
@@ -26,20 +25,9 @@ class Bind(Value):
 
     @classmethod
     def parse(cls, text: str) -> Bind:
-        """``SRC:DST[:ro|:rw]`` (read-write unless ``:ro``)."""
-        parts = text.split(":")
-        if len(parts) == 3 and parts[2] in ("ro", "rw"):
-            src, dst, mode = parts
-        elif len(parts) == 2:
-            src, dst, mode = parts[0], parts[1], "rw"
-        else:
-            raise EnvgenError(f"--bind {text!r}: expected SRC:DST or SRC:DST:ro")
-        if not dst.startswith("/"):
-            raise EnvgenError(f"--bind {text!r}: the destination must be an absolute path inside the env")
-        p = Path(src).expanduser()
-        if not p.exists():
-            raise EnvgenError(f"--bind {text!r}: the source {src} does not exist")
-        return cls(p.resolve(), os.path.normpath(dst), mode == "rw")
+        """``SRC:DST[:ro|:rw]`` (read-write unless ``:ro``): :func:`envgen.run.launch.parse_bind`."""
+        src, dst, writable = parse_bind(text)
+        return cls(Path(src), dst, writable)
 
     def spec(self) -> str:
         return f"{self.src}:{self.dst}:{'rw' if self.writable else 'ro'}"

@@ -74,6 +74,7 @@ def register(sub, parents, fmt):
 
 def run(args, ui) -> int:
     from ..run.execute import RunRequest, launch_argv, run_recorded
+    from ..run.launch import report
     from ..runtimes import prepare
     from ..sandbox import Bind
     from ..snapshot.store import open_store
@@ -106,12 +107,5 @@ def run(args, ui) -> int:
             sys.stdout.write(shlex.join(argv) + "\n")
         return 0
     rec = run_recorded(store, runtime, env, req)
-    summary = {"run": rec.id, "exit_status": rec.exit_status, "duration": rec.duration,
-               "outputs": len(rec.outputs), "inputs": len(rec.inputs), "tree_digest": rec.tree_digest,
-               "snapshot_id": rec.snapshot_id, "records": str(store.paths.records)}
-    if ui.json:
-        sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
-    else:
-        ui.info(f"envgen: run {rec.id} recorded (exit {rec.exit_status}, {rec.duration:.1f} s, "
-                f"{len(rec.inputs)} inputs, {len(rec.outputs)} outputs) in {store.paths.records}")
+    report(rec.__dict__, str(store.paths.records), ui.json, ui.quiet)
     return rec.exit_status or 0

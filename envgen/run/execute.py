@@ -38,7 +38,7 @@ from ..runtimes.base import Env, Launch, RunSpec, Runtime
 from ..values import Value
 from . import launch
 from . import records as rec_db
-from .launch import host_facts, new_run_id, now_iso, owner_facts
+from .launch import owner_facts
 from .records import Record, write_pending
 
 TYPE_CHECKING = False  # not typing's: `envgen run` does without importing typing (mypy knows the name)
@@ -198,14 +198,11 @@ def _pre_run_facts(rec: Record, req: RunRequest) -> None:
 
 
 def _new_record(env: Env, req: RunRequest) -> Record:
-    return Record(
-        id=new_run_id(), started=now_iso(), runtime=env.runtime, command=list(req.command),
-        binds=[{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"} for b in req.binds],
-        network=req.network, env=_run_env(req), code={}, inputs={}, outputs={}, host=host_facts(),
-        nondeterministic=req.nondeterministic or {}, label=req.label, reason=req.reason, spec=req.spec,
-        env_name=env.env_name, builder=env.builder, snapshot_id=env.snapshot_id, tree_digest=env.tree_digest,
-        build_key=env.build_key, workdir=req.workdir or "/", rerun_of=req.rerun_of, tags=list(req.tags),
-    )
+    return Record(**launch.new_record(
+        env.__dict__, req.command, [{"src": str(b.src), "dst": b.dst, "mode": "rw" if b.writable else "ro"}
+                                    for b in req.binds],
+        req.network, _run_env(req), req.nondeterministic or {}, req.spec, req.workdir or "/", req.label, req.reason,
+        req.tags, req.rerun_of))
 
 
 def _collect_outputs(store: Store, binds: list[Bind], before: dict) -> dict[str, dict]:

@@ -146,6 +146,35 @@ def owner_facts() -> dict:
     return {"pid": pid, "start": process_start(pid), "boot": boot_id(), "node": os.uname().nodename}
 
 
+def new_record(env: dict, command: list[str], binds: list[dict], network: bool, run_env: dict[str, str],
+               nondeterministic: dict, spec: str | None, workdir: str, label: str | None = None,
+               reason: str | None = None, tags: list[str] | (tuple[str, ...]) = (),
+               rerun_of: str | None = None) -> dict:
+    """A run's record before its command starts (the fields of envgen.run.records.Record, ``starting``):
+    *env* holds the env's identity (runtime, env_name, builder, snapshot_id, tree_digest, build_key)."""
+    return {
+        "id": new_run_id(), "started": now_iso(), "runtime": env["runtime"], "command": list(command),
+        "binds": binds, "network": network, "env": run_env, "code": {}, "inputs": {}, "outputs": {},
+        "host": host_facts(), "nondeterministic": nondeterministic, "duration": None, "label": label,
+        "reason": reason, "spec": spec, "env_name": env["env_name"], "builder": env["builder"],
+        "snapshot_id": env["snapshot_id"], "tree_digest": env["tree_digest"], "build_key": env["build_key"],
+        "workdir": workdir, "exit_status": None, "rerun_of": rerun_of, "state": STARTING, "owner": owner_facts(),
+        "tags": list(tags),
+    }
+
+
+def report(rec: dict, records: str, json_mode: bool, quiet: bool) -> None:
+    """What `envgen run` says of a finished run: one JSON document on stdout (--json), else one line on stderr."""
+    if json_mode:
+        sys.stdout.write(dumps({"run": rec["id"], "exit_status": rec["exit_status"], "duration": rec["duration"],
+                                "outputs": len(rec["outputs"]), "inputs": len(rec["inputs"]),
+                                "tree_digest": rec["tree_digest"], "snapshot_id": rec["snapshot_id"],
+                                "records": records}) + "\n")
+    elif not quiet:
+        sys.stderr.write(f"envgen: run {rec['id']} recorded (exit {rec['exit_status']}, {rec['duration']:.1f} s, "
+                         f"{len(rec['inputs'])} inputs, {len(rec['outputs'])} outputs) in {records}\n")
+
+
 # --------------------------------------------------------------------------- the sandbox
 
 
@@ -468,15 +497,35 @@ def parse(argv: list[str]) -> dict | None:
     return opts if opts["spec"] is not None else None
 
 
-def _ro_bind(text: str) -> tuple[str, str, bool] | None:
-    """A read-only ``--bind`` as envgen.sandbox.Bind.parse reads it; None for anything else (writable, bad)."""
+def parse_bind(text: str) -> tuple[str, str, bool]:
+    """``SRC:DST[:ro|:rw]`` (read-write unless ``:ro``): (host path, resolved; path inside; writable)."""
+    from ..errors import EnvgenError
+
     parts = text.split(":")
-    if len(parts) != 3 or parts[2] != "ro" or not parts[1].startswith("/"):
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        src, dst, mode = parts
+    elif len(parts) == 2:
+        src, dst, mode = parts[0], parts[1], "rw"
+    else:
+        raise EnvgenError(f"--bind {text!r}: expected SRC:DST or SRC:DST:ro")
+    if not dst.startswith("/"):
+        raise EnvgenError(f"--bind {text!r}: the destination must be an absolute path inside the env")
+    full = os.path.expanduser(src)
+    if not os.path.exists(full):
+        raise EnvgenError(f"--bind {text!r}: the source {src} does not exist",
+                          hint="bind an existing file or directory")
+    return os.path.realpath(full), os.path.normpath(dst), mode == "rw"
+
+
+def _ro_bind(text: str) -> tuple[str, str, bool] | None:
+    """A read-only ``--bind``; None for anything else (writable, or an error, which the front end reports)."""
+    from ..errors import EnvgenError
+
+    try:
+        bind = parse_bind(text)
+    except EnvgenError:
         return None
-    src = os.path.expanduser(parts[0])
-    if not os.path.exists(src):
-        return None
-    return os.path.realpath(src), os.path.normpath(parts[1]), False
+    return None if bind[2] else bind
 
 
 def main(argv: list[str]) -> int | None:
@@ -518,16 +567,9 @@ def main(argv: list[str]) -> int | None:
                        cwd=workdir)
     nondeterministic = {"files": list(spec["nondeterministic_files"]),
                         "columns": dict(spec["nondeterministic_columns"])} if spec else {}
-    rec = {
-        "id": new_run_id(), "started": now_iso(), "runtime": env["runtime"], "command": list(command),
-        "binds": [{"src": s, "dst": d, "mode": "ro"} for s, d, _ in binds], "network": False, "env": run_env,
-        "code": {}, "inputs": {}, "outputs": {}, "host": host_facts(), "nondeterministic": nondeterministic,
-        "duration": None, "label": opts["label"], "reason": opts["reason"],
-        "spec": pure_path(opts["spec"]) if spec else opts["spec"],  # as RunSpec.path, or the lock as given
-        "env_name": env["env_name"], "builder": env["builder"], "snapshot_id": env["snapshot_id"],
-        "tree_digest": env["tree_digest"], "build_key": env["build_key"], "workdir": workdir, "exit_status": None,
-        "rerun_of": None, "state": STARTING, "owner": owner_facts(), "tags": list(opts["tag"]),
-    }
+    rec = new_record(env, command, [{"src": s, "dst": d, "mode": "ro"} for s, d, _ in binds], False, run_env,
+                     nondeterministic, pure_path(opts["spec"]) if spec else opts["spec"],  # as RunSpec.path gives it
+                     workdir, opts["label"], opts["reason"], opts["tag"])
     journal = os.path.join(root, JOURNAL_DIR)
     header = formats.header(PENDING_KIND)
 
@@ -556,12 +598,5 @@ def main(argv: list[str]) -> int | None:
         raise
     rec["state"] = FINISHED
     save(durable=True)
-    records = pure_path(os.path.join(root, RECORDS_DB))
-    if opts["json"]:
-        sys.stdout.write(dumps({"run": rec["id"], "exit_status": rec["exit_status"], "duration": rec["duration"],
-                                "outputs": 0, "inputs": len(rec["inputs"]), "tree_digest": rec["tree_digest"],
-                                "snapshot_id": rec["snapshot_id"], "records": records}) + "\n")
-    elif not opts["quiet"]:
-        sys.stderr.write(f"envgen: run {rec['id']} recorded (exit {rec['exit_status']}, {rec['duration']:.1f} s, "
-                         f"{len(rec['inputs'])} inputs, 0 outputs) in {records}\n")
+    report(rec, pure_path(os.path.join(root, RECORDS_DB)), opts["json"], opts["quiet"])
     return rec["exit_status"] or 0
