@@ -102,6 +102,44 @@ def test_sources_are_kept_only_when_unchanged_and_not_racy(tmp_path):
     assert not src.unchanged()
 
 
+def _git(d: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(d), *args], check=True, capture_output=True, text=True,
+                          env=GIT_ENV).stdout
+
+
+def test_the_code_revision_names_the_commit_and_hashes_uncommitted_changes(tmp_path):
+    """What a run records of the code it was started from: the commit, and for a dirty work tree the
+    sha256 of `git diff HEAD --binary` followed by each untracked file's name and sha256."""
+    from envgen.run import launch
+
+    d = tmp_path / "proj"
+    d.mkdir()
+    _git(d, "init", "-q")
+    (d / "a.py").write_text("A = 1\n")
+    _git(d, "add", "a.py")
+    _git(d, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    commit = _git(d, "rev-parse", "HEAD").strip()
+    assert launch.code_revision(str(d)) == {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
+
+    (d / "a.py").write_text("A = 2\n")
+    (d / "new.txt").write_bytes(b"untracked\n")
+    rev = launch.code_revision(str(d / "."))
+    h = hashlib.sha256(subprocess.run(["git", "-C", str(d), "diff", "HEAD", "--binary"], check=True,
+                                      capture_output=True, env=GIT_ENV).stdout)
+    h.update(b"\0new.txt\0" + hashlib.sha256(b"untracked\n").hexdigest().encode())
+    assert rev == {"vcs": "git", "commit": commit, "dirty": True, "changes_sha256": h.hexdigest()}
+    (d / "new.txt").write_bytes(b"changed\n")
+    assert launch.code_revision(str(d))["changes_sha256"] != rev["changes_sha256"]
+    assert launch.code_revision(str(tmp_path)) == {"vcs": None}  # not a work tree
+
+    # it runs beside every recorded command: a dirty tree costs hashlib, not pathlib, json or envgen's helpers
+    probe = ("import sys; from envgen.run import launch; before = set(sys.modules); "
+             f"launch.code_revision({str(d)!r}); print(' '.join(sorted(set(sys.modules) - before)))")
+    new = set(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                             env=GIT_ENV).stdout.split())
+    assert "hashlib" in new and not new & {"pathlib", "json", "envgen.fsutil", "subprocess", "shutil"}, new
+
+
 # --------------------------------------------------------------------------- the tiny env (network)
 
 HEAVY = ("envgen.lock", "envgen.spec", "envgen.builders", "msgspec", "packaging", "rich", "networkx", "tomlkit",

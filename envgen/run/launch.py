@@ -324,9 +324,7 @@ def code_revision(cwd: str) -> dict:
     commit, top = head_out.decode().split("\n")[:2]
     if not changes:
         return {"vcs": "git", "commit": commit, "dirty": False, "changes_sha256": None}
-    import hashlib  # only for a dirty work tree
-
-    from ..fsutil import file_sha256
+    import hashlib  # only for a dirty work tree (and hashlib alone: this runs beside every recorded command)
 
     diff_job, others_job = git("diff", "HEAD", "--binary"), git("ls-files", "--others", "--exclude-standard", "-z")
     (_, diff), (_, others) = _output(diff_job), _output(others_job)
@@ -335,7 +333,8 @@ def code_revision(cwd: str) -> dict:
         p = os.path.join(top, name.decode("utf-8", "surrogateescape"))
         h.update(b"\0" + name + b"\0")
         if os.path.isfile(p):
-            h.update(file_sha256(p).encode())
+            with open(p, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").hexdigest().encode())
     return {"vcs": "git", "commit": commit, "dirty": True, "changes_sha256": h.hexdigest()}
 
 
