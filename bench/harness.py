@@ -24,6 +24,32 @@ ENVGEN = [sys.executable, "-m", "envgen"]
 T = TypeVar("T")
 
 
+# ext4 without a journal (this machine's root filesystem) makes each new inode skip every free inode of its
+# group freed in the last 60 s, or 360 s while that part of the inode table is not written out, which making
+# files beside them keeps it (fs/ext4/ialloc.c, recently_deleted(); the check reads the cached inode table
+# only).  Files made within minutes of a large deletion cost many times the usual system time: 17,000 of
+# them took 8-19 s here, against 0.7-2.4 s otherwise.
+RECENTLY_DELETED_S = 361.0
+
+
+def quiet_filesystem(wait: bool = True) -> str:
+    """Make sure that no deletion made before now slows the file creation of what follows: everything
+    written out and the kernel's clean caches dropped (as root), else, with *wait*, a wait of
+    RECENTLY_DELETED_S.  Says which, for the results."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("3\n")
+        return "caches dropped"
+    except OSError:
+        if not wait:
+            return "synced"
+        print(f"waiting {RECENTLY_DELETED_S:.0f} s: recent deletions slow file creation (not root: caches kept)",
+              file=sys.stderr)
+        time.sleep(RECENTLY_DELETED_S)
+        return "waited"
+
+
 def timed(cmd: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> float:
     """Wall seconds of one run of ``cmd`` (output captured); a failure ends the bench with its stderr tail."""
     t0 = time.perf_counter()

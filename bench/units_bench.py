@@ -15,11 +15,17 @@ Per round (uv's two installs before envgen's cold builds in every other round):
     makes that one unit and reuses the rest.
 
 Nothing is deleted while the rounds run: what a step must not find (a tree, the units, a venv) is renamed
-aside into the scratch directory, removed after the last round, and every timed command starts after
-os.sync().  A user rebuilding or re-pinning has not just deleted 17,000 files either; on a VM disk
-mounted with `discard`, ext4's journal commit of such a removal makes the next step's mkdirs wait
-(0.03-0.5 ms per mkdir here), and an earlier version of this script, which deleted, charged that to
-whichever step came next.
+aside into the scratch directory, removed after the last round.  Every timed command starts after
+os.sync(); the bench's start and each cold step (the cold builds, the whole-tree install, both uv
+installs) also drop the kernel's clean caches (harness.quiet_filesystem, as root; else the bench waits 6
+minutes at its start only).  The reason: on ext4 without a journal (this machine's root filesystem)
+creating files within minutes of a deletion costs many times its usual CPU, since for each new inode the
+kernel skips every free inode of its group freed in the last 60 s, or 360 s while that part of the
+inode table is unwritten (ialloc.c's recently_deleted(), which reads the cached inode table only).
+Here 17,000 files made right after deleting as many took 8-19 s of system time; 0.7-2.4 s otherwise,
+or after the caches were dropped.  uv --no-cache deletes its temporary cache (~1,000 directories) as it
+ends, and an earlier version of this script deleted between steps: whichever step came next paid, and
+the ratios swung by 1.1-1.6x.  A cold step thus also reads its inputs from disk, uv's and envgen's alike.
 
 Works in a scratch store whose objects are hard links into --source-store (which must hold the ABIDE
 snapshot: `envgen snapshot specs/abide.toml`), and a scratch checkout (the spec, its committed lock, the
@@ -45,7 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import ENVGEN, medians, wheelhouse, write_results  # noqa: E402
+from harness import ENVGEN, medians, quiet_filesystem, wheelhouse, write_results  # noqa: E402
 
 from envgen.fsutil import remove_tree  # noqa: E402
 from envgen.lock import pylock  # noqa: E402
@@ -66,10 +72,16 @@ def busy_s() -> float:
 
 
 LAST_CPU = [0.0]  # the CPU seconds of the last command run()
+QUIET: set[str] = set()  # what quiet_filesystem did before the cold steps
 
 
-def run(cmd: list[str], **kw) -> tuple[float, str]:
-    os.sync()  # the previous step's deletions written out first (ext4 with discard makes the next step pay them)
+def run(cmd: list[str], cold: bool = False, **kw) -> tuple[float, str]:
+    """Time *cmd*, after the previous step's writes are out (a step pays for its own, not the one before);
+    *cold*: and from cold caches, so that no deletion before it slows it (harness.quiet_filesystem)."""
+    if cold:
+        QUIET.add(quiet_filesystem(wait=False))
+    else:
+        os.sync()
     c0 = busy_s()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, **kw)
@@ -80,8 +92,8 @@ def run(cmd: list[str], **kw) -> tuple[float, str]:
     return dt, proc.stdout
 
 
-def envgen(*args: str) -> tuple[float, dict]:
-    dt, out = run([*ENVGEN, *args, "--json"])
+def envgen(*args: str, cold: bool = False) -> tuple[float, dict]:
+    dt, out = run([*ENVGEN, *args, "--json"], cold=cold)
     return dt, json.loads(out)
 
 
@@ -137,6 +149,7 @@ def bench(work: Path, source: Path, args) -> None:
         if path.exists():
             os.rename(path, aside / str(len(os.listdir(aside))))
 
+    quiet = quiet_filesystem()  # before the warm-up, which reads back what the caches held
     store = work / "store"
     (store / "objects").mkdir(parents=True)
     subprocess.run(["cp", "-al", str(source / "objects" / "sha256"), str(store / "objects")], check=True)
@@ -169,13 +182,13 @@ def bench(work: Path, source: Path, args) -> None:
     def cold() -> None:
         set_aside(Path(first["path"]).parent)  # cold: no tree and no unit (what --force would keep)
         set_aside(store / "units")
-        dt, out = envgen("build", str(spec), *s)
+        dt, out = envgen("build", str(spec), *s, cold=True)
         assert out["tree_digest"] == first["tree_digest"]
         res["envgen-cold"].append(dt)
         cpu["envgen-cold"].append(LAST_CPU[0])
         phases.append(out["phases"])
         set_aside(Path(first["path"]).parent)
-        dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cwd=REPO)
+        dt, digest = run([sys.executable, "-c", WHOLE, str(store), first["snapshot_id"]], cold=True, cwd=REPO)
         assert digest.strip() == first["tree_digest"], digest
         res["envgen-whole-tree"].append(dt)
         # like for like with uv, which installs into an interpreter that is there, its stdlib compiled:
@@ -183,7 +196,7 @@ def bench(work: Path, source: Path, args) -> None:
         set_aside(Path(first["path"]).parent)
         for d in unit_of(store, ""):
             set_aside(d)
-        dt, out = envgen("build", str(spec), *s)
+        dt, out = envgen("build", str(spec), *s, cold=True)
         assert out["tree_digest"] == first["tree_digest"]
         assert out["units"]["built"] == len(unit_of(store, "")), out["units"]
         res["envgen-cold-wheels"].append(dt)
@@ -196,7 +209,7 @@ def bench(work: Path, source: Path, args) -> None:
             subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
             dt, _ = run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), "--offline",
                          "--no-index", "--no-cache", "--find-links", str(wheels), "--no-deps", "--require-hashes",
-                         "-r", str(req), *extra])
+                         "-r", str(req), *extra], cold=True)
             res[name].append(dt)
             if name in cpu:
                 cpu[name].append(LAST_CPU[0])
@@ -255,6 +268,8 @@ def bench(work: Path, source: Path, args) -> None:
         "cold_wheels_phases": wheel_phases,
         "repin_units": repin_units,
         "cpus": len(os.sched_getaffinity(0)),
+        "before_rounds": quiet,
+        "before_cold_steps": sorted(QUIET),
         "runs": res,
     }
     write_results(summary, args.json, name="units", baseline="uv-compile")
