@@ -18,14 +18,11 @@ Nothing is deleted while the rounds run: what a step must not find (a tree, the 
 aside into the scratch directory, removed after the last round.  Every timed command starts after
 os.sync(); the bench's start and each cold step (the cold builds, the whole-tree install, both uv
 installs) also drop the kernel's clean caches (harness.quiet_filesystem, as root; else the bench waits 6
-minutes at its start only).  The reason: on ext4 without a journal (this machine's root filesystem)
-creating files within minutes of a deletion costs many times its usual CPU, since for each new inode the
-kernel skips every free inode of its group freed in the last 60 s, or 360 s while that part of the
-inode table is unwritten (ialloc.c's recently_deleted(), which reads the cached inode table only).
-Here 17,000 files made right after deleting as many took 8-19 s of system time; 0.7-2.4 s otherwise,
-or after the caches were dropped.  uv --no-cache deletes its temporary cache (~1,000 directories) as it
-ends, and an earlier version of this script deleted between steps: whichever step came next paid, and
-the ratios swung by 1.1-1.6x.  A cold step thus also reads its inputs from disk, uv's and envgen's alike.
+minutes at its start only), so that no deletion before a step slows the files it makes: on ext4 without a
+journal (this machine's root filesystem) that cost many times the usual CPU (see harness.py).  uv
+--no-cache deletes its temporary cache (~1,000 directories) as it ends, and an earlier version of this
+script deleted between steps: whichever step came next paid, and the ratios swung by 1.1-1.6x.  A cold
+step thus also reads its inputs from disk, uv's and envgen's alike.
 
 Works in a scratch store whose objects are hard links into --source-store (which must hold the ABIDE
 snapshot: `envgen snapshot specs/abide.toml`), and a scratch checkout (the spec, its committed lock, the
